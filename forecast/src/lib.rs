@@ -1,0 +1,1 @@
+//! Demand forecasting and capacity planning (issue 6).

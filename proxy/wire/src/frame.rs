@@ -1,0 +1,146 @@
+//! Length-prefixed frames, read incrementally from a stream.
+//!
+//! Clients often send the handshake, the status request and the ping in one TCP segment
+//! (mc-router #596 lost pongs by assuming one frame per read). The decoder therefore owns a
+//! buffer, hands out whole frames one at a time, and keeps whatever follows for the next
+//! call — or for the relay, which must replay it to the backend untouched.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::varint::{read_varint, write_varint, VarIntError};
+use super::WireError;
+
+/// Vanilla caps the length prefix at 3 bytes (21 bits, 2 MiB).
+pub const MAX_LENGTH_PREFIX: usize = 3;
+
+/// Accumulates bytes and splits off whole frames.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+}
+
+impl FrameDecoder {
+    pub fn new() -> Self {
+        Self {
+            buf: BytesMut::with_capacity(512),
+        }
+    }
+
+    /// Appends freshly read bytes.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer the caller may read into directly (see `tokio::io::AsyncReadExt::read_buf`).
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Takes everything not yet returned as a frame (for replay to the backend).
+    pub fn take_rest(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    /// Returns the next whole frame's body (packet id + fields), `Ok(None)` if more bytes
+    /// are needed, or an error if the bytes can never form a frame within `max_len`.
+    pub fn next_frame(&mut self, max_len: usize) -> Result<Option<Bytes>, WireError> {
+        let (len, prefix) = match read_varint(&self.buf) {
+            Ok(v) => v,
+            Err(VarIntError::Incomplete) => {
+                if self.buf.len() >= MAX_LENGTH_PREFIX {
+                    return Err(WireError::LengthPrefixTooLong(MAX_LENGTH_PREFIX));
+                }
+                return Ok(None);
+            }
+            Err(VarIntError::TooLong) => return Err(WireError::VarIntTooLong),
+        };
+        if prefix > MAX_LENGTH_PREFIX {
+            return Err(WireError::LengthPrefixTooLong(MAX_LENGTH_PREFIX));
+        }
+        if len <= 0 {
+            return Err(WireError::BadLength);
+        }
+        let len = len as usize;
+        if len > max_len {
+            return Err(WireError::FrameTooLarge { len, max: max_len });
+        }
+        if self.buf.len() < prefix + len {
+            return Ok(None);
+        }
+        self.buf.advance(prefix);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+}
+
+/// Prefixes `body` (packet id + fields) with its length.
+pub fn encode_frame(body: &[u8], out: &mut BytesMut) {
+    out.reserve(body.len() + 5);
+    write_varint(out, body.len() as i32);
+    out.put_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_frame(body, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn several_frames_in_one_read() {
+        let mut all = frame(&[0x00, 1, 2, 3]);
+        all.extend(frame(&[0x00]));
+        all.extend(frame(&[0x01, 9, 9, 9, 9, 9, 9, 9, 9]));
+        let mut d = FrameDecoder::new();
+        d.extend(&all);
+        assert_eq!(d.next_frame(1024).unwrap().unwrap().as_ref(), &[0, 1, 2, 3]);
+        assert_eq!(d.next_frame(1024).unwrap().unwrap().as_ref(), &[0]);
+        assert_eq!(d.next_frame(1024).unwrap().unwrap().len(), 9);
+        assert_eq!(d.next_frame(1024).unwrap(), None);
+    }
+
+    #[test]
+    fn byte_by_byte() {
+        let all = frame(&[0x00; 300]);
+        let mut d = FrameDecoder::new();
+        for (i, b) in all.iter().enumerate() {
+            let got = d.next_frame(1024).unwrap();
+            assert!(got.is_none(), "frame early at {i}");
+            d.extend(&[*b]);
+        }
+        assert_eq!(d.next_frame(1024).unwrap().unwrap().len(), 300);
+    }
+
+    #[test]
+    fn limits() {
+        let mut d = FrameDecoder::new();
+        d.extend(&[0x80, 0x80, 0x80, 0x01]);
+        assert!(matches!(
+            d.next_frame(1024),
+            Err(WireError::LengthPrefixTooLong(3))
+        ));
+        let mut d = FrameDecoder::new();
+        d.extend(&[0x80, 0x80, 0x80]);
+        assert!(
+            d.next_frame(1024).is_err(),
+            "3 continuation bytes can never be a valid prefix"
+        );
+        let mut d = FrameDecoder::new();
+        d.extend(&frame(&[0u8; 2000])[..10]);
+        assert!(matches!(
+            d.next_frame(1024),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+        let mut d = FrameDecoder::new();
+        d.extend(&[0x00]);
+        assert_eq!(d.next_frame(1024), Err(WireError::BadLength));
+    }
+}

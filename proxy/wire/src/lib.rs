@@ -1,0 +1,22 @@
+//! The Minecraft Java wire protocol, as far as an edge router needs it.
+//!
+//! Warden is a layer-4 router: it speaks the protocol only before routing (handshake,
+//! status, Login Start) and when it must answer on the backend's behalf (status at the
+//! edge, login Disconnect, legacy pings). Everything here is pure and allocation-light so
+//! it can be fuzzed without a runtime.
+
+mod error;
+mod frame;
+mod host;
+pub mod legacy;
+pub mod packets;
+mod varint;
+
+pub use error::WireError;
+pub use frame::{encode_frame, FrameDecoder, MAX_LENGTH_PREFIX};
+pub use host::{normalize_host, HostError, MAX_HOST_CHARS};
+pub use packets::{
+    disconnect_packet, pong_packet, status_response_packet, Handshake, Intent, LoginStart,
+    PacketReader, PacketWriter,
+};
+pub use varint::{read_varint, read_varlong, varint_len, write_varint, write_varlong, VarIntError};
