@@ -1,1 +1,9 @@
-//! Warden control plane.
+//! Warden's control plane and the wiring of the `warden` binary.
+//!
+//! [`config`] reads and checks the TOML file, [`appliance`] builds the running process
+//! (edge, metrics, reload) on pingora, and [`reload`] swaps in edited configs.
+
+pub mod appliance;
+pub mod config;
+pub mod metrics_http;
+pub mod reload;

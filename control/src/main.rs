@@ -1,1 +1,78 @@
-fn main() {}
+//! The `warden` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "Edge appliance for Minecraft Java hosting"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Take the listening sockets over from a running warden (then send it SIGQUIT).
+        #[arg(long, short)]
+        upgrade: bool,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Parse and check a config file; prints the problem with file, line and a hint.
+    Check { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config, upgrade } => warden_control::appliance::run(&config, upgrade),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match warden_control::config::load(&file) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} servers, {} wildcard routes)",
+                    file.display(),
+                    cfg.servers.len(),
+                    cfg.routes.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

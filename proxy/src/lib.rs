@@ -9,3 +9,16 @@
 
 pub mod route;
 pub use warden_wire as wire;
+
+pub mod edge;
+pub mod forward;
+pub mod lifecycle;
+pub mod limits;
+pub mod metrics;
+pub mod proxy_protocol;
+pub mod relay;
+pub mod sessions;
+pub mod settings;
+pub mod status;
+
+pub use edge::{Edge, EdgeApp};

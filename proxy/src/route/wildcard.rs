@@ -7,9 +7,17 @@
 
 use std::collections::HashMap;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct WildcardTrie<T> {
     root: Node<T>,
+}
+
+impl<T> Default for WildcardTrie<T> {
+    fn default() -> Self {
+        Self {
+            root: Node::default(),
+        }
+    }
 }
 
 #[derive(Debug)]

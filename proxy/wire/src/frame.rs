@@ -41,6 +41,11 @@ impl FrameDecoder {
         &self.buf
     }
 
+    /// Drops the first `n` buffered bytes (e.g. a PROXY header read by someone else).
+    pub fn consume(&mut self, n: usize) {
+        self.buf.advance(n.min(self.buf.len()));
+    }
+
     /// Takes everything not yet returned as a frame (for replay to the backend).
     pub fn take_rest(&mut self) -> Bytes {
         self.buf.split().freeze()
@@ -49,19 +54,14 @@ impl FrameDecoder {
     /// Returns the next whole frame's body (packet id + fields), `Ok(None)` if more bytes
     /// are needed, or an error if the bytes can never form a frame within `max_len`.
     pub fn next_frame(&mut self, max_len: usize) -> Result<Option<Bytes>, WireError> {
-        let (len, prefix) = match read_varint(&self.buf) {
+        // Only the first MAX_LENGTH_PREFIX bytes can be a prefix, so the verdict (and the
+        // error reported) does not depend on how many bytes happen to have arrived.
+        let head = &self.buf[..self.buf.len().min(MAX_LENGTH_PREFIX)];
+        let (len, prefix) = match read_varint(head) {
             Ok(v) => v,
-            Err(VarIntError::Incomplete) => {
-                if self.buf.len() >= MAX_LENGTH_PREFIX {
-                    return Err(WireError::LengthPrefixTooLong(MAX_LENGTH_PREFIX));
-                }
-                return Ok(None);
-            }
-            Err(VarIntError::TooLong) => return Err(WireError::VarIntTooLong),
+            Err(VarIntError::Incomplete) if head.len() < MAX_LENGTH_PREFIX => return Ok(None),
+            Err(_) => return Err(WireError::LengthPrefixTooLong(MAX_LENGTH_PREFIX)),
         };
-        if prefix > MAX_LENGTH_PREFIX {
-            return Err(WireError::LengthPrefixTooLong(MAX_LENGTH_PREFIX));
-        }
         if len <= 0 {
             return Err(WireError::BadLength);
         }
@@ -142,5 +142,32 @@ mod tests {
         let mut d = FrameDecoder::new();
         d.extend(&[0x00]);
         assert_eq!(d.next_frame(1024), Err(WireError::BadLength));
+    }
+
+    /// Found by fuzz/frames_split: five continuation bytes in one read gave
+    /// `VarIntTooLong`, the same bytes split after the third gave `LengthPrefixTooLong`.
+    #[test]
+    fn prefix_error_does_not_depend_on_chunking() {
+        for bytes in [
+            &[0x80u8; 3][..],
+            &[0x80; 5],
+            &[0x80; 6],
+            &[0x80, 0x80, 0x80, 0x80, 0x01],
+        ] {
+            let mut whole = FrameDecoder::new();
+            whole.extend(bytes);
+            let mut split = FrameDecoder::new();
+            let mut got = Ok(None);
+            for b in bytes {
+                split.extend(&[*b]);
+                got = split.next_frame(1024);
+                if got.is_err() {
+                    break;
+                }
+            }
+            let want = Err(WireError::LengthPrefixTooLong(MAX_LENGTH_PREFIX));
+            assert_eq!(whole.next_frame(1024), want, "{bytes:02x?} in one read");
+            assert_eq!(got, want, "{bytes:02x?} byte by byte");
+        }
     }
 }

@@ -31,10 +31,12 @@ pub fn normalize_host(address: &str) -> Result<String, HostError> {
     if host.is_empty() {
         return Err(HostError::Empty);
     }
-    if host.chars().count() > MAX_HOST_CHARS {
+    // Check the key itself: lower-casing can lengthen a string ('İ' becomes "i̇").
+    let key = host.to_lowercase();
+    if key.chars().count() > MAX_HOST_CHARS {
         return Err(HostError::TooLong);
     }
-    Ok(host.to_lowercase())
+    Ok(key)
 }
 
 #[cfg(test)]
@@ -65,5 +67,17 @@ mod tests {
         assert_eq!(normalize_host("\0FML\0"), Err(HostError::Empty));
         assert_eq!(normalize_host(&"a".repeat(256)), Err(HostError::TooLong));
         assert!(normalize_host(&"a".repeat(255)).is_ok());
+    }
+
+    /// Found by fuzz/handshake_host: 200 × 'İ' passed the length check and lower-cased to a
+    /// 400-character key.
+    #[test]
+    fn length_is_checked_after_lowercasing() {
+        assert_eq!(
+            normalize_host(&"\u{130}".repeat(200)),
+            Err(HostError::TooLong)
+        );
+        let key = normalize_host(&"\u{130}".repeat(127)).unwrap();
+        assert_eq!(key.chars().count(), 254);
     }
 }

@@ -1,0 +1,108 @@
+//! `warden run`: assembles the appliance from the config and hands it to pingora.
+//!
+//! pingora provides the process model: one runtime per service, signal handling and the
+//! graceful upgrade (`--upgrade` + SIGQUIT hands the listening sockets to a new binary).
+//! Warden adds one thing: an old process exits as soon as its last session has ended,
+//! instead of always sleeping through the whole grace period.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use pingora_core::listeners::ListenerConfig;
+use pingora_core::protocols::l4::stream::L4BufferSettings;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::{ExecutionPhase, Server};
+use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
+use tracing::info;
+use warden_proxy::lifecycle::AlwaysActive;
+use warden_proxy::metrics::Metrics;
+use warden_proxy::{Edge, EdgeApp};
+
+use crate::config;
+use crate::metrics_http::MetricsHttp;
+use crate::reload::Reloader;
+
+/// Runs the appliance until it is told to stop. Only returns on a startup error.
+pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let cfg = config::parse(config_path, &text)?;
+    let snapshot = cfg.snapshot(config_path, &text)?;
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let edge = Edge::new(snapshot, metrics.clone(), Arc::new(AlwaysActive));
+
+    let threads = match cfg.edge.threads {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let conf = ServerConf {
+        threads,
+        upgrade_sock: cfg.edge.upgrade_sock.to_string_lossy().into_owned(),
+        grace_period_seconds: Some(cfg.edge.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(2),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut edge_svc = Service::new("edge".to_string(), EdgeApp::new(edge.clone()));
+    for addr in cfg.listen_addrs() {
+        // Zero-sized L4 buffers: the socket is detached from pingora's wrapper right after
+        // accept (see proxy::edge::detach), so nothing may be buffered inside it.
+        edge_svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, 0)));
+    }
+    server.add_service(edge_svc);
+
+    if !cfg.metrics.listen.is_empty() {
+        let mut m = Service::new(
+            "metrics".to_string(),
+            MetricsHttp {
+                metrics: metrics.clone(),
+            },
+        );
+        m.threads = Some(1);
+        m.add_tcp(&cfg.metrics.listen);
+        server.add_service(m);
+    }
+    server.add_service(background_service(
+        "config reload",
+        Reloader {
+            path: config_path.to_path_buf(),
+            edge: edge.clone(),
+            listen: cfg.listen_addrs(),
+        },
+    ));
+
+    exit_when_drained(&server, edge);
+    info!(config = %config_path.display(), upgrade, "warden starting");
+    server.run_forever()
+}
+
+/// During a graceful shutdown or upgrade, exits once no client connection is left.
+fn exit_when_drained(server: &Server, edge: Arc<Edge>) {
+    let mut phases = server.watch_execution_phase();
+    std::thread::spawn(move || loop {
+        match phases.blocking_recv() {
+            Ok(ExecutionPhase::ShutdownGracePeriod) => loop {
+                let open = edge.open_connections();
+                if open == 0 {
+                    info!("all sessions ended; exiting before the grace period ends");
+                    std::process::exit(0);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            },
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(_) => return,
+        }
+    });
+}

@@ -1,0 +1,210 @@
+//! The config file's shape. Every table rejects unknown keys, so a typo is an error with
+//! a line number, not a silently ignored setting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub edge: EdgeConfig,
+    #[serde(default)]
+    pub status: StatusConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
+    /// Wildcard routes: one server per matching host.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One address or several.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum Listen {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Listen {
+    pub fn addrs(&self) -> Vec<String> {
+        match self {
+            Listen::One(a) => vec![a.clone()],
+            Listen::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    pub listen: Listen,
+    /// The address players use; where Transfer sends them back (anteroom).
+    pub public_host: Option<String>,
+    pub public_port: u16,
+    /// Networks allowed to send PROXY protocol headers.
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// `"drop"` (close silently) or the id of a server that takes unknown hosts.
+    pub unknown_host: Spanned<String>,
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    pub max_handshake_bytes: usize,
+    pub max_login_start_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Unix socket over which a new binary takes the listeners (graceful upgrade).
+    pub upgrade_sock: PathBuf,
+    /// How long an old process keeps its live sessions after an upgrade or SIGTERM.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// Worker threads for the edge (0 = one per core).
+    pub threads: usize,
+    pub limits: LimitsConfig,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: Listen::One("0.0.0.0:25565".into()),
+            public_host: None,
+            public_port: 25565,
+            trusted_proxies: Vec::new(),
+            unknown_host: Spanned::new(0..0, "drop".into()),
+            handshake_timeout: Duration::from_secs(5),
+            max_handshake_bytes: 1024,
+            max_login_start_bytes: 2048,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            upgrade_sock: PathBuf::from("/tmp/warden-upgrade.sock"),
+            grace_period: Duration::from_secs(6 * 3600),
+            threads: 0,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Status pings per second per /24 (IPv4) or /64 (IPv6).
+    pub status_per_second: u32,
+    /// Login attempts per second per /24 or /64.
+    pub login_per_second: u32,
+    /// Concurrent connections per /24 or /64.
+    pub connections_per_bucket: u32,
+    /// Concurrent client connections in total.
+    pub max_connections: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = warden_proxy::limits::LimitSettings::default();
+        Self {
+            status_per_second: d.status_per_second,
+            login_per_second: d.login_per_second,
+            connections_per_bucket: d.connections_per_bucket,
+            max_connections: d.max_connections,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    /// A backend is asked at most once per this long per host and protocol.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// How long past its TTL an answer may be served while the backend is not answering.
+    #[serde(with = "humantime_serde")]
+    pub stale_for: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(5),
+            stale_for: Duration::from_secs(300),
+            fetch_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` is served; empty to disable.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9940".into(),
+        }
+    }
+}
+
+/// How Warden forwards to a server (shared by servers and wildcard routes).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub id: Spanned<String>,
+    pub hosts: Vec<Spanned<String>>,
+    pub backend: Spanned<String>,
+    #[serde(default)]
+    pub rewrite_host: Option<String>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    #[serde(default)]
+    pub accepts_transfers: bool,
+    #[serde(default)]
+    pub motd: MotdConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Defaults to the host pattern.
+    pub id: Option<Spanned<String>>,
+    pub host: Spanned<String>,
+    pub backend: Spanned<String>,
+    #[serde(default)]
+    pub rewrite_host: Option<String>,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    #[serde(default)]
+    pub accepts_transfers: bool,
+    #[serde(default)]
+    pub motd: MotdConfig,
+}
+
+/// Server-list texts Warden shows when it answers for the server.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MotdConfig {
+    pub offline: Option<String>,
+    pub sleeping: Option<String>,
+    pub starting: Option<String>,
+    pub stopping: Option<String>,
+    pub archived: Option<String>,
+    pub failed: Option<String>,
+    pub version_name: Option<String>,
+    /// A 64×64 PNG, relative to the config file.
+    pub favicon: Option<Spanned<PathBuf>>,
+}
+
+pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}

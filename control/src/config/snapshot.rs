@@ -1,0 +1,355 @@
+//! Turning a parsed config into the data plane's snapshot, checking meaning as it goes:
+//! addresses parse, hosts are claimed once, wildcards are well formed, favicons are PNGs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine;
+use toml::Spanned;
+use warden_proxy::limits::LimitSettings;
+use warden_proxy::route::{RouteTableBuilder, Server, StatusTexts, TableError, UnknownHost};
+use warden_proxy::settings::{EdgeSettings, Snapshot};
+use warden_proxy::wire::normalize_host;
+
+use super::model::{parse_cidr, Config, MotdConfig};
+use super::ConfigError;
+
+/// Largest favicon accepted; vanilla's are a few KiB.
+const MAX_FAVICON_BYTES: u64 = 64 * 1024;
+const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        msg: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Result<T, ConfigError> {
+        Err(ConfigError::at(self.path, self.text, span, msg, hint))
+    }
+}
+
+impl Config {
+    /// Listen addresses of the edge, checked.
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.edge.listen.addrs()
+    }
+
+    /// Builds the routing table and settings, or says what is wrong and where.
+    pub fn snapshot(&self, path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+        let cx = Ctx { path, text };
+        for addr in self.edge.listen.addrs() {
+            if addr.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::general(
+                    path,
+                    format!("edge.listen: `{addr}` is not an address"),
+                    "use ip:port, e.g. \"0.0.0.0:25565\" or \"[::]:25565\"",
+                ));
+            }
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::general(
+                path,
+                format!(
+                    "metrics.listen: `{}` is not an address",
+                    self.metrics.listen
+                ),
+                "use ip:port, e.g. \"127.0.0.1:9940\", or \"\" to disable",
+            ));
+        }
+        let mut trusted = Vec::new();
+        for cidr in &self.edge.trusted_proxies {
+            match parse_cidr(cidr.get_ref()) {
+                Some(net) => trusted.push(net),
+                None => {
+                    return cx.err(
+                        cidr.span(),
+                        format!("`{}` is not a network", cidr.get_ref()),
+                        "use CIDR notation, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                    )
+                }
+            }
+        }
+
+        let mut builder = RouteTableBuilder::default();
+        let mut servers: Vec<(Spanned<String>, Server)> = Vec::new();
+        for sc in &self.servers {
+            let server = self.server(&cx, &sc.id, &sc.backend, false, &sc.motd, |s| {
+                s.rewrite_host = sc.rewrite_host.clone();
+                s.proxy_protocol = sc.proxy_protocol;
+                s.accepts_transfers = sc.accepts_transfers;
+            })?;
+            if servers
+                .iter()
+                .any(|(id, _)| id.get_ref() == sc.id.get_ref())
+            {
+                return cx.err(
+                    sc.id.span(),
+                    format!("server id `{}` is used twice", sc.id.get_ref()),
+                    "give every [[servers]] entry its own id",
+                );
+            }
+            if sc.hosts.is_empty() {
+                return cx.err(
+                    sc.id.span(),
+                    format!("server `{}` has no hosts", sc.id.get_ref()),
+                    "add hosts = [\"name.example.com\"]",
+                );
+            }
+            let hosts = self.hosts(&cx, &sc.hosts)?;
+            add(&cx, &mut builder, server.clone(), &hosts, &sc.hosts)?;
+            servers.push((sc.id.clone(), server));
+        }
+        for rc in &self.routes {
+            let id = rc.id.clone().unwrap_or_else(|| rc.host.clone());
+            let server = self.server(&cx, &id, &rc.backend, true, &rc.motd, |s| {
+                s.rewrite_host = rc.rewrite_host.clone();
+                s.proxy_protocol = rc.proxy_protocol;
+                s.accepts_transfers = rc.accepts_transfers;
+            })?;
+            let hosts = self.hosts(&cx, std::slice::from_ref(&rc.host))?;
+            add(
+                &cx,
+                &mut builder,
+                server,
+                &hosts,
+                std::slice::from_ref(&rc.host),
+            )?;
+        }
+        let unknown = match self.edge.unknown_host.get_ref().as_str() {
+            "drop" => UnknownHost::Drop,
+            id => match servers.iter().find(|(sid, _)| sid.get_ref() == id) {
+                Some((_, s)) => UnknownHost::Default(Arc::new(s.clone())),
+                None => {
+                    return cx.err(
+                        self.edge.unknown_host.span(),
+                        format!("unknown_host names `{id}`, which is not a server id"),
+                        "use \"drop\" or the id of one of the [[servers]]",
+                    )
+                }
+            },
+        };
+        let e = &self.edge;
+        let settings = EdgeSettings {
+            handshake_timeout: e.handshake_timeout,
+            max_handshake_bytes: e.max_handshake_bytes.clamp(64, 1 << 20),
+            max_login_start_bytes: e.max_login_start_bytes.clamp(64, 1 << 20),
+            connect_timeout: e.connect_timeout,
+            idle_timeout: e.idle_timeout,
+            trusted_proxies: trusted,
+            limits: LimitSettings {
+                status_per_second: e.limits.status_per_second,
+                login_per_second: e.limits.login_per_second,
+                connections_per_bucket: e.limits.connections_per_bucket,
+                max_connections: e.limits.max_connections,
+            },
+            status_ttl: self.status.cache_ttl,
+            status_stale_for: self.status.stale_for,
+            status_fetch_timeout: self.status.fetch_timeout,
+        };
+        Ok(Snapshot {
+            table: builder.build(unknown),
+            settings,
+        })
+    }
+
+    fn server(
+        &self,
+        cx: &Ctx<'_>,
+        id: &Spanned<String>,
+        backend: &Spanned<String>,
+        templated: bool,
+        motd: &MotdConfig,
+        options: impl FnOnce(&mut Server),
+    ) -> Result<Server, ConfigError> {
+        if id.get_ref().trim().is_empty() {
+            return cx.err(
+                id.span(),
+                "empty server id",
+                "ids name servers in the API and metrics, e.g. \"survival\"",
+            );
+        }
+        check_backend(cx, backend, templated)?;
+        let mut server = Server::new(id.get_ref(), backend.get_ref());
+        options(&mut server);
+        server.status = Arc::new(status_texts(cx, motd)?);
+        Ok(server)
+    }
+
+    fn hosts(&self, cx: &Ctx<'_>, hosts: &[Spanned<String>]) -> Result<Vec<String>, ConfigError> {
+        hosts
+            .iter()
+            .map(|h| match normalize_host(h.get_ref()) {
+                Ok(n) => Ok(n),
+                Err(e) => cx.err(
+                    h.span(),
+                    format!("host `{}`: {e}", h.get_ref()),
+                    "hosts are DNS names such as \"survival.play.example.com\"",
+                ),
+            })
+            .collect()
+    }
+}
+
+fn add(
+    cx: &Ctx<'_>,
+    b: &mut RouteTableBuilder,
+    server: Server,
+    hosts: &[String],
+    spans: &[Spanned<String>],
+) -> Result<(), ConfigError> {
+    b.add(server, hosts).or_else(|e| {
+        let span = match &e {
+            TableError::DuplicateHost { host, .. } | TableError::BadPattern(host) => spans
+                .iter()
+                .find(|s| normalize_host(s.get_ref()).ok().as_deref() == Some(host.as_str()))
+                .map(|s| s.span()),
+            TableError::BadPlaceholder { .. } => None,
+        }
+        .unwrap_or_else(|| spans.first().map(|s| s.span()).unwrap_or(0..0));
+        let hint = match &e {
+            TableError::DuplicateHost { .. } => "each host may belong to one server only",
+            TableError::BadPattern(_) => {
+                "a wildcard replaces a whole label: \"*.play.example.com\""
+            }
+            TableError::BadPlaceholder { .. } => {
+                "{1} is the label matched by the first `*`, {2} the second, …"
+            }
+        };
+        cx.err(span, e.to_string(), hint)
+    })
+}
+
+fn check_backend(
+    cx: &Ctx<'_>,
+    backend: &Spanned<String>,
+    templated: bool,
+) -> Result<(), ConfigError> {
+    let b = backend.get_ref();
+    let hint = "a backend is host:port, e.g. \"127.0.0.1:25570\" or \"mc-survival.internal:25565\"";
+    let Some((host, port)) = b.rsplit_once(':') else {
+        return cx.err(backend.span(), format!("backend `{b}` has no port"), hint);
+    };
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return cx.err(
+            backend.span(),
+            format!("backend `{b}` is not host:port"),
+            hint,
+        );
+    }
+    if !templated && b.contains('{') {
+        return cx.err(
+            backend.span(),
+            format!("backend `{b}` uses a placeholder"),
+            "placeholders like {1} only work in [[routes]] with a wildcard host",
+        );
+    }
+    Ok(())
+}
+
+fn status_texts(cx: &Ctx<'_>, m: &MotdConfig) -> Result<StatusTexts, ConfigError> {
+    let d = StatusTexts::default();
+    let favicon = match &m.favicon {
+        None => None,
+        Some(p) => Some(load_favicon(cx, p)?),
+    };
+    Ok(StatusTexts {
+        offline: m.offline.clone().unwrap_or(d.offline),
+        sleeping: m.sleeping.clone().unwrap_or(d.sleeping),
+        starting: m.starting.clone().unwrap_or(d.starting),
+        stopping: m.stopping.clone().unwrap_or(d.stopping),
+        archived: m.archived.clone().unwrap_or(d.archived),
+        failed: m.failed.clone().unwrap_or(d.failed),
+        version_name: m.version_name.clone().unwrap_or(d.version_name),
+        favicon,
+    })
+}
+
+fn load_favicon(cx: &Ctx<'_>, p: &Spanned<std::path::PathBuf>) -> Result<String, ConfigError> {
+    let base = cx.path.parent().unwrap_or(Path::new("."));
+    let path = base.join(p.get_ref());
+    let hint = "the favicon is a 64×64 PNG file, path relative to the config file";
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) => return cx.err(p.span(), format!("favicon {}: {e}", path.display()), hint),
+    };
+    if meta.len() > MAX_FAVICON_BYTES {
+        return cx.err(
+            p.span(),
+            format!("favicon {} is {} bytes", path.display(), meta.len()),
+            hint,
+        );
+    }
+    let bytes = std::fs::read(&path)
+        .or_else(|e| cx.err(p.span(), format!("favicon {}: {e}", path.display()), hint))?;
+    if !bytes.starts_with(PNG_MAGIC) {
+        return cx.err(
+            p.span(),
+            format!("favicon {} is not a PNG", path.display()),
+            hint,
+        );
+    }
+    Ok(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+    use std::path::Path;
+
+    fn check(text: &str) -> Result<(), String> {
+        parse(Path::new("warden.toml"), text)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepts_a_full_config() {
+        let t = r#"
+[edge]
+listen = ["0.0.0.0:25565", "[::]:25566"]
+trusted_proxies = ["127.0.0.1/32", "10.0.0.0/8"]
+handshake_timeout = "5s"
+[status]
+cache_ttl = "10s"
+[[servers]]
+id = "survival"
+hosts = ["survival.play.example.com", "MC.Example.org."]
+backend = "127.0.0.1:25570"
+proxy_protocol = true
+[[routes]]
+host = "*.play.example.com"
+backend = "{1}.nodes.internal:25565"
+"#;
+        check(t).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_line_and_hint() {
+        let dup = "[[servers]]\nid = \"a\"\nhosts = [\"x.test\"]\nbackend = \"127.0.0.1:1\"\n[[servers]]\nid = \"b\"\nhosts = [\"X.test\"]\nbackend = \"127.0.0.1:2\"\n";
+        let e = check(dup).unwrap_err();
+        assert!(e.starts_with("warden.toml:7:"), "{e}");
+        assert!(e.contains("hint:"), "{e}");
+        let typo = "[edge]\nlisten = \"0.0.0.0:25565\"\nhandshake_timout = \"5s\"\n";
+        let e = check(typo).unwrap_err();
+        assert!(e.starts_with("warden.toml:3:"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+        let port = "[[servers]]\nid = \"a\"\nhosts = [\"x.test\"]\nbackend = \"127.0.0.1\"\n";
+        assert!(check(port).unwrap_err().starts_with("warden.toml:4:"));
+        let dur = "[edge]\nconnect_timeout = 5\n";
+        assert!(check(dur).unwrap_err().contains("warden.toml:2:"));
+        let placeholder = "[[routes]]\nhost = \"*.a.test\"\nbackend = \"{2}.x:1\"\n";
+        assert!(check(placeholder).unwrap_err().contains("{2}"));
+        let unknown = "[edge]\nunknown_host = \"lobby\"\n";
+        assert!(check(unknown).unwrap_err().starts_with("warden.toml:2:"));
+    }
+}

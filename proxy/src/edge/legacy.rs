@@ -1,0 +1,82 @@
+//! Answering pre-1.7 (`0xFE`) pings from the status cache.
+
+use std::net::SocketAddr;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::{timeout, Duration};
+
+use super::preroute::Preroute;
+use super::Edge;
+use crate::lifecycle::ServerState;
+use crate::metrics::Reject;
+use crate::settings::Snapshot;
+use crate::status::render::{motd, Standin};
+use crate::wire::legacy::{response, LegacyPing, LegacyStatus};
+use crate::wire::normalize_host;
+
+/// Legacy clients can't name a modern protocol; Warden asks the backend as a 1.8 client,
+/// which every modern server (natively or through ViaVersion) answers.
+const PROBE_PROTOCOL: i32 = 47;
+/// What vanilla reports to legacy pings.
+const LEGACY_PROTOCOL: i32 = 127;
+
+pub(super) async fn answer(
+    edge: &Edge,
+    mut pre: Preroute,
+    snap: &Snapshot,
+    ping: LegacyPing,
+    client: SocketAddr,
+) {
+    if !edge.limits.allow_status(client.ip(), &snap.settings.limits) {
+        return edge.metrics.reject(Reject::StatusRate);
+    }
+    // Only 1.6 says which host it wants; older pings take the default route.
+    let (host, port) = match &ping {
+        LegacyPing::V1_6 { host, port, .. } => {
+            (normalize_host(host).unwrap_or_default(), *port as u16)
+        }
+        _ => (String::new(), 25565),
+    };
+    let Some(target) = snap.table.lookup(&host) else {
+        return edge.metrics.reject(Reject::UnknownHost);
+    };
+    edge.metrics.legacy_pings.inc();
+    let server = &target.server;
+    let state = edge.lifecycle.state(server);
+    let cached = if state == ServerState::Active {
+        super::status::cached_status(edge, snap, &host, &target, PROBE_PROTOCOL, port).await
+    } else {
+        None
+    };
+    let reply = match &cached {
+        Some(st) => response(
+            &ping,
+            &LegacyStatus {
+                protocol: LEGACY_PROTOCOL,
+                version: &st.version_name,
+                motd: &st.motd_text,
+                online: st.online,
+                max: st.max,
+            },
+        ),
+        None => {
+            let why = if state == ServerState::Active {
+                Standin::Offline
+            } else {
+                Standin::State(state)
+            };
+            let text = motd(&server.status, why, edge.lifecycle.eta(server));
+            response(
+                &ping,
+                &LegacyStatus {
+                    protocol: LEGACY_PROTOCOL,
+                    version: &server.status.version_name,
+                    motd: &text,
+                    online: 0,
+                    max: 0,
+                },
+            )
+        }
+    };
+    let _ = timeout(Duration::from_secs(5), pre.client.write_all(&reply)).await;
+}

@@ -1,0 +1,95 @@
+//! A player joining: read Login Start, ask the lifecycle, then forward, refuse or hold.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tracing::debug;
+
+use super::preroute::{framed, Preroute};
+use super::Edge;
+use crate::forward::{forward, Join};
+use crate::lifecycle::{Admission, HeldConnection, Player};
+use crate::metrics::Reject;
+use crate::route::Resolved;
+use crate::settings::Snapshot;
+use crate::wire::{disconnect_packet, Handshake, LoginStart};
+
+const RATE_LIMITED: &str =
+    "Too many login attempts from your network. Please wait a few seconds and try again.";
+
+pub(super) async fn admit(
+    edge: &Edge,
+    mut pre: Preroute,
+    snap: &Snapshot,
+    handshake: Handshake,
+    target: Resolved,
+    client: SocketAddr,
+) {
+    let s = &snap.settings;
+    if !edge.limits.allow_login(client.ip(), &s.limits) {
+        edge.metrics.reject(Reject::LoginRate);
+        return say_goodbye(pre.client, RATE_LIMITED).await;
+    }
+    let body = match pre.frame(s.max_login_start_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            edge.metrics.handshake_error(e.kind());
+            return;
+        }
+    };
+    let login = match LoginStart::parse(&body, handshake.protocol) {
+        Ok(l) => l,
+        Err(e) => {
+            edge.metrics.handshake_error(e.kind());
+            return edge.metrics.reject(Reject::BadHandshake);
+        }
+    };
+    let player = Player {
+        name: login.name,
+        uuid: login.uuid,
+        addr: client,
+        protocol: handshake.protocol,
+    };
+    debug!(player = %player.name, server = %target.server.id, "login");
+    let login_frame = framed(&body);
+    match edge.lifecycle.admit(&target.server, &player).await {
+        Admission::Forward => {
+            let join = Join {
+                handshake,
+                login_frame,
+                rest: pre.take_rest(),
+                player,
+            };
+            forward(edge, pre.client, &target, join, s).await
+        }
+        Admission::Refuse(reason) => say_goodbye(pre.client, &reason).await,
+        Admission::Hold(holder) => {
+            let mut received = BytesMut::new();
+            received.extend_from_slice(&handshake.encode());
+            received.extend_from_slice(&login_frame);
+            received.extend_from_slice(&pre.take_rest());
+            let conn = HeldConnection {
+                client: pre.client,
+                server: target.server,
+                backend: target.backend,
+                player,
+                received: received.freeze(),
+            };
+            holder.hold(conn).await
+        }
+    }
+}
+
+/// Sends a login Disconnect with `reason` and closes, without waiting long on a slow client.
+pub(crate) async fn say_goodbye(mut client: TcpStream, reason: &str) {
+    let packet: Bytes = disconnect_packet(reason);
+    let _ = timeout(Duration::from_secs(2), async {
+        client.write_all(&packet).await?;
+        client.shutdown().await
+    })
+    .await;
+}

@@ -1,0 +1,105 @@
+//! The edge: where a player's TCP connection enters Warden.
+//!
+//! pingora owns the listening sockets: it accepts, and on a graceful upgrade it hands the
+//! listeners to the new binary while this process keeps its live sessions. Each accepted
+//! connection is detached from pingora's buffered stream into a plain tokio socket
+//! ([`detach`]) so the relay can wait on readiness without holding buffers, and then
+//! follows [`connection::handle`].
+
+mod connection;
+mod detach;
+mod legacy;
+mod login;
+mod preroute;
+mod status;
+
+pub(crate) use login::say_goodbye;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use tracing::debug;
+
+use crate::lifecycle::Lifecycle;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::settings::Snapshot;
+use crate::status::StatusCache;
+
+/// Most status cache keys kept at once.
+const STATUS_CACHE_ENTRIES: usize = 16_384;
+
+/// State shared by every connection.
+pub struct Edge {
+    snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    pub sessions: Sessions,
+    limits: Limits,
+    status: StatusCache,
+    lifecycle: Arc<dyn Lifecycle>,
+}
+
+impl Edge {
+    pub fn new(
+        snapshot: Snapshot,
+        metrics: Arc<Metrics>,
+        lifecycle: Arc<dyn Lifecycle>,
+    ) -> Arc<Self> {
+        let sessions = Sessions::new(Some(metrics.sessions.clone()));
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            sessions,
+            limits: Limits::new(),
+            status: StatusCache::new(STATUS_CACHE_ENTRIES),
+            lifecycle,
+        })
+    }
+
+    /// Replaces routes and settings atomically; connections in flight keep their snapshot.
+    pub fn swap(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Client connections open at the edge right now (sessions and pre-routing).
+    pub fn open_connections(&self) -> usize {
+        self.limits.open_connections()
+    }
+}
+
+/// The pingora application: one call per accepted connection.
+pub struct EdgeApp {
+    edge: Arc<Edge>,
+}
+
+impl EdgeApp {
+    pub fn new(edge: Arc<Edge>) -> Self {
+        Self { edge }
+    }
+}
+
+#[async_trait]
+impl ServerApp for EdgeApp {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // Live sessions deliberately ignore `_shutdown`: during a graceful upgrade the old
+        // process keeps serving them until they end or the grace period runs out.
+        match detach::into_tokio(session) {
+            Ok(client) => connection::handle(self.edge.clone(), client).await,
+            Err(e) => debug!(error = %e, "could not take over accepted socket"),
+        }
+        None
+    }
+}

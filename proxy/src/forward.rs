@@ -1,0 +1,192 @@
+//! Connecting a player to their backend and replaying what they already sent.
+//!
+//! The backend must see exactly the conversation a direct client would have started:
+//! the handshake (with the host rewritten if configured, and intent 3 turned into 2 for
+//! servers that don't accept transfers), then Login Start, then any bytes that followed.
+//! A PROXY v2 header goes first when the server wants the player's real address. If the
+//! backend refuses or dies before answering, the player — still in the login state — gets
+//! a Disconnect that says so, instead of a dropped socket.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tracing::{debug, info};
+
+use crate::edge::say_goodbye;
+use crate::edge::Edge;
+use crate::lifecycle::Player;
+use crate::proxy_protocol;
+use crate::relay::{relay, Ended};
+use crate::route::{Resolved, Server};
+use crate::settings::EdgeSettings;
+use crate::wire::{Handshake, Intent};
+
+/// What a joining client has sent so far.
+pub struct Join {
+    pub handshake: Handshake,
+    /// The Login Start frame, length prefix included.
+    pub login_frame: Bytes,
+    /// Bytes the client sent after Login Start.
+    pub rest: Bytes,
+    pub player: Player,
+}
+
+/// Connects the backend, replays the join and relays until the session ends.
+pub async fn forward(
+    edge: &Edge,
+    client: TcpStream,
+    target: &Resolved,
+    join: Join,
+    s: &EdgeSettings,
+) {
+    let server = &target.server;
+    let started = Instant::now();
+    let backend = match timeout(s.connect_timeout, TcpStream::connect(&*target.backend)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            edge.metrics.backend_error("connect");
+            debug!(backend = %target.backend, error = %e, "backend connect failed");
+            return say_goodbye(
+                client,
+                &format!(
+                    "{} is not reachable right now. Please try again in a moment.",
+                    server.id
+                ),
+            )
+            .await;
+        }
+        Err(_) => {
+            edge.metrics.backend_error("connect_timeout");
+            return say_goodbye(
+                client,
+                &format!(
+                    "{} did not answer in time. Please try again in a moment.",
+                    server.id
+                ),
+            )
+            .await;
+        }
+    };
+    edge.metrics
+        .backend_connect
+        .observe(started.elapsed().as_secs_f64());
+    let _ = backend.set_nodelay(true);
+
+    let preamble = preamble(server, &client, &backend, &join);
+    let mut backend = backend;
+    if !matches!(
+        timeout(s.connect_timeout, backend.write_all(&preamble)).await,
+        Ok(Ok(()))
+    ) {
+        edge.metrics.backend_error("write");
+        return say_goodbye(
+            client,
+            &format!(
+                "{} closed the connection. Please try again in a moment.",
+                server.id
+            ),
+        )
+        .await;
+    }
+
+    let _session = edge.sessions.open(
+        server.id.clone(),
+        join.player.name.clone(),
+        join.player.uuid,
+    );
+    let (ended, moved) = relay(
+        &client,
+        &backend,
+        s.idle_timeout,
+        edge.metrics.byte_counters(),
+    )
+    .await;
+    match ended {
+        Ok(Ended::BackendSilent) => {
+            edge.metrics.backend_error("closed_before_login");
+            say_goodbye(
+                client,
+                &format!(
+                    "{} closed the connection before you could log in. Please try again.",
+                    server.id
+                ),
+            )
+            .await;
+        }
+        Ok(how) => debug!(?how, ?moved, "session ended"),
+        Err(e) => debug!(error = %e, ?moved, "session ended with an error"),
+    }
+    info!(
+        player = %join.player.name,
+        server = %server.id,
+        secs = started.elapsed().as_secs(),
+        up = moved.client_to_backend,
+        down = moved.backend_to_client,
+        "session closed"
+    );
+}
+
+/// PROXY header (optional) + handshake + Login Start + read-ahead, in one write.
+fn preamble(server: &Server, client: &TcpStream, backend: &TcpStream, join: &Join) -> Bytes {
+    let mut out = BytesMut::with_capacity(256 + join.rest.len());
+    if server.proxy_protocol {
+        if let (Ok(player), Ok(dst)) = (client.peer_addr(), backend.peer_addr()) {
+            let real = if player == join.player.addr {
+                player
+            } else {
+                join.player.addr
+            };
+            out.extend_from_slice(&proxy_protocol::encode_v2(real, dst));
+        }
+    }
+    out.extend_from_slice(&backend_handshake(server, &join.handshake).encode());
+    out.extend_from_slice(&join.login_frame);
+    out.extend_from_slice(&join.rest);
+    out.freeze()
+}
+
+/// The handshake as the backend should see it.
+pub fn backend_handshake(server: &Server, original: &Handshake) -> Handshake {
+    let mut hs = original.clone();
+    if let Some(host) = &server.rewrite_host {
+        // Keep Forge markers and RealIP suffixes: modded servers read them.
+        let cut = hs
+            .address
+            .find(['\0'])
+            .or_else(|| hs.address.find("///"))
+            .unwrap_or(hs.address.len());
+        hs.address = format!("{host}{}", &hs.address[cut..]);
+    }
+    if hs.intent == Intent::Transfer && !server.accepts_transfers {
+        hs.intent = Intent::Login;
+    }
+    hs
+}
+
+/// Bounded wait used by callers that must not hang on a stuck peer.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_host_and_intent() {
+        let mut server = Server::new("s", "127.0.0.1:1");
+        let hs = Handshake {
+            protocol: 767,
+            address: "Play.Example.com\0FML3\0".into(),
+            port: 25565,
+            intent: Intent::Transfer,
+        };
+        assert_eq!(backend_handshake(&server, &hs).intent, Intent::Login);
+        server.accepts_transfers = true;
+        server.rewrite_host = Some("internal.local".into());
+        let out = backend_handshake(&server, &hs);
+        assert_eq!(out.intent, Intent::Transfer);
+        assert_eq!(out.address, "internal.local\0FML3\0");
+    }
+}

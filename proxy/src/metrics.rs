@@ -1,0 +1,204 @@
+//! The data plane's Prometheus metrics.
+//!
+//! Names follow Prometheus conventions (prefix `warden_`, base units, `_total` counters).
+//! Labels are bounded sets — reasons, kinds, directions, server ids — never addresses or
+//! player names, so a scan from a million IPs cannot blow up the series count.
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Why a connection was closed before it reached a backend.
+#[derive(Debug, Clone, Copy)]
+pub enum Reject {
+    GlobalLimit,
+    BucketLimit,
+    StatusRate,
+    LoginRate,
+    UntrustedProxyHeader,
+    BadProxyHeader,
+    BadHandshake,
+    Timeout,
+    UnknownHost,
+    Shutdown,
+}
+
+impl Reject {
+    fn label(self) -> &'static str {
+        match self {
+            Reject::GlobalLimit => "global_limit",
+            Reject::BucketLimit => "bucket_limit",
+            Reject::StatusRate => "status_rate",
+            Reject::LoginRate => "login_rate",
+            Reject::UntrustedProxyHeader => "untrusted_proxy_header",
+            Reject::BadProxyHeader => "bad_proxy_header",
+            Reject::BadHandshake => "bad_handshake",
+            Reject::Timeout => "timeout",
+            Reject::UnknownHost => "unknown_host",
+            Reject::Shutdown => "shutdown",
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub accepted: IntCounter,
+    rejected: IntCounterVec,
+    pub sessions: IntGaugeVec,
+    pub connections_open: IntGauge,
+    bytes: IntCounterVec,
+    pub backend_connect: Histogram,
+    backend_errors: IntCounterVec,
+    status_cache: IntCounterVec,
+    handshake_errors: IntCounterVec,
+    pub legacy_pings: IntCounter,
+    pub reloads: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let accepted = IntCounter::new(
+            "warden_connections_accepted_total",
+            "TCP connections accepted at the edge",
+        )?;
+        let rejected = IntCounterVec::new(
+            Opts::new(
+                "warden_connections_rejected_total",
+                "Connections closed before routing, by reason",
+            ),
+            &["reason"],
+        )?;
+        let sessions = IntGaugeVec::new(
+            Opts::new(
+                "warden_sessions_active",
+                "Player sessions currently proxied, per server",
+            ),
+            &["server"],
+        )?;
+        let connections_open = IntGauge::new(
+            "warden_connections_open",
+            "Client connections currently open at the edge",
+        )?;
+        let bytes = IntCounterVec::new(
+            Opts::new("warden_bytes_total", "Bytes relayed, by direction"),
+            &["direction"],
+        )?;
+        let backend_connect = Histogram::with_opts(
+            HistogramOpts::new(
+                "warden_backend_connect_duration_seconds",
+                "Time to open a TCP connection to a backend",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        let backend_errors = IntCounterVec::new(
+            Opts::new(
+                "warden_backend_errors_total",
+                "Backend failures seen by players, by kind",
+            ),
+            &["kind"],
+        )?;
+        let status_cache = IntCounterVec::new(
+            Opts::new(
+                "warden_status_cache_total",
+                "Status requests answered at the edge, by cache result",
+            ),
+            &["result"],
+        )?;
+        let handshake_errors = IntCounterVec::new(
+            Opts::new(
+                "warden_handshake_errors_total",
+                "Malformed pre-routing input, by kind",
+            ),
+            &["kind"],
+        )?;
+        let legacy_pings =
+            IntCounter::new("warden_legacy_pings_total", "Pre-1.7 (0xFE) pings answered")?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "warden_config_reloads_total",
+                "Configuration reloads, by result",
+            ),
+            &["result"],
+        )?;
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "warden_build_info",
+                "Build information; the value is always 1",
+            ),
+            &["version"],
+        )?;
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for c in [
+            Box::new(accepted.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejected.clone()),
+            Box::new(sessions.clone()),
+            Box::new(connections_open.clone()),
+            Box::new(bytes.clone()),
+            Box::new(backend_connect.clone()),
+            Box::new(backend_errors.clone()),
+            Box::new(status_cache.clone()),
+            Box::new(handshake_errors.clone()),
+            Box::new(legacy_pings.clone()),
+            Box::new(reloads.clone()),
+            Box::new(build),
+        ] {
+            registry.register(c)?;
+        }
+        Ok(Self {
+            registry,
+            accepted,
+            rejected,
+            sessions,
+            connections_open,
+            bytes,
+            backend_connect,
+            backend_errors,
+            status_cache,
+            handshake_errors,
+            legacy_pings,
+            reloads,
+        })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn reject(&self, reason: Reject) {
+        self.rejected.with_label_values(&[reason.label()]).inc();
+    }
+
+    pub fn handshake_error(&self, kind: &str) {
+        self.handshake_errors.with_label_values(&[kind]).inc();
+    }
+
+    pub fn status_cache(&self, result: &str) {
+        self.status_cache.with_label_values(&[result]).inc();
+    }
+
+    pub fn backend_error(&self, kind: &str) {
+        self.backend_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Counters for the two relay directions, resolved once per session.
+    pub fn byte_counters(&self) -> (IntCounter, IntCounter) {
+        (
+            self.bytes.with_label_values(&["client_to_backend"]),
+            self.bytes.with_label_values(&["backend_to_client"]),
+        )
+    }
+
+    /// Renders every metric in the Prometheus text format.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::new();
+        let encoder = prometheus::TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut out).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
