@@ -1,1 +1,440 @@
-//! Shared harness for the integration tests.
+//! Harness for the integration tests: start the real `warden` binary and real peers
+//! (npm `minecraft-protocol` players and servers, PyPI `mcstatus`), and read what they say.
+//!
+//! Peers print JSON lines on stdout (see tests/peers/README.md); the harness collects them
+//! so tests assert on what the peers actually observed.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+pub fn peers_dir() -> PathBuf {
+    repo_root().join("tests/peers")
+}
+
+/// The `warden` binary next to this test binary (target/<profile>/warden).
+pub fn warden_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("WARDEN_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("warden");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (cargo build -p warden-control)",
+        bin.display()
+    );
+    bin
+}
+
+/// The Python with mcstatus installed (scripts/install-test-deps.sh makes `.venv`).
+pub fn python() -> PathBuf {
+    std::env::var("WARDEN_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".venv/bin/python"))
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn tempdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "warden-test-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_listening(addr: SocketAddr, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Limits high enough that tests (all from 127.0.0.1, one /24) never trip them.
+pub const OPEN_LIMITS: &str =
+    "status_per_second = 1000000\nlogin_per_second = 1000000\nconnections_per_bucket = 1000000\nmax_connections = 1000000\n";
+
+/// A test config: `[edge]` with listen/upgrade socket plus `edge_extra`, `[edge.limits]`
+/// (`limits`, or [`OPEN_LIMITS`]), `[metrics]`, then `rest` (servers, routes, status).
+pub fn config(edge_extra: &str, limits: Option<&str>, rest: &str) -> String {
+    format!(
+        "[edge]\nlisten = \"127.0.0.1:{{port}}\"\nupgrade_sock = \"{{dir}}/up.sock\"\n{edge_extra}\n[edge.limits]\n{}\n[metrics]\nlisten = \"127.0.0.1:{{metrics}}\"\n{rest}",
+        limits.unwrap_or(OPEN_LIMITS)
+    )
+}
+
+/// A server entry routing `host` to `backend`.
+pub fn server(id: &str, host: &str, backend: &str) -> String {
+    format!("[[servers]]\nid = \"{id}\"\nhosts = [\"{host}\"]\nbackend = \"{backend}\"\n")
+}
+
+/// A running `warden run` process; killed when dropped.
+pub struct Warden {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+}
+
+impl Warden {
+    /// Starts warden with `body` as its config; `{port}`, `{metrics}` and `{dir}` are
+    /// replaced. The `[edge]` table must use `listen = "127.0.0.1:{port}"`.
+    pub fn start(name: &str, body: &str) -> Warden {
+        let dir = tempdir(name);
+        let port = free_port();
+        let metrics_port = free_port();
+        let config = dir.join("warden.toml");
+        let text = body
+            .replace("{port}", &port.to_string())
+            .replace("{metrics}", &metrics_port.to_string())
+            .replace("{dir}", &dir.to_string_lossy());
+        std::fs::write(&config, text).expect("write config");
+        let child = Self::spawn(&dir, &config, false, "warden.log");
+        let w = Warden {
+            child,
+            dir,
+            config,
+            port,
+            metrics_port,
+        };
+        assert!(
+            w.wait_ready(),
+            "warden did not start listening:\n{}",
+            w.log()
+        );
+        w
+    }
+
+    pub fn spawn(dir: &Path, config: &Path, upgrade: bool, log: &str) -> Child {
+        let log = std::fs::File::create(dir.join(log)).expect("log file");
+        let mut cmd = Command::new(warden_bin());
+        cmd.arg("run").arg("--config").arg(config);
+        if upgrade {
+            cmd.arg("--upgrade");
+        }
+        cmd.env("RUST_LOG", "info,warden_proxy=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn warden")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn wait_ready(&self) -> bool {
+        wait_listening(self.addr(), Duration::from_secs(20))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("warden.log")).unwrap_or_default()
+    }
+
+    /// The Prometheus text from `/metrics`.
+    pub fn metrics(&self) -> String {
+        http_get(
+            SocketAddr::from(([127, 0, 0, 1], self.metrics_port)),
+            "/metrics",
+        )
+        .unwrap_or_default()
+    }
+
+    /// Sum of a metric's samples whose line starts with `prefix` (name plus optional labels).
+    pub fn metric(&self, prefix: &str) -> f64 {
+        metric_value(&self.metrics(), prefix)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn metric_value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A minimal HTTP/1.0 GET, enough for /metrics.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or(out),
+    )
+}
+
+/// A `backend.js` process: one nmp server per version.
+pub struct Backend {
+    pub child: Child,
+    pub events: Arc<Mutex<Vec<Value>>>,
+    /// (version, port) for every server it runs.
+    pub servers: Vec<(String, u16)>,
+}
+
+impl Backend {
+    /// Starts nmp servers for `versions` (comma list or `all`) on ephemeral ports.
+    pub fn start(versions: &str, extra: &[&str]) -> Backend {
+        let mut child = Command::new("node")
+            .current_dir(peers_dir())
+            .args(["backend.js", "--versions", versions, "--base-port", "0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn backend.js (is node installed?)");
+        let stdout = child.stdout.take().expect("stdout");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["event"] == "ready" || v["event"] == "fatal" {
+                        let _ = tx.send(v.clone());
+                    }
+                    sink.lock().expect("events").push(v);
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("backend.js never became ready");
+        assert_eq!(ready["event"], "ready", "backend.js failed: {ready}");
+        let servers = ready["servers"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| {
+                        Some((
+                            s["version"].as_str()?.to_string(),
+                            s["port"].as_u64()? as u16,
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Backend {
+            child,
+            events,
+            servers,
+        }
+    }
+
+    pub fn port(&self, version: &str) -> u16 {
+        self.servers
+            .iter()
+            .find(|(v, _)| v == version)
+            .map(|(_, p)| *p)
+            .expect("version served")
+    }
+
+    /// Events of one kind seen so far.
+    pub fn events(&self, kind: &str) -> Vec<Value> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `player.js` with `args`; returns its exit success and its JSON lines.
+pub fn player(args: &[&str]) -> (bool, Vec<Value>) {
+    let out = Command::new("node")
+        .current_dir(peers_dir())
+        .arg("player.js")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("spawn player.js");
+    (out.status.success(), json_lines(&out.stdout))
+}
+
+/// Starts `player.js` in the background (for players that hold their session).
+pub fn player_spawn(args: &[&str]) -> Child {
+    Command::new("node")
+        .current_dir(peers_dir())
+        .arg("player.js")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn player.js")
+}
+
+/// Waits for a background player; returns its exit success and JSON lines.
+pub fn player_wait(child: Child) -> (bool, Vec<Value>) {
+    let out = child.wait_with_output().expect("player.js output");
+    (out.status.success(), json_lines(&out.stdout))
+}
+
+/// Runs `status.py` (mcstatus) with `args`; returns its JSON lines.
+pub fn mcstatus(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(python())
+        .current_dir(peers_dir())
+        .arg("status.py")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run status.py (did scripts/install-test-deps.sh run?)");
+    json_lines(&out.stdout)
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Sends `bytes` on a fresh connection and reports how the server ended it.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> RawOutcome {
+    let start = Instant::now();
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(s) => s,
+        Err(e) => {
+            return RawOutcome {
+                closed_after: None,
+                reply: Vec::new(),
+                error: Some(e.to_string()),
+            }
+        }
+    };
+    let _ = s.write_all(bytes);
+    read_until_close(&mut s, start, wait)
+}
+
+/// Reads until EOF/reset or `wait` passes.
+pub fn read_until_close(s: &mut TcpStream, start: Instant, wait: Duration) -> RawOutcome {
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = wait.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return RawOutcome {
+                closed_after: None,
+                reply,
+                error: None,
+            };
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match s.read(&mut buf) {
+            Ok(0) => {
+                return RawOutcome {
+                    closed_after: Some(start.elapsed()),
+                    reply,
+                    error: None,
+                }
+            }
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return RawOutcome {
+                    closed_after: None,
+                    reply,
+                    error: None,
+                }
+            }
+            Err(_) => {
+                return RawOutcome {
+                    closed_after: Some(start.elapsed()),
+                    reply,
+                    error: None,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RawOutcome {
+    /// When the server closed the connection (None: still open when we stopped waiting).
+    pub closed_after: Option<Duration>,
+    pub reply: Vec<u8>,
+    pub error: Option<String>,
+}
+
+/// The versions nmp supports, ≥ 1.8 (what `backend.js --versions all` runs).
+pub fn nmp_versions() -> Vec<String> {
+    let out = Command::new("node")
+        .current_dir(peers_dir())
+        .args([
+            "-e",
+            "console.log(JSON.stringify(require('minecraft-protocol').supportedVersions))",
+        ])
+        .output()
+        .expect("node");
+    let all: Vec<String> = serde_json::from_slice(&out.stdout).expect("versions JSON");
+    all.into_iter().filter(|v| v != "1.7").collect()
+}

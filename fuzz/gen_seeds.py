@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Writes the small, committed seed inputs in fuzz/seeds/<target>/.
+
+Run from anywhere: python3 fuzz/gen_seeds.py. The output is deterministic; re-run it after
+changing a target's input layout and commit the result.
+"""
+import hashlib
+import pathlib
+import shutil
+import struct
+
+ROOT = pathlib.Path(__file__).resolve().parent / "seeds"
+
+
+def varint(v):
+    v &= 0xFFFFFFFF
+    out = bytearray()
+    while True:
+        if v & ~0x7F == 0:
+            out.append(v)
+            return bytes(out)
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+
+
+def string(s):
+    b = s.encode()
+    return varint(len(b)) + b
+
+
+def frame(body):
+    return varint(len(body)) + body
+
+
+def handshake(protocol, address, port, intent):
+    return varint(0) + varint(protocol) + string(address) + struct.pack(">H", port) + varint(intent)
+
+
+def utf16(s):
+    return s.encode("utf-16-be")
+
+
+def ping_1_6(host, port, protocol=74):
+    host16 = utf16(host)
+    data = bytes([protocol]) + struct.pack(">H", len(host16) // 2) + host16 + struct.pack(">I", port)
+    chan = "MC|PingHost"
+    return (
+        b"\xfe\x01\xfa"
+        + struct.pack(">H", len(chan))
+        + utf16(chan)
+        + struct.pack(">H", len(data))
+        + data
+    )
+
+
+def login_start(name, tail=b""):
+    return varint(0) + string(name) + tail
+
+
+UUID = bytes(range(16))
+
+seeds = {
+    "varint": [
+        b"\x00",
+        b"\x7f",
+        b"\x80\x01",
+        b"\xdd\xc7\x01",  # 25565
+        b"\xff\xff\xff\xff\x07",  # i32::MAX
+        b"\xff\xff\xff\xff\x0f",  # -1
+        b"\x80\x80\x80\x80\x08",  # i32::MIN
+        b"\x80\x00",  # overlong 0
+        b"\xff" * 9 + b"\x01",  # VarLong -1
+        b"\x80" * 11,  # too long for both
+    ],
+    "handshake_host": [
+        handshake(47, "mc.example.com", 25565, 1),
+        handshake(767, "Survival.Play.Example.COM.", 25565, 2),
+        handshake(767, "mc.example.org\0FML2\0", 25565, 2),
+        handshake(766, "mc.example.org///203.0.113.9:51234///1700000000///sig", 25565, 3),
+        handshake(773, "\u0130" * 200, 25565, 1),  # lowercases to 400 chars
+        handshake(5, "", 0, 1),
+    ],
+    "legacy_detect": [
+        b"\xfe",
+        b"\xfe\x01",
+        ping_1_6("mc.example.com", 25565),
+        ping_1_6("a" * 255, 25565),
+        b"\xfe\x01\x00" + bytes(253),  # modern frame of length 254
+        frame(handshake(767, "mc.example.com", 25565, 1)) + frame(b"\x00"),
+    ],
+}
+
+# frames_split: one byte k, k % 16 u16 split points, then the stream.
+status_stream = (
+    frame(handshake(767, "mc.example.com", 25565, 1))
+    + frame(b"\x00")
+    + frame(b"\x01" + struct.pack(">q", 1234567))
+)
+login_stream = frame(handshake(767, "mc.example.com", 25565, 2)) + frame(login_start("Steve", UUID))
+seeds["frames_split"] = [
+    b"\x00" + status_stream,
+    b"\x03" + struct.pack("<HHH", 1, 17, 22) + status_stream,
+    b"\x02" + struct.pack("<HH", 2, 30) + login_stream,
+    b"\x01" + struct.pack("<H", 2) + b"\xfe\x01\x00" + bytes(253) + b"\x81\x00\x00",
+    b"\x01" + struct.pack("<H", 1) + b"\x80" * 6,
+    b"\x00" + frame(bytes(1024)) + b"\x81\x08",  # a frame at the limit, then 1025
+]
+
+# login_start: selector byte (index into the target's PROTOCOLS table), i32 LE, body.
+def sel(index, body, raw=0):
+    return bytes([index]) + struct.pack("<i", raw) + body
+
+
+seeds["login_start"] = [
+    sel(4, login_start("Steve")),  # 47
+    sel(7, login_start("Alex", b"\x01" + struct.pack(">q", 1) + varint(2) + b"k!" + varint(1) + b"s")),  # 759
+    sel(8, login_start("Alex", b"\x00\x01" + UUID)),  # 760
+    sel(11, login_start("Alex", b"\x01" + UUID)),  # 763
+    sel(18, login_start("Alex", UUID)),  # 775
+    sel(255, login_start("Notch", UUID), raw=772),  # raw protocol number
+]
+
+if ROOT.exists():
+    shutil.rmtree(ROOT)
+for target, inputs in seeds.items():
+    d = ROOT / target
+    d.mkdir(parents=True)
+    for data in inputs:
+        (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
+    print(f"{target}: {len(inputs)} seeds")
