@@ -99,6 +99,12 @@ pub fn parse(buf: &[u8]) -> Parsed {
     }
 }
 
+/// True when `buf` begins with a whole PROXY signature (v1 `PROXY ` or the v2 magic).
+/// Shorter prefixes say nothing: a Minecraft frame of length 13 also starts with `\r`.
+pub fn starts_with_header(buf: &[u8]) -> bool {
+    buf.starts_with(V1_PREFIX) || buf.starts_with(V2_SIGNATURE)
+}
+
 /// Encodes a v2 PROXY header announcing `client` connecting to `local`.
 pub fn encode_v2(client: SocketAddr, local: SocketAddr) -> Vec<u8> {
     // Both ends must be the same family; map v4 into v6 when they differ.
@@ -162,6 +168,10 @@ mod tests {
     #[test]
     fn minecraft_bytes_are_not_a_header() {
         assert_eq!(parse(&[0x10, 0x00, 0xf8, 0x05]), Parsed::Absent);
+        // A 13-byte handshake starts with '\r', like the v2 signature.
+        assert!(!starts_with_header(&[0x0D]));
+        assert!(!starts_with_header(&[0x0D, 0x00, 0xfd, 0x05]));
+        assert!(starts_with_header(b"PROXY TCP4"));
         assert_eq!(parse(&[0xFE, 0x01]), Parsed::Absent);
     }
 

@@ -137,7 +137,9 @@ impl Preroute {
                 Detection::Modern => break,
                 Detection::Legacy(ping) => return Ok(First::Legacy(ping)),
                 Detection::NeedMore if self.buf.buffered().is_empty() => self.fill().await?,
-                Detection::NeedMore if self.buf.buffered().len() <= 2 => {
+                // A lone `FE`/`FE 01`, or `FE 01 FA` without a complete MC|PingHost
+                // (what mcstatus sends): wait briefly, then answer as a legacy ping.
+                Detection::NeedMore if self.buf.buffered().starts_with(&[0xFE]) => {
                     let grace = Instant::now() + LEGACY_GRACE;
                     let shorter = grace.min(self.deadline);
                     let saved = std::mem::replace(&mut self.deadline, shorter);
@@ -158,7 +160,7 @@ impl Preroute {
                 Detection::NeedMore => self.fill().await?,
             }
         }
-        if !proxy_trusted && !matches!(proxy_protocol::parse(self.buf.buffered()), Parsed::Absent) {
+        if !proxy_trusted && proxy_protocol::starts_with_header(self.buf.buffered()) {
             return Err(PrerouteError::UntrustedProxyHeader);
         }
         let body = self.frame(max_frame).await?;

@@ -55,7 +55,12 @@ pub fn detect(buf: &[u8], more_may_come: bool) -> Result<Detection, WireError> {
         } else {
             Detection::Legacy(LegacyPing::V1_4)
         }),
-        [_, _, 0xFA, rest @ ..] => parse_ping_host(rest),
+        [_, _, 0xFA, rest @ ..] => match parse_ping_host(rest)? {
+            // Pre-1.7 servers answer `FE 01` whatever follows; so does Warden once the
+            // client has stopped sending (mcstatus sends `FE 01 FA` and nothing else).
+            Detection::NeedMore if !more_may_come => Ok(Detection::Legacy(LegacyPing::V1_4)),
+            other => Ok(other),
+        },
         // `FE 01 00 …`: a modern frame of length 254 whose packet id is 0.
         _ => Ok(Detection::Modern),
     }
