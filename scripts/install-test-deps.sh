@@ -65,6 +65,8 @@ apt_install() {
 }
 
 missing=()
+# cmake builds libz-ng (pulled in by pingora's compression crates).
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 { command -v ip >/dev/null 2>&1 && command -v ss >/dev/null 2>&1; } || missing+=(iproute2)
@@ -75,7 +77,7 @@ fi
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_install "${missing[@]}"
 else
-  log "apt packages: all present (redis-server, docker, ip/ss)"
+  log "apt packages: all present (cmake, redis-server, docker, ip/ss)"
 fi
 
 # ---------------------------------------------------------------- node peers

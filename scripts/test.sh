@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Warden's whole test suite, from a fresh clone on a fresh machine:
+# installs what the tests need (apt packages, npm and PyPI peers pinned by lock files),
+# then format, lint, unit and integration tests against real peers, the fuzz smoke run
+# and the forecast evaluation on shared/data. Prints a summary line at the end.
+#
+# Usage: scripts/test.sh            (CI runs exactly this through .ci/run)
+# Env:   FUZZ_SECONDS=N             seconds per fuzz target (default 15)
+#        WARDEN_SKIP_FUZZ=1         skip the fuzz smoke (local iterations)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+LOG_DIR="${TMPDIR:-/tmp}/warden-ci-$$"
+mkdir -p "$LOG_DIR"
+export CARGO_TERM_COLOR=never
+
+step() {
+  local name="$1"; shift
+  local t0=$SECONDS
+  echo "=== $name"
+  "$@"
+  echo "=== $name: done in $((SECONDS - t0)) s"
+}
+
+step "install test dependencies" scripts/install-test-deps.sh
+export WARDEN_TEST_PYTHON="$ROOT/.venv/bin/python"
+
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "build" cargo build --workspace --all-targets --locked
+
+# Unit and integration tests. Integration tests start target/debug/warden and the real
+# peers; they are not skipped anywhere.
+set +e
+step "cargo test" cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG_DIR/test.log"
+test_rc=${PIPESTATUS[0]}
+set -e
+
+if [ "${WARDEN_SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzz smoke" env FUZZ_SECONDS="${FUZZ_SECONDS:-15}" scripts/fuzz-smoke.sh
+fi
+
+if [ -x scripts/forecast-ci.sh ]; then
+  step "forecast eval and simulate" scripts/forecast-ci.sh
+fi
+
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG_DIR/test.log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -E 'test result:' "$LOG_DIR/test.log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$test_rc"
