@@ -1,0 +1,1 @@
+//! Archive storage for sleeping servers: zstd, manifest, verify before delete (issue 3).

@@ -1,0 +1,1 @@
+//! Server state, events, sessions, usage and the wake lock: embedded or Redis (issue 3).
