@@ -1,0 +1,53 @@
+//! Where game servers actually run.
+//!
+//! The lifecycle engine starts, stops and inspects servers only through [`Runtime`], so
+//! the same wake/sleep/archive logic drives a Docker container or a local process.
+
+mod process;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use process::ProcessRuntime;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("could not start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the runtime is unreachable: {0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Where a server keeps its world, for archiving and restoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataLocation {
+    /// A directory on this node.
+    Dir(PathBuf),
+    /// A Docker named volume.
+    Volume(String),
+}
+
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Launches the server; returns once it was launched (readiness is checked separately).
+    /// Starting a running server is not an error.
+    async fn start(&self) -> Result<(), RuntimeError>;
+
+    /// Stops gracefully, forcing after `timeout`. Stopping a stopped server is not an error.
+    async fn stop(&self, timeout: Duration) -> Result<(), RuntimeError>;
+
+    /// Whether the server's process or container is running right now.
+    async fn running(&self) -> Result<bool, RuntimeError>;
+
+    fn data(&self) -> DataLocation;
+}
