@@ -26,13 +26,13 @@ step "install test dependencies" scripts/install-test-deps.sh
 export WARDEN_TEST_PYTHON="$ROOT/.venv/bin/python"
 
 step "cargo fmt" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
-step "build" cargo build --workspace --all-targets --locked
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "build" cargo build --workspace --all-targets
 
 # Unit and integration tests. Integration tests start target/debug/warden and the real
 # peers; they are not skipped anywhere.
 set +e
-step "cargo test" cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$LOG_DIR/test.log"
+step "cargo test" cargo test --workspace --no-fail-fast 2>&1 | tee "$LOG_DIR/test.log"
 test_rc=${PIPESTATUS[0]}
 set -e
 
