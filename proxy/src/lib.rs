@@ -19,6 +19,7 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod sessions;
 pub mod settings;
+mod splice;
 pub mod status;
 
 pub use edge::{Edge, EdgeApp};

@@ -7,6 +7,11 @@
 //! take everything does a session briefly own a buffer for the remainder. The big shared
 //! buffer also means bulk transfers move 64 KiB per syscall.
 //!
+//! A direction that fills the whole 64 KiB buffer in one read is carrying bulk data (a
+//! chunk burst, a world download); it switches to `splice(2)` through a pipe of its own
+//! ([`crate::splice`]), so the kernel moves the pages and Warden never copies them. Small
+//! Minecraft packets stay on the buffer path, so idle sessions never own a pipe.
+//!
 //! End of stream on one side becomes a write shutdown on the other (half-close), so a
 //! side that is done sending can still receive. A session with no bytes in either
 //! direction for `idle_timeout` is closed.
@@ -161,10 +166,20 @@ async fn pump(
                 total.fetch_add(n as u64, Ordering::Relaxed);
                 counter.inc_by(n as u64);
                 activity.touch();
+                if !backlog.is_empty() {
+                    flush_backlog(dst, &mut backlog).await?;
+                }
+                if n == CHUNK {
+                    if let Ok(pipe) = crate::splice::Pipe::new() {
+                        return crate::splice::pump(src, dst, pipe, &|n| {
+                            total.fetch_add(n as u64, Ordering::Relaxed);
+                            counter.inc_by(n as u64);
+                            activity.touch();
+                        })
+                        .await;
+                    }
+                }
             }
-        }
-        if !backlog.is_empty() {
-            flush_backlog(dst, &mut backlog).await?;
         }
     }
 }

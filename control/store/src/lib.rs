@@ -1,1 +1,43 @@
-//! Server state, events, sessions, usage and the wake lock: embedded or Redis (issue 3).
+//! Server state, transitions, sessions, usage and the wake lock of the
+//! lifecycle engine (issue 3), behind one trait with two backends: an
+//! embedded redb file for a single appliance (the default, zero set-up) and
+//! Redis for a fleet of appliances sharing state. Switching is one config line.
+
+mod embedded;
+mod error;
+mod lock;
+mod model;
+mod redis_store;
+mod store;
+mod usage;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use embedded::EmbeddedStore;
+pub use error::StoreError;
+pub use model::{
+    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
+    Transition, TransitionFilter, WakeLease,
+};
+pub use redis_store::{RedisConfig, RedisStore};
+pub use store::StateStore;
+pub use usage::{compute_usage, Usage};
+
+/// Which store to run, as chosen by `[store] kind` in the config.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// `kind = "embedded"`: a redb file inside this data directory.
+    Embedded { path: PathBuf },
+    /// `kind = "redis"`: shared with other appliances.
+    Redis(RedisConfig),
+}
+
+/// Opens the configured store. The Redis store does not connect here, so an
+/// appliance starts while Redis is down; call `health()` to find out.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn StateStore>, StoreError> {
+    Ok(match config {
+        StoreConfig::Embedded { path } => Arc::new(EmbeddedStore::open(path).await?),
+        StoreConfig::Redis(cfg) => Arc::new(RedisStore::open(cfg.clone())?),
+    })
+}

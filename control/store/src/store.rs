@@ -1,0 +1,203 @@
+//! The one interface the lifecycle engine, control API and proxy wiring use,
+//! so that switching between one appliance (embedded) and a fleet sharing
+//! Redis is a config line, not a code path.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::error::StoreError;
+use crate::model::{
+    Change, ServerRecord, ServerState, SessionRecord, Transition, TransitionFilter, WakeLease,
+};
+use crate::usage::{compute_usage, Usage};
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// "embedded" or "redis", for logs and status output.
+    fn kind(&self) -> &'static str;
+
+    /// Ok if the store answers now.
+    async fn health(&self) -> Result<(), StoreError>;
+
+    // --- servers -------------------------------------------------------
+
+    async fn get(&self, id: &str) -> Result<Option<ServerRecord>, StoreError>;
+
+    /// All servers, sorted by id.
+    async fn list(&self) -> Result<Vec<ServerRecord>, StoreError>;
+
+    /// Creates a server and appends its creation transition (`from: None`).
+    /// `AlreadyExists` if the id is taken.
+    async fn put_new(&self, record: ServerRecord) -> Result<ServerRecord, StoreError>;
+
+    /// Removes a server (its transitions stay, as audit trail). False if it
+    /// did not exist.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Compare-and-set on the epoch: applies `change` only if the record is
+    /// still at `expected_epoch`, bumps the epoch, appends the transition and
+    /// bumps the change version, all in one atomic step. `Conflict` otherwise.
+    async fn apply(
+        &self,
+        id: &str,
+        expected_epoch: u64,
+        change: Change,
+    ) -> Result<ServerRecord, StoreError>;
+
+    /// [`StateStore::apply`] for a plain state change.
+    async fn transition(
+        &self,
+        id: &str,
+        expected_epoch: u64,
+        to: ServerState,
+        reason: &str,
+    ) -> Result<ServerRecord, StoreError> {
+        self.apply(id, expected_epoch, Change::to(to, reason)).await
+    }
+
+    /// Transitions matching `filter`, oldest first; `limit` keeps the newest.
+    async fn transitions(&self, filter: &TransitionFilter) -> Result<Vec<Transition>, StoreError>;
+
+    /// The time spent in `from` on the last `n` changes `from → to` (of one
+    /// server, or of all servers), oldest first. The ETA source: "starts
+    /// usually take 38 s" is `recent_durations(Some(id), Starting, Active, 10)`.
+    async fn recent_durations(
+        &self,
+        server: Option<&str>,
+        from: ServerState,
+        to: ServerState,
+        n: usize,
+    ) -> Result<Vec<Duration>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // The matching changes are usually a fixed share of all changes, so
+        // a window a few times `n` wide mostly suffices; widen if it does not.
+        let mut limit = n.saturating_mul(8).max(64);
+        loop {
+            let filter = TransitionFilter {
+                server: server.map(str::to_string),
+                since_ms: None,
+                limit,
+            };
+            let all = self.transitions(&filter).await?;
+            let exhausted = all.len() < limit || limit >= 1 << 20;
+            let mut found: Vec<Duration> = all
+                .iter()
+                .rev()
+                .filter(|t| t.from == Some(from) && t.to == to)
+                .filter_map(|t| t.duration_ms.map(Duration::from_millis))
+                .take(n)
+                .collect();
+            if found.len() == n || exhausted {
+                found.reverse();
+                return Ok(found);
+            }
+            limit = limit.saturating_mul(8);
+        }
+    }
+
+    // --- sessions ------------------------------------------------------
+
+    /// Records an open session and counts it for its server and appliance.
+    /// `AlreadyExists` if the id is taken.
+    async fn session_started(&self, session: SessionRecord) -> Result<(), StoreError>;
+
+    /// Closes a session and updates the server's `last_session_end_unix_ms`.
+    /// Idempotent: ending an ended session returns it unchanged.
+    async fn session_ended(&self, id: &str, end_unix_ms: u64) -> Result<SessionRecord, StoreError>;
+
+    /// Sessions, optionally of one server and/or only the open ones, sorted
+    /// by start time.
+    async fn sessions(
+        &self,
+        server: Option<&str>,
+        open_only: bool,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    /// Players on a server now, summed over appliances that are alive. Idle
+    /// detection uses this, never a status poll.
+    async fn live_count(&self, server: &str) -> Result<u64, StoreError>;
+
+    /// Keeps this appliance's session counts alive. An appliance that stops
+    /// calling this (crashed, partitioned) stops counting after the TTL.
+    async fn heartbeat(&self, appliance: &str) -> Result<(), StoreError>;
+
+    /// Ends every open session of `appliance`, e.g. when it starts again
+    /// after a crash (its players were disconnected with it). Returns how many.
+    async fn end_appliance_sessions(
+        &self,
+        appliance: &str,
+        end_unix_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for s in self.sessions(None, true).await? {
+            if s.appliance == appliance {
+                self.session_ended(&s.id, end_unix_ms).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    // --- wake lock -----------------------------------------------------
+
+    /// Takes the right to start `server` for `ttl`, if nobody holds it.
+    async fn acquire_wake(
+        &self,
+        server: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<WakeLease>, StoreError>;
+
+    /// Extends a lease still held; false if it was lost (expired or taken).
+    async fn renew_wake(&self, lease: &WakeLease, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// Gives a lease back; false if it was not (or no longer) held by it.
+    async fn release_wake(&self, lease: &WakeLease) -> Result<bool, StoreError>;
+
+    // --- change notification -------------------------------------------
+
+    /// A counter bumped by every write.
+    async fn version(&self) -> Result<u64, StoreError>;
+
+    /// The latest version seen; changes whenever any writer (on any
+    /// appliance, for Redis) changes the store. Re-read what you need on
+    /// change; intermediate versions may be skipped.
+    fn watch(&self) -> watch::Receiver<u64>;
+
+    // --- usage ---------------------------------------------------------
+
+    /// Usage of one server in `[from_ms, to_ms)`, from its transitions and
+    /// sessions (see [`compute_usage`]).
+    async fn usage(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+        memory_gb: f64,
+    ) -> Result<Usage, StoreError> {
+        let filter = TransitionFilter {
+            server: Some(server.to_string()),
+            since_ms: None,
+            limit: usize::MAX,
+        };
+        let transitions = self.transitions(&filter).await?;
+        let sessions = self.sessions(Some(server), false).await?;
+        let archived_bytes = self
+            .get(server)
+            .await?
+            .and_then(|r| r.archive)
+            .map_or(0, |a| a.bytes);
+        Ok(compute_usage(
+            &transitions,
+            &sessions,
+            from_ms,
+            to_ms,
+            memory_gb,
+            archived_bytes,
+        ))
+    }
+}

@@ -1,0 +1,79 @@
+//! The embedded store against the shared conformance suite, plus what only
+//! it promises: durability across reopen and one owner per data directory.
+
+mod common;
+
+use std::time::Duration;
+
+use warden_store::{
+    open, EmbeddedStore, ServerRecord, ServerState, SessionRecord, StoreConfig, StoreError,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    common::conformance(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Embedded {
+        path: dir.path().join("nested/data"),
+    };
+    let (version, epoch) = {
+        let store = open(&config).await.unwrap();
+        store
+            .put_new(ServerRecord::new(
+                "survival",
+                ServerState::Sleeping,
+                "configured",
+            ))
+            .await
+            .unwrap();
+        store
+            .transition("survival", 0, ServerState::Starting, "login")
+            .await
+            .unwrap();
+        store
+            .session_started(SessionRecord::start("survival", "Alex", "edge-1"))
+            .await
+            .unwrap();
+        let lease = store
+            .acquire_wake("survival", "edge-1", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
+        (store.version().await.unwrap(), lease.fencing_epoch)
+    };
+    let store = open(&config).await.unwrap();
+    let r = store.get("survival").await.unwrap().unwrap();
+    assert_eq!((r.state, r.epoch), (ServerState::Starting, 1));
+    assert_eq!(
+        store.transitions(&Default::default()).await.unwrap().len(),
+        2
+    );
+    assert_eq!(store.live_count("survival").await.unwrap(), 1);
+    assert_eq!(store.version().await.unwrap(), version);
+    assert_eq!(*store.watch().borrow(), version);
+    // Leases die with the process; fencing epochs keep rising.
+    let lease = store
+        .acquire_wake("survival", "edge-1", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("leases do not survive a restart");
+    assert!(lease.fencing_epoch > epoch);
+}
+
+#[tokio::test]
+async fn embedded_refuses_a_second_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = EmbeddedStore::open(dir.path()).await.unwrap();
+    let err = EmbeddedStore::open(dir.path())
+        .await
+        .err()
+        .expect("second open must fail");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("already open"), "{err}");
+}
