@@ -107,13 +107,14 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PIP_STAMP="$VENV/.warden-requirements.sha256"
-REQ_SHA="$(sha "$PEERS/requirements.txt")"
+ARCHIVE_REQ="$REPO_ROOT/control/archive/test-requirements.txt"
+REQ_SHA="$(cat "$PEERS/requirements.txt" "$ARCHIVE_REQ" 2>/dev/null | sha256sum | cut -d' ' -f1)"
 if [ "$FORCE" = 0 ] && [ -f "$PIP_STAMP" ] && [ "$(cat "$PIP_STAMP")" = "$REQ_SHA" ] \
-   && "$VENV/bin/python" -c 'import mcstatus' >/dev/null 2>&1; then
+   && "$VENV/bin/python" -c 'import mcstatus, moto' >/dev/null 2>&1; then
   log "pip: .venv up to date"
 else
-  log "pip install -r tests/peers/requirements.txt"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$PEERS/requirements.txt"
+  log "pip install -r tests/peers/requirements.txt -r control/archive/test-requirements.txt (mcstatus, moto)"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$PEERS/requirements.txt" -r "$ARCHIVE_REQ"
   printf '%s\n' "$REQ_SHA" > "$PIP_STAMP"
 fi
 

@@ -6,6 +6,4 @@
 pub mod appliance;
 pub mod config;
 pub mod metrics_http;
-pub mod rcon;
 pub mod reload;
-pub mod runtime;

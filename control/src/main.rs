@@ -33,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Demand forecast: evaluate the model, replay traces through provisioning policies.
+    Forecast {
+        #[command(subcommand)]
+        command: warden_forecast::cli::ForecastCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -52,6 +57,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, upgrade } => warden_control::appliance::run(&config, upgrade),
+        Command::Forecast { command } => {
+            warden_forecast::cli::run(command).map_err(anyhow::Error::from)
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match warden_control::config::load(&file) {

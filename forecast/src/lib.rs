@@ -1,1 +1,21 @@
-//! Demand forecasting and capacity planning (issue 6).
+//! Demand forecasting and capacity planning (issue 6): demand series from
+//! usage records and trace files, a linfa model with a fallback chain and
+//! quantiles, the evaluation protocol, a capacity planner for hourly-billed
+//! cloud nodes, a Hetzner Cloud provisioner and a trace-replay simulator.
+
+pub mod calendar;
+pub mod chain;
+pub mod chart;
+pub mod cli;
+pub mod error;
+pub mod eval;
+pub mod features;
+pub mod hetzner;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod planner;
+pub mod series;
+pub mod sim;
+
+pub use error::{Error, Result};

@@ -4,6 +4,7 @@
 //! the same wake/sleep/archive logic drives a Docker container or a local process.
 
 mod process;
+pub mod rcon;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,0 +1,220 @@
+//! Shared fixtures: a generated server-like tree, a tree fingerprint for byte-identical
+//! comparisons, and a real S3-compatible server (moto) for the S3 tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use warden_archive::sha256_hex;
+
+/// Deterministic pseudo-random bytes (xorshift64*): incompressible like region files.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Nested dirs, empty files, a 20 MiB random file, unicode names, an internal symlink,
+/// an empty directory and a non-default mode.
+pub fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("world/region")).unwrap();
+    fs::create_dir_all(root.join("world/DIM-1/region")).unwrap();
+    fs::create_dir_all(root.join("plugins/Wörld Édit/日本語")).unwrap();
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    fs::write(
+        root.join("world/region/r.0.0.mca"),
+        random_bytes(20 << 20, 1),
+    )
+    .unwrap();
+    fs::write(
+        root.join("world/DIM-1/region/r.-1.0.mca"),
+        random_bytes(300_000, 2),
+    )
+    .unwrap();
+    fs::write(root.join("world/session.lock"), b"").unwrap();
+    fs::write(
+        root.join("plugins/Wörld Édit/日本語/😀 emoji.yml"),
+        "clé: välue\n".repeat(500),
+    )
+    .unwrap();
+    fs::write(root.join("plugins/Wörld Édit/empty.txt"), b"").unwrap();
+    fs::write(
+        root.join("server.properties"),
+        "motd=A Minecraft Server\n".repeat(100),
+    )
+    .unwrap();
+    let long = format!("{}/{}.dat", "d".repeat(90), "n".repeat(120));
+    fs::create_dir_all(root.join(&long).parent().unwrap()).unwrap();
+    fs::write(root.join(&long), b"long name").unwrap();
+    fs::write(
+        root.join("start.sh"),
+        b"#!/bin/sh\nexec java -jar server.jar\n",
+    )
+    .unwrap();
+    fs::set_permissions(root.join("start.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("world/session.lock", root.join("lock-link")).unwrap();
+}
+
+/// path → "dir" | "file <sha256>" | "symlink <target>", plus file modes: equal fingerprints
+/// mean byte-identical trees.
+pub fn fingerprint(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+        let md = fs::symlink_metadata(&p).unwrap();
+        if md.file_type().is_symlink() {
+            out.insert(
+                rel,
+                format!("symlink {}", fs::read_link(&p).unwrap().display()),
+            );
+        } else if md.is_dir() {
+            out.insert(rel, format!("dir {:o}", md.permissions().mode() & 0o777));
+            walk(root, &p, out);
+        } else {
+            let data = fs::read(&p).unwrap();
+            out.insert(
+                rel,
+                format!(
+                    "file {:o} {}",
+                    md.permissions().mode() & 0o777,
+                    sha256_hex(&data)
+                ),
+            );
+        }
+    }
+}
+
+/// Flip one byte in the middle of a file.
+pub fn flip_byte(path: &Path) {
+    let mut data = fs::read(path).unwrap();
+    let i = data.len() / 2;
+    data[i] ^= 0x01;
+    fs::write(path, data).unwrap();
+}
+
+/// Sibling directories left behind by a restore of `target` (must be none after failure).
+pub fn restoring_siblings(target: &Path) -> Vec<PathBuf> {
+    let name = target.file_name().unwrap().to_str().unwrap().to_string();
+    fs::read_dir(target.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("{name}.restoring-"))
+        })
+        .collect()
+}
+
+/// A moto S3 server on a free port, killed on drop. Panics (fails the test) with the
+/// server's output if it does not come up: these tests are never skipped.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3-server.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let logdir = tempfile::tempdir().unwrap();
+        let log = logdir.path().join("moto.log");
+        let logf = fs::File::create(&log).unwrap();
+        let child = Command::new(&script)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let mut server = S3Server {
+            child,
+            port,
+            log,
+            _logdir: logdir,
+        };
+        server.wait_ready(Duration::from_secs(240));
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "S3 test server (scripts/s3-server.sh {}) exited with {status} before becoming ready; output:\n{}",
+                    self.port,
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if self.request("GET", "/").is_some() {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "S3 test server (scripts/s3-server.sh {}) not ready after {timeout:?}; output:\n{}",
+                    self.port,
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Minimal HTTP/1.1 request (moto accepts unsigned requests); returns the status code.
+    pub fn request(&self, method: &str, path: &str) -> Option<u16> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        resp.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}"));
+        assert_eq!(status, Some(200), "creating bucket {bucket} on moto");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,35 @@
+//! Readiness: a server is ready when it answers a status ping.
+//!
+//! That works for every server type and version (lazymc and Infrarust do the same), and
+//! it is what matters to a player: the server accepts Minecraft connections. The probe
+//! polls every 100 ms — lazymc polls every 2 s, which puts up to 2 s between "ready" and
+//! the held player's bytes arriving.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use warden_proxy::status::fetch::StatusQuery;
+use warden_proxy::status::fetch_status;
+
+const POLL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Polls `backend` until it answers a status request or `deadline` passes.
+pub async fn wait_ready(backend: &str, proxy_protocol: bool, deadline: Instant) -> bool {
+    loop {
+        let q = StatusQuery {
+            backend,
+            address: "warden-readiness-probe",
+            port: 25565,
+            protocol: -1,
+            proxy_protocol,
+        };
+        if fetch_status(q, PROBE_TIMEOUT).await.is_ok() {
+            return true;
+        }
+        if Instant::now() + POLL >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

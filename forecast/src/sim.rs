@@ -1,0 +1,748 @@
+//! Trace replay: plays a minute-resolution demand trace through scaling
+//! policies with realistic boot times and Hetzner's hourly billing, to price
+//! the forecast against static, reactive and clairvoyant provisioning.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use crate::calendar::Calendar;
+use crate::chain::{ChainConfig, Forecaster};
+use crate::error::{Error, Result};
+use crate::ingest::Session;
+use crate::metrics;
+use crate::planner::{self, Action, NodeView, PlannerConfig, Situation};
+use crate::series::MinuteTrace;
+
+/// The provisioning policies compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Enough nodes for the trace's peak, all the time.
+    StaticPeak,
+    /// Out above 85 % used, in below 30 % for 20 minutes.
+    Reactive,
+    /// The planner fed with the forecast quantile plus the reactive guard.
+    Forecast,
+    /// The planner fed with the true future.
+    Oracle,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 4] = [
+        Policy::StaticPeak,
+        Policy::Reactive,
+        Policy::Forecast,
+        Policy::Oracle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::StaticPeak => "static-peak",
+            Policy::Reactive => "reactive",
+            Policy::Forecast => "forecast",
+            Policy::Oracle => "oracle",
+        }
+    }
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub slots_per_node: usize,
+    /// Price of one node-hour (only to print money; decisions use hours).
+    pub node_price: f64,
+    /// Boot time is log-normal: median and log-sd, in minutes (1–2 min typical, p95 ≈ 5).
+    pub boot_median: f64,
+    pub boot_sigma: f64,
+    /// Game warm-up added to the planner's lead time.
+    pub warmup_minutes: i64,
+    /// A player waiting longer than this gives up: a refused join.
+    pub max_wait: i64,
+    pub max_nodes: usize,
+    /// Days of the trace used only as forecast history.
+    pub warmup_days: usize,
+    /// Hours between forecast refits.
+    pub refit_hours: usize,
+    pub scale_in_window: i64,
+    pub reactive_out: f64,
+    pub reactive_in: f64,
+    pub reactive_in_minutes: i64,
+    pub seed: u64,
+    pub chain: ChainConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            slots_per_node: 8,
+            node_price: 1.0,
+            boot_median: 1.5,
+            boot_sigma: 0.73,
+            warmup_minutes: 1,
+            max_wait: 10,
+            max_nodes: 1000,
+            warmup_days: 14,
+            refit_hours: 6,
+            scale_in_window: 5,
+            reactive_out: 0.85,
+            reactive_in: 0.30,
+            reactive_in_minutes: 20,
+            seed: 42,
+            chain: ChainConfig::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Boot p95 (log-normal) + warm-up: how far ahead the planner must act.
+    pub fn lead_minutes(&self) -> i64 {
+        (self.boot_median * (1.645 * self.boot_sigma).exp()).ceil() as i64 + self.warmup_minutes
+    }
+}
+
+/// Small deterministic PRNG (splitmix64): runs must be reproducible in CI.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1).
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// A trace ready for replay: sessions (one server slot each) in minutes
+/// from the trace start, plus their concurrency.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub name: String,
+    pub start_minute: i64,
+    pub sessions: Vec<Session>,
+    pub concurrency: Vec<f64>,
+}
+
+impl Trace {
+    /// From a real session log (e.g. PLAICraft).
+    pub fn from_sessions(name: &str, sessions: &[Session]) -> Trace {
+        let conc = crate::ingest::session_concurrency(name, sessions);
+        let sessions = sessions
+            .iter()
+            .map(|s| Session {
+                start: s.start - conc.start_minute,
+                end: s.end - conc.start_minute,
+            })
+            .collect();
+        Trace {
+            name: name.to_string(),
+            start_minute: conc.start_minute,
+            sessions,
+            concurrency: conc.values,
+        }
+    }
+
+    /// From a concurrency curve (units = server slots): sessions are born
+    /// and end so the curve is followed, with exponential session lengths.
+    pub fn synthesize(curve: &MinuteTrace, mean_session: f64, seed: u64) -> Trace {
+        let mut rng = Rng::new(seed);
+        let p_end = 1.0 / mean_session.max(1.0);
+        let mut active: Vec<usize> = Vec::new();
+        let mut sessions: Vec<Session> = Vec::new();
+        for (m, target) in curve.values.iter().enumerate() {
+            let m = m as i64;
+            let target = target.max(0.0).round() as usize;
+            let mut i = 0;
+            while i < active.len() {
+                if rng.uniform() < p_end {
+                    sessions[active[i]].end = m;
+                    active.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+            while active.len() > target {
+                let k = (rng.next_u64() % active.len() as u64) as usize;
+                sessions[active[k]].end = m;
+                active.swap_remove(k);
+            }
+            while active.len() < target {
+                active.push(sessions.len());
+                sessions.push(Session {
+                    start: m,
+                    end: i64::MAX,
+                });
+            }
+        }
+        let len = curve.values.len() as i64;
+        for s in &mut sessions {
+            s.end = s.end.min(len).max(s.start + 1);
+        }
+        let mut concurrency = vec![0.0; curve.values.len()];
+        for s in &sessions {
+            for c in &mut concurrency[s.start as usize..s.end as usize] {
+                *c += 1.0;
+            }
+        }
+        Trace {
+            name: curve.name.clone(),
+            start_minute: curve.start_minute,
+            sessions,
+            concurrency,
+        }
+    }
+}
+
+/// Outcome of one policy.
+#[derive(Debug, Clone)]
+pub struct PolicyResult {
+    pub policy: Policy,
+    pub node_hours: i64,
+    pub cost: f64,
+    /// Joins that found no free slot.
+    pub cold_starts: usize,
+    pub wait_player_minutes: f64,
+    pub wait_p95: f64,
+    pub refused: usize,
+    /// Used slot-minutes ÷ billed-node slot-minutes.
+    pub utilization: f64,
+    /// Per minute: slots of ready nodes (for the chart).
+    pub capacity: Vec<f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    created: i64,
+    ready_at: i64,
+    used: usize,
+    deleted: Option<i64>,
+}
+
+/// Replays `trace` from `warmup_days` on through every policy.
+pub fn simulate(trace: &Trace, cal: &Calendar, cfg: &SimConfig) -> Result<Vec<PolicyResult>> {
+    let m0 = (cfg.warmup_days * 1440) as i64;
+    let m1 = trace.concurrency.len() as i64;
+    if m1 <= m0 + 1440 {
+        return Err(Error::NotEnoughData(format!(
+            "trace {} has {} minutes, need more than {} days",
+            trace.name,
+            m1,
+            cfg.warmup_days + 1
+        )));
+    }
+    if cfg.slots_per_node == 0 {
+        return Err(Error::Config("a node must hold at least one server".into()));
+    }
+    Policy::ALL
+        .iter()
+        .map(|p| run_policy(*p, trace, cal, cfg, m0, m1))
+        .collect()
+}
+
+/// Forward-looking window maximum: out[i] = max(v[i..=i+w]).
+fn forward_max(v: &[f64], w: usize) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
+    let mut dq: VecDeque<usize> = VecDeque::new();
+    for i in (0..v.len()).rev() {
+        while dq.back().is_some_and(|&j| v[j] <= v[i]) {
+            dq.pop_back();
+        }
+        dq.push_back(i);
+        while dq.front().is_some_and(|&j| j > i + w) {
+            dq.pop_front();
+        }
+        out[i] = dq.front().map(|&j| v[j]).unwrap_or(0.0);
+    }
+    out
+}
+
+/// The forecast policy's view of the future: hourly upper quantiles of the
+/// hourly peak, refitted every `refit_hours`.
+struct ForecastView<'a> {
+    fc: Forecaster<'a>,
+    first_hour: usize,
+    upper: Vec<f64>,
+}
+
+impl ForecastView<'_> {
+    fn refit(&mut self, hour: usize) {
+        // on failure keep the previous forecast; the guard covers the gap
+        if let Ok(f) = self.fc.forecast_at(hour) {
+            tracing::debug!(hour, method = f.method.name(), "forecast policy refit");
+            self.first_hour = hour;
+            self.upper = f.upper;
+        }
+    }
+
+    /// Servers to hold for the hour containing `minute`. Demand comes in
+    /// whole servers, so the continuous quantile is rounded: 0.3 of a
+    /// server means most such hours are empty, and a node bought for it
+    /// would mostly idle.
+    fn at(&self, minute: i64) -> f64 {
+        let h = (minute / 60) as usize;
+        h.checked_sub(self.first_hour)
+            .and_then(|i| self.upper.get(i))
+            .map(|v| v.round())
+            .unwrap_or(0.0)
+    }
+}
+
+fn run_policy(
+    policy: Policy,
+    trace: &Trace,
+    cal: &Calendar,
+    cfg: &SimConfig,
+    m0: i64,
+    m1: i64,
+) -> Result<PolicyResult> {
+    let slots = cfg.slots_per_node;
+    let lead = cfg.lead_minutes();
+    let pcfg = PlannerConfig {
+        slots_per_node: slots,
+        lead_minutes: lead,
+        scale_in_window: cfg.scale_in_window,
+        max_nodes: cfg.max_nodes,
+    };
+    let mut rng = Rng::new(cfg.seed ^ 0xA5A5);
+    let mut boot = move || -> i64 {
+        (cfg.boot_median * (cfg.boot_sigma * rng.normal()).exp())
+            .ceil()
+            .max(1.0) as i64
+    };
+    let conc = &trace.concurrency;
+    let (soon_max, hour_max) = if policy == Policy::Oracle {
+        (
+            forward_max(conc, lead as usize),
+            forward_max(conc, (60 + lead) as usize),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let hourly = MinuteTrace {
+        name: trace.name.clone(),
+        start_minute: 0,
+        values: conc.clone(),
+    }
+    .hourly_max();
+    let mut view = ForecastView {
+        fc: Forecaster::new(&hourly.values, trace.start_minute / 60, cal, &cfg.chain),
+        first_hour: 0,
+        upper: Vec::new(),
+    };
+
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut session_node: Vec<Option<usize>> = vec![None; trace.sessions.len()];
+    let mut ends: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    let place = |nodes: &mut Vec<Node>, now: i64| -> Option<usize> {
+        // best fit: the fullest ready node with room, so others can empty out
+        let i = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.deleted.is_none() && n.ready_at <= now && n.used < slots)
+            .max_by_key(|(i, n)| (n.used, Reverse(*i)))
+            .map(|(i, _)| i)?;
+        nodes[i].used += 1;
+        Some(i)
+    };
+
+    // start with what is running at m0 (static: the peak)
+    let peak = conc[m0 as usize..].iter().copied().fold(0.0, f64::max);
+    let initial = match policy {
+        Policy::StaticPeak => planner::nodes_for(peak, slots),
+        _ => planner::nodes_for(conc[m0 as usize], slots),
+    };
+    for _ in 0..initial {
+        nodes.push(Node {
+            created: m0,
+            ready_at: m0,
+            used: 0,
+            deleted: None,
+        });
+    }
+    let mut next = 0usize;
+    while next < trace.sessions.len() && trace.sessions[next].start < m0 {
+        let s = trace.sessions[next];
+        if s.end > m0 {
+            if let Some(i) = place(&mut nodes, m0) {
+                session_node[next] = Some(i);
+                ends.push(Reverse((s.end, next)));
+            }
+        }
+        next += 1;
+    }
+
+    let mut waiting: VecDeque<(usize, i64)> = VecDeque::new();
+    let mut waits: Vec<f64> = Vec::new();
+    let mut cold_starts = 0usize;
+    let mut refused = 0usize;
+    let mut low_since: Option<i64> = None;
+    let mut recent_joins: VecDeque<i64> = VecDeque::new();
+    let mut used_minutes = 0.0f64;
+    let mut slot_minutes = 0.0f64;
+    let mut capacity = Vec::with_capacity((m1 - m0) as usize);
+
+    for m in m0..m1 {
+        while let Some(Reverse((e, k))) = ends.peek().copied() {
+            if e > m {
+                break;
+            }
+            ends.pop();
+            if let Some(i) = session_node[k] {
+                nodes[i].used = nodes[i].used.saturating_sub(1);
+            }
+        }
+        // waiting players go first, in arrival order
+        while let Some(&(k, arrived)) = waiting.front() {
+            if m - arrived > cfg.max_wait {
+                waiting.pop_front();
+                refused += 1;
+                continue;
+            }
+            if trace.sessions[k].end <= m {
+                waiting.pop_front();
+                waits.push((m - arrived) as f64);
+                continue;
+            }
+            match place(&mut nodes, m) {
+                Some(i) => {
+                    waiting.pop_front();
+                    waits.push((m - arrived) as f64);
+                    session_node[k] = Some(i);
+                    ends.push(Reverse((trace.sessions[k].end, k)));
+                }
+                None => break,
+            }
+        }
+        while next < trace.sessions.len() && trace.sessions[next].start <= m {
+            let k = next;
+            next += 1;
+            recent_joins.push_back(m);
+            if !waiting.is_empty() {
+                waiting.push_back((k, m));
+                cold_starts += 1;
+                continue;
+            }
+            match place(&mut nodes, m) {
+                Some(i) => {
+                    session_node[k] = Some(i);
+                    ends.push(Reverse((trace.sessions[k].end, k)));
+                }
+                None => {
+                    waiting.push_back((k, m));
+                    cold_starts += 1;
+                }
+            }
+        }
+        while recent_joins.front().is_some_and(|&t| t < m - 30) {
+            recent_joins.pop_front();
+        }
+        // the platform boots a node for a player who found none (any policy)
+        let alive: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].deleted.is_none())
+            .collect();
+        let booting_free: usize = alive
+            .iter()
+            .filter(|&&i| nodes[i].ready_at > m)
+            .map(|&i| slots - nodes[i].used)
+            .sum();
+        if waiting.len() > booting_free && alive.len() < cfg.max_nodes {
+            let extra = planner::nodes_for((waiting.len() - booting_free) as f64, slots)
+                .min(cfg.max_nodes - alive.len());
+            for _ in 0..extra {
+                let b = boot();
+                nodes.push(Node {
+                    created: m,
+                    ready_at: m + b,
+                    used: 0,
+                    deleted: None,
+                });
+            }
+        }
+
+        let alive: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].deleted.is_none())
+            .collect();
+        let used: usize = alive.iter().map(|&i| nodes[i].used).sum();
+        let actions = match policy {
+            Policy::StaticPeak => Vec::new(),
+            Policy::Reactive => {
+                let cap = (alive.len() * slots) as f64;
+                // no nodes and nobody waiting is 0 % used, not 100 %
+                let util = if cap > 0.0 {
+                    used as f64 / cap
+                } else if waiting.is_empty() {
+                    0.0
+                } else {
+                    1.0
+                };
+                if util > cfg.reactive_out {
+                    low_since = None;
+                    if alive.iter().all(|&i| nodes[i].ready_at <= m) {
+                        vec![Action::Create(1)]
+                    } else {
+                        Vec::new()
+                    }
+                } else if util < cfg.reactive_in {
+                    let since = *low_since.get_or_insert(m);
+                    if m - since >= cfg.reactive_in_minutes {
+                        low_since = None;
+                        alive
+                            .iter()
+                            .find(|&&i| nodes[i].used == 0 && nodes[i].ready_at <= m)
+                            .map(|&i| vec![Action::Delete(i)])
+                            .unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    }
+                } else {
+                    low_since = None;
+                    Vec::new()
+                }
+            }
+            Policy::Forecast | Policy::Oracle => {
+                let (soon, hour, joins) = if policy == Policy::Oracle {
+                    let i = m as usize;
+                    (soon_max[i], hour_max[i], 0.0)
+                } else {
+                    let due = (m / 60) as usize % cfg.refit_hours.max(1) == 0;
+                    if m % 60 == 0 && (due || view.upper.is_empty()) {
+                        view.refit((m / 60) as usize);
+                    }
+                    let soon = view.at(m).max(view.at(m + lead));
+                    let hour = (0..=((60 + lead) / 60 + 1))
+                        .map(|k| view.at(m + 60 * k))
+                        .fold(soon, f64::max);
+                    // joins over the last 30 min, stretched to the lead time
+                    let rate = recent_joins.len() as f64 / 30.0;
+                    (soon, hour, rate * lead as f64)
+                };
+                let views: Vec<NodeView> = alive
+                    .iter()
+                    .map(|&i| NodeView {
+                        id: i,
+                        created: nodes[i].created,
+                        ready: nodes[i].ready_at <= m,
+                        used: nodes[i].used,
+                    })
+                    .collect();
+                planner::decide(
+                    &Situation {
+                        now: m,
+                        nodes: &views,
+                        need_soon: soon,
+                        need_hour: hour,
+                        joins_in_lead: joins,
+                    },
+                    &pcfg,
+                )
+            }
+        };
+        for a in actions {
+            match a {
+                Action::Create(k) => {
+                    for _ in 0..k {
+                        let b = boot();
+                        nodes.push(Node {
+                            created: m,
+                            ready_at: m + b,
+                            used: 0,
+                            deleted: None,
+                        });
+                    }
+                }
+                Action::Delete(i) => {
+                    if let Some(n) = nodes.get_mut(i) {
+                        if n.deleted.is_none() && n.used == 0 && n.ready_at <= m {
+                            n.deleted = Some(m);
+                        }
+                    }
+                }
+            }
+        }
+        let alive_now = nodes.iter().filter(|n| n.deleted.is_none());
+        let (mut ready_slots, mut all_slots) = (0usize, 0usize);
+        for n in alive_now {
+            all_slots += slots;
+            if n.ready_at <= m {
+                ready_slots += slots;
+            }
+        }
+        used_minutes += used as f64;
+        slot_minutes += all_slots as f64;
+        capacity.push(ready_slots as f64);
+    }
+    refused += waiting.len();
+    let node_hours: i64 = nodes
+        .iter()
+        .map(|n| planner::billed_hours(n.created, n.deleted.unwrap_or(m1)))
+        .sum();
+    let wait_p95 = if waits.is_empty() {
+        0.0
+    } else {
+        metrics::quantile(&waits, 0.95)
+    };
+    Ok(PolicyResult {
+        policy,
+        node_hours,
+        cost: node_hours as f64 * cfg.node_price,
+        cold_starts,
+        wait_player_minutes: waits.iter().sum::<f64>() + (refused as i64 * cfg.max_wait) as f64,
+        wait_p95,
+        refused,
+        utilization: if slot_minutes > 0.0 {
+            used_minutes / slot_minutes
+        } else {
+            0.0
+        },
+        capacity,
+    })
+}
+
+/// The table printed by `warden forecast simulate`.
+pub fn render(trace: &Trace, results: &[PolicyResult], cfg: &SimConfig) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let oracle = results.iter().find(|r| r.policy == Policy::Oracle);
+    let reactive = results.iter().find(|r| r.policy == Policy::Reactive);
+    let _ = writeln!(
+        out,
+        "trace {} — {} sessions, {} slots/node, lead {} min, replay after {} warm-up days",
+        trace.name,
+        trace.sessions.len(),
+        cfg.slots_per_node,
+        cfg.lead_minutes(),
+        cfg.warmup_days
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>8} {:>6} {:>9}",
+        "policy",
+        "node-h",
+        "cost",
+        "÷oracle",
+        "colds",
+        "wait p-min",
+        "wait p95",
+        "refused",
+        "util%",
+        "wait÷reac"
+    );
+    for r in results {
+        let vs_oracle = oracle
+            .map(|o| r.cost / o.cost.max(1e-9))
+            .unwrap_or(f64::NAN);
+        // undefined when the reactive policy never made anyone wait
+        let vs_reactive = match reactive {
+            Some(x) if x.wait_player_minutes > 0.0 => {
+                format!("{:.3}", r.wait_player_minutes / x.wait_player_minutes)
+            }
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9} {:>10.2} {:>8.3} {:>7} {:>10.1} {:>8.1} {:>8} {:>6.1} {:>9}",
+            r.policy.name(),
+            r.node_hours,
+            r.cost,
+            vs_oracle,
+            r.cold_starts,
+            r.wait_player_minutes,
+            r.wait_p95,
+            r.refused,
+            100.0 * r.utilization,
+            vs_reactive
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_window_max() {
+        let v = [1.0, 3.0, 2.0, 0.0, 5.0];
+        assert_eq!(forward_max(&v, 1), vec![3.0, 3.0, 2.0, 5.0, 5.0]);
+        assert_eq!(forward_max(&v, 0), v.to_vec());
+    }
+
+    #[test]
+    fn boot_time_distribution() {
+        let cfg = SimConfig::default();
+        let mut rng = Rng::new(1);
+        let mut b: Vec<f64> = (0..20_000)
+            .map(|_| cfg.boot_median * (cfg.boot_sigma * rng.normal()).exp())
+            .collect();
+        b.sort_by(f64::total_cmp);
+        let p50 = metrics::quantile(&b, 0.5);
+        let p95 = metrics::quantile(&b, 0.95);
+        assert!((1.0..2.0).contains(&p50), "median {p50}");
+        assert!((4.5..5.5).contains(&p95), "p95 {p95}");
+        assert_eq!(cfg.lead_minutes(), 6);
+    }
+
+    #[test]
+    fn synthesized_sessions_follow_the_curve() {
+        let curve = MinuteTrace {
+            name: "c".into(),
+            start_minute: 0,
+            values: (0..600)
+                .map(|i| 10.0 + 5.0 * ((i as f64) / 60.0).sin())
+                .collect(),
+        };
+        let t = Trace::synthesize(&curve, 30.0, 3);
+        for (a, b) in t.concurrency.iter().zip(&curve.values) {
+            assert!((a - b.round()).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn policies_on_a_small_trace() {
+        // two weeks of daily waves of sessions, then a replayed third
+        let mut sessions = Vec::new();
+        for d in 0..17i64 {
+            for k in 0..30i64 {
+                let start = d * 1440 + 600 + k * 13;
+                sessions.push(Session {
+                    start,
+                    end: start + 90,
+                });
+            }
+        }
+        let trace = Trace::from_sessions("waves", &sessions);
+        let cfg = SimConfig {
+            slots_per_node: 4,
+            warmup_days: 14,
+            ..Default::default()
+        };
+        let res = simulate(&trace, &Calendar::german(), &cfg).unwrap();
+        let get = |p| res.iter().find(|r| r.policy == p).unwrap();
+        let (st, re, fo, or) = (
+            get(Policy::StaticPeak),
+            get(Policy::Reactive),
+            get(Policy::Forecast),
+            get(Policy::Oracle),
+        );
+        assert_eq!(st.cold_starts, 0);
+        assert!(or.node_hours <= st.node_hours);
+        assert!(re.cold_starts > 0);
+        assert!(fo.wait_player_minutes < re.wait_player_minutes);
+        assert!(fo.utilization > 0.0 && fo.utilization <= 1.0);
+        assert!(render(&trace, &res, &cfg).contains("oracle"));
+    }
+}
