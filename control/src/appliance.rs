@@ -17,8 +17,9 @@ use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use tracing::info;
-use warden_proxy::lifecycle::AlwaysActive;
+use warden_proxy::lifecycle::{AlwaysActive, Lifecycle};
 use warden_proxy::metrics::Metrics;
+use warden_proxy::sessions::Sessions;
 use warden_proxy::{Edge, EdgeApp};
 
 use crate::config;
@@ -32,7 +33,26 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let cfg = config::parse(config_path, &text)?;
     let snapshot = cfg.snapshot(config_path, &text)?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
-    let edge = Edge::new(snapshot, metrics.clone(), Arc::new(AlwaysActive));
+    let sessions = Sessions::new(Some(metrics.sessions.clone()));
+    // The control plane's own runtime lives as long as the process; pingora's service
+    // runtimes come and go with their services.
+    let control_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("warden-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+    let control = control_rt.handle().clone();
+    std::thread::spawn(move || control_rt.block_on(std::future::pending::<()>()));
+    let lifecycle: Arc<dyn Lifecycle> =
+        match control.block_on(crate::managed::engine(&cfg, sessions.clone()))? {
+            Some(engine) => {
+                control.spawn(engine.clone().run());
+                engine
+            }
+            None => Arc::new(AlwaysActive),
+        };
+    let edge = Edge::new(snapshot, metrics.clone(), lifecycle, sessions);
 
     let threads = match cfg.edge.threads {
         0 => std::thread::available_parallelism()

@@ -5,5 +5,7 @@
 
 pub mod appliance;
 pub mod config;
+pub mod lifecycle;
+pub mod managed;
 pub mod metrics_http;
 pub mod reload;

@@ -3,6 +3,7 @@
 //! The lifecycle engine starts, stops and inspects servers only through [`Runtime`], so
 //! the same wake/sleep/archive logic drives a Docker container or a local process.
 
+pub mod docker;
 mod process;
 pub mod rcon;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use docker::{DockerEndpoint, DockerRuntime, DockerSpec};
 pub use process::ProcessRuntime;
 
 #[derive(Debug, Error)]

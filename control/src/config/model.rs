@@ -22,6 +22,106 @@ pub struct Config {
     /// Wildcard routes: one server per matching host.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub archive: ArchiveSection,
+    #[serde(default)]
+    pub lifecycle: LifecycleSection,
+}
+
+/// Where server states, events and sessions live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `"embedded"` (one appliance) or `"redis"` (several).
+    pub kind: String,
+    /// Data directory of the embedded store.
+    pub path: PathBuf,
+    /// `redis://host:port` for `kind = "redis"`.
+    pub url: Option<String>,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            kind: "embedded".into(),
+            path: PathBuf::from("/var/lib/warden"),
+            url: None,
+        }
+    }
+}
+
+/// Where archived servers go.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ArchiveSection {
+    /// `"local"` (a directory) or `"s3"` (any S3-compatible store).
+    pub kind: String,
+    pub path: PathBuf,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    /// Names of environment variables holding the credentials (never the secrets).
+    pub access_key_env: Option<String>,
+    pub secret_key_env: Option<String>,
+}
+
+impl Default for ArchiveSection {
+    fn default() -> Self {
+        Self {
+            kind: "local".into(),
+            path: PathBuf::from("/var/lib/warden/archive"),
+            endpoint: None,
+            region: None,
+            bucket: None,
+            access_key_env: None,
+            secret_key_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSection {
+    /// How long a joining player is held while their server starts.
+    #[serde(with = "humantime_serde")]
+    pub hold: Duration,
+    /// This appliance's name in the store (defaults to the host name).
+    pub appliance: Option<String>,
+}
+
+impl Default for LifecycleSection {
+    fn default() -> Self {
+        Self {
+            hold: Duration::from_secs(25),
+            appliance: None,
+        }
+    }
+}
+
+/// How a managed server runs.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RuntimeConfig {
+    /// A local command in a working directory (its data directory).
+    Process { command: Vec<String>, dir: PathBuf },
+}
+
+fn default_sleep_after() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_archive_after() -> Duration {
+    Duration::from_secs(48 * 3600)
+}
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_stop_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_memory_gb() -> f64 {
+    4.0
 }
 
 /// One address or several.
@@ -169,6 +269,19 @@ pub struct ServerConfig {
     pub accepts_transfers: bool,
     #[serde(default)]
     pub motd: MotdConfig,
+    /// Set to let Warden start and stop the server; absent means always on.
+    #[serde(default)]
+    pub runtime: Option<RuntimeConfig>,
+    #[serde(default = "default_sleep_after", with = "humantime_serde")]
+    pub sleep_after: Duration,
+    #[serde(default = "default_archive_after", with = "humantime_serde")]
+    pub archive_after: Duration,
+    #[serde(default = "default_start_timeout", with = "humantime_serde")]
+    pub start_timeout: Duration,
+    #[serde(default = "default_stop_timeout", with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    #[serde(default = "default_memory_gb")]
+    pub memory_gb: f64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,9 @@ pub fn estimate(recent: &[Duration]) -> Option<Duration> {
     let mut v: Vec<Duration> = recent.iter().rev().take(WINDOW).copied().collect();
     v.sort();
     let mid = v[v.len() / 2];
-    Some(Duration::from_secs(mid.as_secs() + u64::from(mid.subsec_nanos() > 0)))
+    Some(Duration::from_secs(
+        mid.as_secs() + u64::from(mid.subsec_nanos() > 0),
+    ))
 }
 
 #[cfg(test)]
@@ -28,7 +30,10 @@ mod tests {
         assert_eq!(estimate(&[]), None);
         let s = |x: f64| Duration::from_secs_f64(x);
         assert_eq!(estimate(&[s(37.2)]), Some(Duration::from_secs(38)));
-        assert_eq!(estimate(&[s(30.0), s(40.0), s(300.0)]), Some(Duration::from_secs(40)));
+        assert_eq!(
+            estimate(&[s(30.0), s(40.0), s(300.0)]),
+            Some(Duration::from_secs(40))
+        );
         // Only the last WINDOW starts count: an ancient slow start is forgotten.
         let mut v = vec![s(500.0); 5];
         v.extend(vec![s(20.0); WINDOW]);

@@ -45,12 +45,13 @@ pub struct Edge {
 }
 
 impl Edge {
+    /// `sessions` is shared with the control plane, which reads live counts from it.
     pub fn new(
         snapshot: Snapshot,
         metrics: Arc<Metrics>,
         lifecycle: Arc<dyn Lifecycle>,
+        sessions: Sessions,
     ) -> Arc<Self> {
-        let sessions = Sessions::new(Some(metrics.sessions.clone()));
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,

@@ -1,0 +1,46 @@
+//! What the engine knows about one server it manages.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use warden_archive::ArchiveStore;
+use warden_runtime::Runtime;
+
+pub struct ManagedServer {
+    pub id: String,
+    /// `host:port` the readiness probe pings.
+    pub backend: String,
+    pub proxy_protocol: bool,
+    pub runtime: Box<dyn Runtime>,
+    /// The data directory archived and restored (process runtime).
+    pub data_dir: Option<PathBuf>,
+    pub sleep_after: Duration,
+    pub archive_after: Duration,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub memory_gb: f64,
+    /// Where archives go; None disables archiving.
+    pub archive: Option<Arc<dyn ArchiveStore>>,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct LifecycleSettings {
+    /// How long a joining player is held while the server starts (clients give up at ~30 s).
+    pub hold: Duration,
+    /// How often idle and archive timers are checked.
+    pub tick: Duration,
+    /// This appliance's name (wake lock owner, session records).
+    pub appliance: String,
+}
+
+impl Default for LifecycleSettings {
+    fn default() -> Self {
+        Self {
+            hold: Duration::from_secs(25),
+            tick: Duration::from_secs(1),
+            appliance: "warden".into(),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The lifecycle engine: servers sleep when nobody plays and wake when someone joins.
+//!
+//! It implements the data plane's [`Lifecycle`] seam. A login to a sleeping server wakes
+//! it (once, however many players join at the same moment, and on one appliance only,
+//! through the store's wake lock) and holds the player until the server answers a status
+//! ping; a server without player sessions for `sleep_after` is stopped; one asleep for
+//! `archive_after` is archived (verified before its node copy goes) and restored on the
+//! next join. Every change is a compare-and-set transition in the store, so the audit
+//! trail, the ETA and other appliances all see the same history.
+
+mod archive;
+mod eta;
+mod managed;
+mod ready;
+mod reconcile;
+mod wake;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use warden_proxy::lifecycle::{Admission, Lifecycle, Player, ServerState as EdgeState};
+use warden_proxy::route::Server;
+use warden_proxy::sessions::Sessions;
+use warden_store::{ServerRecord, ServerState, StateStore, StoreError};
+
+pub use managed::{LifecycleSettings, ManagedServer};
+
+/// One managed server's live view: the record as last written, and who waits on it.
+struct Slot {
+    spec: ManagedServer,
+    record: parking_lot::Mutex<ServerRecord>,
+    state: watch::Sender<ServerState>,
+    /// Held while this appliance runs a wake (start or restore) for the server.
+    waking: Arc<tokio::sync::Mutex<()>>,
+    eta: parking_lot::Mutex<Option<Duration>>,
+}
+
+pub struct Engine {
+    /// Lets `admit` (which has `&self`) spawn wakes that outlive the joining player.
+    me: std::sync::Weak<Engine>,
+    slots: HashMap<String, Arc<Slot>>,
+    store: Arc<dyn StateStore>,
+    sessions: Sessions,
+    settings: LifecycleSettings,
+}
+
+impl Engine {
+    /// Loads (or creates) every managed server's record and reconciles it with what the
+    /// runtime really shows, then returns the engine. Call [`Engine::run`] to start the
+    /// idle and archive timers.
+    pub async fn start(
+        servers: Vec<ManagedServer>,
+        store: Arc<dyn StateStore>,
+        sessions: Sessions,
+        settings: LifecycleSettings,
+    ) -> Result<Arc<Self>, StoreError> {
+        let mut slots = HashMap::new();
+        for spec in servers {
+            let record = reconcile::reconcile(&spec, store.as_ref(), &settings).await?;
+            let eta = eta::estimate(
+                &store
+                    .recent_durations(
+                        Some(&spec.id),
+                        ServerState::Starting,
+                        ServerState::Active,
+                        eta::WINDOW,
+                    )
+                    .await
+                    .unwrap_or_default(),
+            );
+            let (state, _) = watch::channel(record.state);
+            slots.insert(
+                spec.id.clone(),
+                Arc::new(Slot {
+                    spec,
+                    record: parking_lot::Mutex::new(record),
+                    state,
+                    waking: Arc::new(tokio::sync::Mutex::new(())),
+                    eta: parking_lot::Mutex::new(eta),
+                }),
+            );
+        }
+        Ok(Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            slots,
+            store,
+            sessions,
+            settings,
+        }))
+    }
+
+    /// Runs the idle-sleep and archive timers until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.tick);
+        let mut idle_since: HashMap<String, tokio::time::Instant> = HashMap::new();
+        loop {
+            tick.tick().await;
+            for (id, slot) in &self.slots {
+                let state = *slot.state.borrow();
+                match state {
+                    ServerState::Active => {
+                        if self.sessions.count(id) > 0 || !self.sessions_idle(id).await {
+                            idle_since.remove(id);
+                            continue;
+                        }
+                        let since = *idle_since
+                            .entry(id.clone())
+                            .or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= slot.spec.sleep_after {
+                            idle_since.remove(id);
+                            // The busy lock keeps a sleep from racing a wake or itself.
+                            if let Ok(busy) = slot.waking.clone().try_lock_owned() {
+                                let (engine, slot) = (self.clone(), slot.clone());
+                                tokio::spawn(async move {
+                                    engine.sleep(&slot).await;
+                                    drop(busy);
+                                });
+                            }
+                        }
+                    }
+                    ServerState::Sleeping => {
+                        let asleep_for = Duration::from_millis(
+                            now_ms().saturating_sub(slot.record.lock().since_unix_ms),
+                        );
+                        if slot.spec.archive.is_some() && asleep_for >= slot.spec.archive_after {
+                            if let Ok(busy) = slot.waking.clone().try_lock_owned() {
+                                let (engine, slot) = (self.clone(), slot.clone());
+                                tokio::spawn(async move {
+                                    archive::archive(&engine, &slot).await;
+                                    drop(busy);
+                                });
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Moves `slot` from its current state to `to`, in the store first (compare-and-set on
+    /// the epoch), then in memory. A conflict means another appliance moved it: adopt that.
+    async fn transition(
+        &self,
+        slot: &Slot,
+        to: ServerState,
+        reason: &str,
+    ) -> Result<ServerRecord, StoreError> {
+        let epoch = slot.record.lock().epoch;
+        let result = self
+            .store
+            .transition(&slot.spec.id, epoch, to, reason)
+            .await;
+        self.adopt(slot, result)
+    }
+
+    fn adopt(
+        &self,
+        slot: &Slot,
+        result: Result<ServerRecord, StoreError>,
+    ) -> Result<ServerRecord, StoreError> {
+        match result {
+            Ok(rec) => {
+                info!(server = %rec.id, state = rec.state.as_str(), reason = %rec.reason, "transition");
+                *slot.record.lock() = rec.clone();
+                slot.state.send_replace(rec.state);
+                Ok(rec)
+            }
+            Err(e) => {
+                warn!(server = %slot.spec.id, error = %e, "transition refused");
+                Err(e)
+            }
+        }
+    }
+
+    async fn sleep(&self, slot: &Slot) {
+        if self
+            .transition(slot, ServerState::Stopping, "no players")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        match slot.spec.runtime.stop(slot.spec.stop_timeout).await {
+            Ok(()) => {
+                let _ = self
+                    .transition(slot, ServerState::Sleeping, "stopped after idle")
+                    .await;
+            }
+            Err(e) => {
+                let _ = self
+                    .transition(slot, ServerState::Failed, &format!("stop failed: {e}"))
+                    .await;
+            }
+        }
+    }
+
+    /// Whether no appliance has a player on `id` (the store sums all appliances' counts;
+    /// if it can't be asked, the server counts as busy: never cut a player off).
+    async fn sessions_idle(&self, id: &str) -> bool {
+        matches!(self.store.live_count(id).await, Ok(0))
+    }
+
+    fn slot(&self, server: &Server) -> Option<&Arc<Slot>> {
+        self.slots.get(&*server.id)
+    }
+}
+
+#[async_trait]
+impl Lifecycle for Engine {
+    fn state(&self, server: &Server) -> EdgeState {
+        match self.slot(server) {
+            None => EdgeState::Active,
+            Some(slot) => edge_state(*slot.state.borrow()),
+        }
+    }
+
+    fn eta(&self, server: &Server) -> Option<Duration> {
+        self.slot(server).and_then(|s| *s.eta.lock())
+    }
+
+    async fn admit(&self, server: &Arc<Server>, player: &Player) -> Admission {
+        let Some(slot) = self.slot(server).cloned() else {
+            return Admission::Forward;
+        };
+        if *slot.state.borrow() == ServerState::Active {
+            return Admission::Forward;
+        }
+        info!(server = %slot.spec.id, player = %player.name, "join wakes the server");
+        wake::wake_and_hold(self, &slot).await
+    }
+}
+
+/// The store's state as the data plane shows it.
+fn edge_state(s: ServerState) -> EdgeState {
+    match s {
+        ServerState::Starting => EdgeState::Starting,
+        ServerState::Active => EdgeState::Active,
+        ServerState::Stopping => EdgeState::Stopping,
+        ServerState::Sleeping => EdgeState::Sleeping,
+        ServerState::Archiving => EdgeState::Archiving,
+        ServerState::Archived => EdgeState::Archived,
+        ServerState::Restoring => EdgeState::Restoring,
+        ServerState::Swapping => EdgeState::Swapping,
+        ServerState::Failed => EdgeState::Failed,
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

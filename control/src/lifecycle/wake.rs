@@ -1,0 +1,164 @@
+//! Waking a server for a joining player, and holding the player meanwhile.
+//!
+//! The hold keeps the player's TCP connection open (the client shows "Logging in…") and
+//! replays their handshake once the server is ready, so it works for every version and
+//! for online-mode servers. Twenty players joining together cause one start: the first
+//! takes the per-server wake mutex here and the store's wake lock across appliances;
+//! everyone else just watches the state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::OwnedMutexGuard;
+use tokio::time::{timeout_at, Instant};
+use tracing::{info, warn};
+use warden_proxy::lifecycle::Admission;
+use warden_proxy::status::render::eta_text;
+use warden_store::ServerState;
+
+use super::{eta, ready, Engine, Slot};
+
+/// Lease on the store's wake lock; renewed implicitly by being shorter-lived than a start.
+const WAKE_LEASE: Duration = Duration::from_secs(600);
+
+pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admission {
+    let deadline = Instant::now() + engine.settings.hold;
+    let mut rx = slot.state.subscribe();
+    if let (Ok(guard), Some(me)) = (slot.waking.clone().try_lock_owned(), engine.me.upgrade()) {
+        let slot = slot.clone();
+        tokio::spawn(async move { run_wake(me, slot, guard).await });
+    }
+    loop {
+        let state = *rx.borrow_and_update();
+        match state {
+            ServerState::Active => return Admission::Forward,
+            ServerState::Failed if slot.waking.try_lock().is_ok() => {
+                let reason = slot.record.lock().reason.clone();
+                return Admission::Refuse(format!(
+                    "{} could not start: {reason}. Please try again later.",
+                    slot.spec.id
+                ));
+            }
+            _ => {}
+        }
+        if timeout_at(deadline, rx.changed()).await.is_err() {
+            let eta = eta_text(*slot.eta.lock());
+            let verb = if state == ServerState::Restoring {
+                "is being restored from the archive"
+            } else {
+                "is starting"
+            };
+            return Admission::Refuse(format!(
+                "{} {verb}; usually ready in {eta}. Please join again in a moment.",
+                slot.spec.id
+            ));
+        }
+    }
+}
+
+/// Starts (restoring first if needed) and waits until the server answers.
+async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, _mine: OwnedMutexGuard<()>) {
+    let id = slot.spec.id.clone();
+    let lease = match engine
+        .store
+        .acquire_wake(&id, &engine.settings.appliance, WAKE_LEASE)
+        .await
+    {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return follow(&engine, &slot).await,
+        Err(e) => {
+            // Without the store we cannot know whether another appliance is starting it:
+            // refuse rather than risk a double start.
+            warn!(server = %id, error = %e, "wake refused: state store unavailable");
+            return;
+        }
+    };
+    let started = Instant::now();
+    let result = start(&engine, &slot).await;
+    if let Err(reason) = result {
+        warn!(server = %id, %reason, "wake failed");
+        let _ = engine.transition(&slot, ServerState::Failed, &reason).await;
+    } else {
+        info!(server = %id, secs = started.elapsed().as_secs_f64(), "server ready");
+        if let Ok(recent) = engine
+            .store
+            .recent_durations(
+                Some(&id),
+                ServerState::Starting,
+                ServerState::Active,
+                eta::WINDOW,
+            )
+            .await
+        {
+            *slot.eta.lock() = eta::estimate(&recent);
+        }
+    }
+    let _ = engine.store.release_wake(&lease).await;
+}
+
+async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
+    let spec = &slot.spec;
+    // A stop in progress finishes first; starting over it would race the shutdown.
+    let mut rx = slot.state.subscribe();
+    let until = Instant::now() + spec.stop_timeout + Duration::from_secs(10);
+    while matches!(
+        *rx.borrow_and_update(),
+        ServerState::Stopping | ServerState::Archiving
+    ) {
+        if timeout_at(until, rx.changed()).await.is_err() {
+            return Err("the previous stop did not finish".into());
+        }
+    }
+    let needs_restore =
+        slot.record.lock().archive.is_some() && spec.data_dir.as_ref().is_some_and(|d| !d.exists());
+    if needs_restore {
+        super::archive::restore(engine, slot).await?;
+    }
+    if *slot.state.borrow() != ServerState::Starting {
+        engine
+            .transition(slot, ServerState::Starting, "player joined")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    spec.runtime
+        .start()
+        .await
+        .map_err(|e| format!("start failed: {e}"))?;
+    if !ready::wait_ready(
+        &spec.backend,
+        spec.proxy_protocol,
+        Instant::now() + spec.start_timeout,
+    )
+    .await
+    {
+        let _ = spec.runtime.stop(spec.stop_timeout).await;
+        return Err(format!(
+            "not ready within {} s",
+            spec.start_timeout.as_secs()
+        ));
+    }
+    engine
+        .transition(slot, ServerState::Active, "ready")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Another appliance holds the wake lock: mirror the store until the server is up.
+async fn follow(engine: &Engine, slot: &Slot) {
+    let mut changes = engine.store.watch();
+    let until = Instant::now() + slot.spec.start_timeout;
+    loop {
+        if let Ok(Some(rec)) = engine.store.get(&slot.spec.id).await {
+            let state = rec.state;
+            *slot.record.lock() = rec;
+            slot.state.send_replace(state);
+            if matches!(state, ServerState::Active | ServerState::Failed) {
+                return;
+            }
+        }
+        if timeout_at(until, changes.changed()).await.is_err() {
+            return;
+        }
+    }
+}

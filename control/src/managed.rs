@@ -1,0 +1,104 @@
+//! Building the lifecycle engine from the config: store, archive storage, runtimes.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use warden_archive::{ArchiveStore, LocalDir, S3Config, S3};
+use warden_proxy::sessions::Sessions;
+use warden_runtime::ProcessRuntime;
+use warden_store::StoreConfig;
+
+use crate::config::{Config, RuntimeConfig};
+use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer};
+
+/// Opens the store and starts the engine for every server with a `runtime`. Returns None
+/// when no server is managed (pure routing needs neither store nor engine).
+pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<Arc<Engine>>> {
+    if cfg.servers.iter().all(|s| s.runtime.is_none()) {
+        return Ok(None);
+    }
+    let store_cfg = match cfg.store.kind.as_str() {
+        "embedded" => StoreConfig::Embedded {
+            path: cfg.store.path.clone(),
+        },
+        "redis" => {
+            let url = cfg
+                .store
+                .url
+                .clone()
+                .context("store.kind = \"redis\" needs store.url")?;
+            StoreConfig::Redis(warden_store::RedisConfig::new(url))
+        }
+        other => anyhow::bail!("store.kind `{other}`: use \"embedded\" or \"redis\""),
+    };
+    let store = warden_store::open(&store_cfg)
+        .await
+        .context("opening the state store")?;
+    let archive = archive_store(cfg)?;
+    let mut servers = Vec::new();
+    for s in &cfg.servers {
+        let Some(RuntimeConfig::Process { command, dir }) = &s.runtime else {
+            continue;
+        };
+        servers.push(ManagedServer {
+            id: s.id.get_ref().clone(),
+            backend: s.backend.get_ref().clone(),
+            proxy_protocol: s.proxy_protocol,
+            runtime: Box::new(ProcessRuntime::new(command.clone(), dir.clone())),
+            data_dir: Some(dir.clone()),
+            sleep_after: s.sleep_after,
+            archive_after: s.archive_after,
+            start_timeout: s.start_timeout,
+            stop_timeout: s.stop_timeout,
+            memory_gb: s.memory_gb,
+            archive: Some(archive.clone()),
+        });
+    }
+    let settings = LifecycleSettings {
+        hold: cfg.lifecycle.hold,
+        appliance: cfg
+            .lifecycle
+            .appliance
+            .clone()
+            .unwrap_or_else(|| "warden".into()),
+        ..LifecycleSettings::default()
+    };
+    Ok(Some(
+        Engine::start(servers, store, sessions, settings)
+            .await
+            .context("starting the lifecycle engine")?,
+    ))
+}
+
+/// The configured archive storage: a local directory, or an S3-compatible bucket whose
+/// credentials come from the environment variables the config names.
+fn archive_store(cfg: &Config) -> anyhow::Result<Arc<dyn ArchiveStore>> {
+    let a = &cfg.archive;
+    Ok(match a.kind.as_str() {
+        "local" => Arc::new(
+            LocalDir::new(a.path.clone())
+                .with_context(|| format!("archive directory {}", a.path.display()))?,
+        ),
+        "s3" => {
+            let need = |v: &Option<String>, key: &str| {
+                v.clone()
+                    .with_context(|| format!("archive.kind = \"s3\" needs archive.{key}"))
+            };
+            let env = |name: String| {
+                std::env::var(&name).with_context(|| {
+                    format!("environment variable {name} (archive credentials) is not set")
+                })
+            };
+            let mut c = S3Config::new(
+                need(&a.endpoint, "endpoint")?,
+                a.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                need(&a.bucket, "bucket")?,
+                env(need(&a.access_key_env, "access_key_env")?)?,
+                env(need(&a.secret_key_env, "secret_key_env")?)?,
+            );
+            c.path_style = true;
+            Arc::new(S3::new(&c).context("configuring S3 archive storage")?)
+        }
+        other => anyhow::bail!("archive.kind `{other}`: use \"local\" or \"s3\""),
+    })
+}

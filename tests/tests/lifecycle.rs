@@ -1,0 +1,214 @@
+//! Servers sleep and wake, with the local-process runtime: the "game server" is the npm
+//! `minecraft-protocol` backend started by Warden itself; players are real nmp clients.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use warden_tests::*;
+
+fn managed(id: &str, port: u16, dir: &Path, sleep_after: &str, archive_after: &str) -> String {
+    let backend = peers_dir().join("backend.js");
+    format!(
+        "{}sleep_after = \"{sleep_after}\"\narchive_after = \"{archive_after}\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
+         runtime = {{ kind = \"process\", command = [\"node\", \"{}\", \"--version\", \"1.20.4\", \"--port\", \"{port}\"], dir = \"{}\" }}\n",
+        server(id, &format!("{id}.test"), &format!("127.0.0.1:{port}")),
+        backend.display(),
+        dir.display()
+    )
+}
+
+fn stores(dir: &Path) -> String {
+    format!(
+        "[store]\npath = \"{}/store\"\n[archive]\npath = \"{}/archive\"\n",
+        dir.display(),
+        dir.display()
+    )
+}
+
+fn up(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    )
+    .is_ok()
+}
+
+fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn join_wakes_once_and_idle_puts_the_server_back_to_sleep() {
+    let dir = tempdir("wake");
+    let port = free_port();
+    let rest = stores(&dir) + &managed("survival", port, &dir.join("data"), "3s", "48h");
+    let warden = Warden::start("wake", &config("", None, &rest));
+    let addr = format!("127.0.0.1:{}", warden.port);
+
+    // Asleep: status pings are answered by Warden and never start the server.
+    for _ in 0..3 {
+        let s = mcstatus(&["--addr", &addr, "--host", "survival.test"]);
+        assert!(
+            s[0]["motd"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Sleeping"),
+            "{s:?}"
+        );
+    }
+    assert!(!up(port), "a status ping started the server");
+
+    // Twenty players join at once: one start, everyone held until ready, everyone plays.
+    let p = warden.port.to_string();
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "survival.test",
+        "--count",
+        "20",
+        "--chat",
+        "hi",
+        "--timeout-ms",
+        "45000",
+    ]);
+    assert!(ok, "{lines:#?}\n{}", warden.log());
+    assert_eq!(lines.iter().filter(|l| l["ok"] == true).count(), 20);
+    assert_eq!(
+        warden.log().matches("server process started").count(),
+        1,
+        "{}",
+        warden.log()
+    );
+
+    // Nobody left: after sleep_after the server is stopped and shows as sleeping again.
+    wait("the idle server to stop", Duration::from_secs(40), || {
+        !up(port) && warden.log().contains("stopped after idle")
+    });
+    let s = mcstatus(&["--addr", &addr, "--host", "survival.test"]);
+    assert!(
+        s[0]["motd"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Sleeping"),
+        "{s:?}"
+    );
+
+    // And the next join wakes it again.
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "survival.test",
+        "--timeout-ms",
+        "30000",
+    ]);
+    assert!(ok, "{lines:?}");
+    assert_eq!(warden.log().matches("server process started").count(), 2);
+}
+
+#[test]
+fn a_playing_player_is_never_cut_by_the_idle_timer() {
+    let dir = tempdir("busy");
+    let port = free_port();
+    let rest = stores(&dir) + &managed("busy", port, &dir.join("data"), "2s", "48h");
+    let warden = Warden::start("busy", &config("", None, &rest));
+    let p = warden.port.to_string();
+    // One player stays 10 s, five times sleep_after: the server must stay up for them.
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "busy.test",
+        "--hold-ms",
+        "10000",
+        "--timeout-ms",
+        "30000",
+    ]);
+    // player.js fails in its hold phase if the connection breaks while it stays.
+    assert!(ok, "player was cut off: {lines:?}\n{}", warden.log());
+    assert!(
+        !warden.log().contains("stopped after idle"),
+        "stopped while a player was on"
+    );
+}
+
+#[test]
+fn archived_server_is_restored_byte_identical_on_join() {
+    let dir = tempdir("archive");
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("world/region")).expect("mkdir");
+    let mut files = BTreeMap::new();
+    for (i, name) in [
+        "world/level.dat",
+        "world/region/r.0.0.mca",
+        "server.properties",
+        "ops.json",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let bytes: Vec<u8> = (0..(200_000 * (i + 1)))
+            .map(|x| ((x * 31 + i * 7) % 251) as u8)
+            .collect();
+        std::fs::write(data.join(name), &bytes).expect("write");
+        files.insert(name.to_string(), bytes);
+    }
+    let port = free_port();
+    let rest = stores(&dir) + &managed("old", port, &data, "2s", "1s");
+    let warden = Warden::start("archive", &config("", None, &rest));
+
+    // Asleep from the start, so after archive_after it is archived and the node copy goes.
+    wait("the server to be archived", Duration::from_secs(60), || {
+        !data.exists() && warden.log().contains("archived and verified")
+    });
+    assert!(dir.join("archive/old/manifest.json").exists());
+    let s = mcstatus(&[
+        "--addr",
+        &format!("127.0.0.1:{}", warden.port),
+        "--host",
+        "old.test",
+    ]);
+    assert!(
+        s[0]["motd"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Archived"),
+        "{s:?}"
+    );
+
+    // A join restores it (verified against the manifest), starts it, and the player plays.
+    let p = warden.port.to_string();
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "old.test",
+        "--chat",
+        "back",
+        "--timeout-ms",
+        "40000",
+    ]);
+    assert!(ok, "{lines:?}\n{}", warden.log());
+    for (name, bytes) in &files {
+        let got = std::fs::read(data.join(name)).unwrap_or_default();
+        assert!(got == *bytes, "{name} differs after restore");
+    }
+}
