@@ -142,10 +142,7 @@ fn a_playing_player_is_never_cut_by_the_idle_timer() {
     ]);
     // player.js fails in its hold phase if the connection breaks while it stays.
     assert!(ok, "player was cut off: {lines:?}\n{}", warden.log());
-    assert!(
-        !warden.log().contains("stopped after idle"),
-        "stopped while a player was on"
-    );
+    assert_eq!(warden.log().matches("server process started").count(), 1);
 }
 
 #[test]
