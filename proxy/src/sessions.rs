@@ -24,6 +24,13 @@ pub struct SessionInfo {
     pub started: SystemTime,
 }
 
+/// Told about every session that opens and closes (the control plane records them for
+/// usage, and sums them across appliances for idle detection). Must not block.
+pub trait SessionObserver: Send + Sync {
+    fn opened(&self, session: &SessionInfo);
+    fn closed(&self, session: &SessionInfo);
+}
+
 #[derive(Default)]
 struct Inner {
     live: HashMap<u64, SessionInfo>,
@@ -36,6 +43,7 @@ pub struct Sessions {
     inner: Arc<Mutex<Inner>>,
     next_id: Arc<AtomicU64>,
     gauge: Option<IntGaugeVec>,
+    observer: Arc<parking_lot::RwLock<Option<Arc<dyn SessionObserver>>>>,
 }
 
 impl Sessions {
@@ -44,7 +52,13 @@ impl Sessions {
             inner: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             gauge,
+            observer: Arc::default(),
         }
+    }
+
+    /// Installs the observer told about every session from now on.
+    pub fn observe(&self, observer: Arc<dyn SessionObserver>) {
+        *self.observer.write() = Some(observer);
     }
 
     /// Records a session; it ends when the guard drops.
@@ -57,6 +71,9 @@ impl Sessions {
             uuid,
             started: SystemTime::now(),
         };
+        if let Some(o) = self.observer.read().as_ref() {
+            o.opened(&info);
+        }
         {
             let mut inner = self.inner.lock();
             inner.live.insert(id, info);
@@ -92,15 +109,19 @@ impl Sessions {
     }
 
     fn close(&self, id: u64, server: &ServerId) {
-        {
+        let closed = {
             let mut inner = self.inner.lock();
-            inner.live.remove(&id);
+            let info = inner.live.remove(&id);
             if let Some(n) = inner.per_server.get_mut(server) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     inner.per_server.remove(server);
                 }
             }
+            info
+        };
+        if let (Some(o), Some(info)) = (self.observer.read().as_ref(), closed) {
+            o.closed(&info);
         }
         if let Some(g) = &self.gauge {
             g.with_label_values(&[&**server]).dec();

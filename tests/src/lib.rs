@@ -438,3 +438,61 @@ pub fn nmp_versions() -> Vec<String> {
     let all: Vec<String> = serde_json::from_slice(&out.stdout).expect("versions JSON");
     all.into_iter().filter(|v| v != "1.7").collect()
 }
+
+/// Kills, on drop, the game server a process runtime started in `dir` (its pid file),
+/// since Warden deliberately lets servers outlive it.
+pub struct ServerProcess(pub PathBuf);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.0.join(".warden-server.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill(2) on the process group Warden created for the server.
+                unsafe {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// A `redis-server` on a free loopback port; killed when dropped.
+pub struct Redis {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server not installed (scripts/install-test-deps.sh installs it)");
+        assert!(
+            wait_listening(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_secs(10)
+            ),
+            "redis-server did not start"
+        );
+        Redis { child, port }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -51,6 +51,7 @@ fn join_wakes_once_and_idle_puts_the_server_back_to_sleep() {
     let dir = tempdir("wake");
     let port = free_port();
     let rest = stores(&dir) + &managed("survival", port, &dir.join("data"), "3s", "48h");
+    let _server = ServerProcess(dir.join("data"));
     let warden = Warden::start("wake", &config("", None, &rest));
     let addr = format!("127.0.0.1:{}", warden.port);
 
@@ -125,6 +126,7 @@ fn a_playing_player_is_never_cut_by_the_idle_timer() {
     let dir = tempdir("busy");
     let port = free_port();
     let rest = stores(&dir) + &managed("busy", port, &dir.join("data"), "2s", "48h");
+    let _server = ServerProcess(dir.join("data"));
     let warden = Warden::start("busy", &config("", None, &rest));
     let p = warden.port.to_string();
     // One player stays 10 s, five times sleep_after: the server must stay up for them.
@@ -168,6 +170,7 @@ fn archived_server_is_restored_byte_identical_on_join() {
     }
     let port = free_port();
     let rest = stores(&dir) + &managed("old", port, &data, "2s", "1s");
+    let _server = ServerProcess(data.clone());
     let warden = Warden::start("archive", &config("", None, &rest));
 
     // Asleep from the start, so after archive_after it is archived and the node copy goes.
@@ -208,4 +211,54 @@ fn archived_server_is_restored_byte_identical_on_join() {
         let got = std::fs::read(data.join(name)).unwrap_or_default();
         assert!(got == *bytes, "{name} differs after restore");
     }
+}
+
+/// Two appliances on one Redis: twenty players join through both at once, the server is
+/// started exactly once (the store's wake lock), and every player plays.
+#[test]
+fn two_appliances_on_one_redis_start_a_server_exactly_once() {
+    let redis = Redis::start();
+    let dir = tempdir("redis-wake");
+    let port = free_port();
+    let _server = ServerProcess(dir.join("data"));
+    let shared = |name: &str| {
+        format!(
+            "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n[archive]\npath = \"{}/archive\"\n[lifecycle]\nappliance = \"{name}\"\n{}",
+            redis.port,
+            dir.display(),
+            managed("shared", port, &dir.join("data"), "48h", "48h")
+        )
+    };
+    let a = Warden::start("redis-a", &config("", None, &shared("edge-a")));
+    let b = Warden::start("redis-b", &config("", None, &shared("edge-b")));
+    let args = |w: &Warden, name: &str| {
+        vec![
+            "--port".to_string(),
+            w.port.to_string(),
+            "--version".into(),
+            "1.20.4".into(),
+            "--server-host".into(),
+            "shared.test".into(),
+            "--count".into(),
+            "10".into(),
+            "--username".into(),
+            name.into(),
+            "--timeout-ms".into(),
+            "45000".into(),
+        ]
+    };
+    let (args_a, args_b) = (args(&a, "A"), args(&b, "B"));
+    let pa = player_spawn(&args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    let pb = player_spawn(&args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let (ok_a, lines_a) = player_wait(pa);
+    let (ok_b, lines_b) = player_wait(pb);
+    assert!(
+        ok_a && ok_b,
+        "{lines_a:#?}\n{lines_b:#?}\nA:\n{}\nB:\n{}",
+        a.log(),
+        b.log()
+    );
+    let starts = a.log().matches("server process started").count()
+        + b.log().matches("server process started").count();
+    assert_eq!(starts, 1, "A:\n{}\nB:\n{}", a.log(), b.log());
 }

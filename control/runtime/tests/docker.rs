@@ -455,3 +455,128 @@ async fn missing_image_is_a_clear_error() {
         other => panic!("expected a missing-image error, got {other:?}"),
     }
 }
+
+/// Test PKI made with the openssl CLI: a CA, a server cert for 127.0.0.1, a client cert, and
+/// a client cert from another CA that the daemon must refuse.
+fn make_pki(dir: &Path) {
+    let script = r#"
+set -e
+ec() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null; }
+ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$1.key" -out "$1.pem" -days 2 -subj "/CN=$1" 2>/dev/null; }
+sign() { openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -out "$1.pem" -days 2 -extfile "$1.ext" 2>/dev/null; }
+ca ca; ca rogue-ca
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > server.ext
+printf 'extendedKeyUsage=clientAuth\n' > client.ext
+cp client.ext rogue.ext
+ec server; sign server ca
+ec client; sign client ca
+ec rogue; sign rogue rogue-ca
+"#;
+    let out = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stand-in for `dockerd --tlsverify -H tcp://…`: terminates mutual TLS and forwards to
+/// the local socket, so the remote-daemon path runs against the real daemon.
+async fn tls_front(dir: &Path) -> String {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{self, server::WebPkiClientVerifier};
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), provider.clone())
+            .build()
+            .unwrap();
+    let chain = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("tcp://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut unix) = tokio::net::UnixStream::connect("/var/run/docker.sock").await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut unix).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn remote_daemon_over_mutual_tls() {
+    setup();
+    let dir = std::env::temp_dir().join(unique("pki"));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_pki(&dir);
+    let addr = tls_front(&dir).await;
+    let endpoint = |who: &str| DockerEndpoint::Tls {
+        addr: addr.clone(),
+        ca: dir.join("ca.pem"),
+        cert: dir.join(format!("{who}.pem")),
+        key: dir.join(format!("{who}.key")),
+    };
+
+    let port = free_port();
+    let (spec, _cleanup) = backend_spec("tls", port);
+    let client = DockerClient::connect(&endpoint("client"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(client.endpoint(), addr);
+    let rt = DockerRuntime::new(client, spec.clone()).unwrap();
+    rt.start().await.unwrap();
+    wait_for_status(port, Duration::from_secs(60)).await;
+    assert!(rt.running().await.unwrap());
+    rt.stop(Duration::from_secs(10)).await.unwrap();
+    assert!(!rt.running().await.unwrap());
+    let mut tar = Vec::new();
+    rt.export_data()
+        .await
+        .unwrap()
+        .read_to_end(&mut tar)
+        .await
+        .unwrap();
+    assert!(!tar.is_empty());
+    rt.remove_data().await.unwrap();
+
+    // A client certificate from another CA is refused: unreachable, naming the daemon.
+    match DockerClient::connect(&endpoint("rogue"), Duration::from_secs(10)).await {
+        Err(RuntimeError::Unreachable(m)) => assert!(m.contains(&addr), "{m}"),
+        other => panic!("expected the daemon to refuse the rogue cert, got {other:?}"),
+    }
+    // Missing key material is a configuration error that names the file.
+    match DockerClient::connect(&endpoint("absent"), Duration::from_secs(10)).await {
+        Err(RuntimeError::Other(m)) => assert!(m.contains("absent.pem"), "{m}"),
+        other => panic!("expected a missing-cert error, got {other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

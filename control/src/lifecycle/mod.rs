@@ -24,8 +24,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use warden_proxy::lifecycle::{Admission, Lifecycle, Player, ServerState as EdgeState};
 use warden_proxy::route::Server;
-use warden_proxy::sessions::Sessions;
-use warden_store::{ServerRecord, ServerState, StateStore, StoreError};
+use warden_proxy::sessions::{SessionInfo, SessionObserver, Sessions};
+use warden_store::{ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
 
 pub use managed::{LifecycleSettings, ManagedServer};
 
@@ -42,6 +42,8 @@ struct Slot {
 pub struct Engine {
     /// Lets `admit` (which has `&self`) spawn wakes that outlive the joining player.
     me: std::sync::Weak<Engine>,
+    /// The control runtime: session records are written from wherever sessions end.
+    rt: tokio::runtime::Handle,
     slots: HashMap<String, Arc<Slot>>,
     store: Arc<dyn StateStore>,
     sessions: Sessions,
@@ -58,6 +60,10 @@ impl Engine {
         sessions: Sessions,
         settings: LifecycleSettings,
     ) -> Result<Arc<Self>, StoreError> {
+        // Sessions this appliance left open when it died are over.
+        let _ = store
+            .end_appliance_sessions(&settings.appliance, now_ms())
+            .await;
         let mut slots = HashMap::new();
         for spec in servers {
             let record = reconcile::reconcile(&spec, store.as_ref(), &settings).await?;
@@ -84,13 +90,16 @@ impl Engine {
                 }),
             );
         }
-        Ok(Arc::new_cyclic(|me| Self {
+        let engine = Arc::new_cyclic(|me| Self {
             me: me.clone(),
+            rt: tokio::runtime::Handle::current(),
             slots,
             store,
-            sessions,
+            sessions: sessions.clone(),
             settings,
-        }))
+        });
+        sessions.observe(engine.clone());
+        Ok(engine)
     }
 
     /// Runs the idle-sleep and archive timers until the process ends.
@@ -99,6 +108,7 @@ impl Engine {
         let mut idle_since: HashMap<String, tokio::time::Instant> = HashMap::new();
         loop {
             tick.tick().await;
+            let _ = self.store.heartbeat(&self.settings.appliance).await;
             for (id, slot) in &self.slots {
                 let state = *slot.state.borrow();
                 match state {
@@ -208,6 +218,43 @@ impl Engine {
     fn slot(&self, server: &Server) -> Option<&Arc<Slot>> {
         self.slots.get(&*server.id)
     }
+}
+
+/// Session records for usage and for idle detection across appliances.
+impl SessionObserver for Engine {
+    fn opened(&self, s: &SessionInfo) {
+        let mut rec = SessionRecord::start(&*s.server, &s.player, &self.settings.appliance);
+        rec.id = self.session_id(s);
+        rec.player_uuid = s.uuid.map(|u| format!("{u:032x}"));
+        rec.start_unix_ms = millis(s.started);
+        let store = self.store.clone();
+        self.rt.spawn(async move {
+            if let Err(e) = store.session_started(rec).await {
+                warn!(error = %e, "session not recorded");
+            }
+        });
+    }
+
+    fn closed(&self, s: &SessionInfo) {
+        let (store, id) = (self.store.clone(), self.session_id(s));
+        self.rt.spawn(async move {
+            if let Err(e) = store.session_ended(&id, now_ms()).await {
+                warn!(error = %e, "session end not recorded");
+            }
+        });
+    }
+}
+
+impl Engine {
+    fn session_id(&self, s: &SessionInfo) -> String {
+        format!("{}-{}-{}", self.settings.appliance, millis(s.started), s.id)
+    }
+}
+
+fn millis(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[async_trait]

@@ -83,7 +83,28 @@ impl DockerClient {
                 ca,
                 cert,
                 key,
-            } => Docker::connect_with_ssl(addr, key, cert, ca, secs, bollard::API_DEFAULT_VERSION),
+            } => {
+                // bollard builds its TLS config from the process-wide provider; a binary that
+                // links both ring and aws-lc-rs has none by default and bollard would panic.
+                if rustls::crypto::CryptoProvider::get_default().is_none() {
+                    let _ = rustls::crypto::ring::default_provider().install_default();
+                }
+                // bollard reads the key and cert only during the handshake and, if they are
+                // unreadable, silently sends no certificate; check them here to say which.
+                for (role, path) in [
+                    ("CA", ca),
+                    ("client certificate", cert),
+                    ("client key", key),
+                ] {
+                    if let Err(e) = std::fs::File::open(path) {
+                        return Err(RuntimeError::Other(format!(
+                            "docker at {name}: TLS {role} {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+                Docker::connect_with_ssl(addr, key, cert, ca, secs, bollard::API_DEFAULT_VERSION)
+            }
         }
         .map_err(|e| classify(&name, "connect", e))?;
         let docker = bounded(
@@ -182,7 +203,14 @@ pub(crate) fn classify(endpoint: &str, what: &str, e: BollardError) -> RuntimeEr
         | BollardError::JsonSerdeError { .. }
         | BollardError::DockerStreamError { .. }
         | BollardError::DockerContainerWaitError { .. }
-        | BollardError::APIVersionParseError { .. } => RuntimeError::Other(msg),
+        | BollardError::APIVersionParseError { .. }
+        // Bad TLS material is a configuration problem, not an outage.
+        | BollardError::CertPathError { .. }
+        | BollardError::CertParseError { .. }
+        | BollardError::CertMultipleKeys { .. }
+        | BollardError::NoHomePathError
+        | BollardError::NoNativeCertsError { .. }
+        | BollardError::LoadNativeCertsErrors { .. } => RuntimeError::Other(msg),
         _ => RuntimeError::Unreachable(msg),
     }
 }

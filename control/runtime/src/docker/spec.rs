@@ -271,7 +271,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        let cases: Vec<Box<dyn Fn(&mut DockerSpec)>> = vec![
+        type Mutation = Box<dyn Fn(&mut DockerSpec)>;
+        let cases: Vec<Mutation> = vec![
             Box::new(|s| s.container = "../etc".into()),
             Box::new(|s| s.container = String::new()),
             Box::new(|s| s.volume = "a b".into()),
