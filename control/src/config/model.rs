@@ -106,6 +106,31 @@ impl Default for LifecycleSection {
 pub enum RuntimeConfig {
     /// A local command in a working directory (its data directory).
     Process { command: Vec<String>, dir: PathBuf },
+    /// A Docker container with host networking and its data in a named volume.
+    Docker {
+        container: String,
+        image: String,
+        volume: String,
+        /// Command override (the image's default otherwise).
+        #[serde(default)]
+        cmd: Option<Vec<String>>,
+        #[serde(default)]
+        env: Vec<String>,
+        /// Read-only host binds, e.g. "/srv/mods:/mods:ro".
+        #[serde(default)]
+        binds: Vec<String>,
+        /// A non-default daemon socket (`unix:///…`); the local daemon otherwise.
+        #[serde(default)]
+        socket: Option<String>,
+    },
+}
+
+/// RCON for graceful stops; the password comes from an environment variable.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RconConfig {
+    pub address: String,
+    pub password_env: String,
 }
 
 fn default_sleep_after() -> Duration {
@@ -272,6 +297,8 @@ pub struct ServerConfig {
     /// Set to let Warden start and stop the server; absent means always on.
     #[serde(default)]
     pub runtime: Option<RuntimeConfig>,
+    #[serde(default)]
+    pub rcon: Option<RconConfig>,
     #[serde(default = "default_sleep_after", with = "humantime_serde")]
     pub sleep_after: Duration,
     #[serde(default = "default_archive_after", with = "humantime_serde")]
