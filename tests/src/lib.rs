@@ -155,6 +155,19 @@ impl Warden {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
+    /// Kills the process with SIGKILL (no cleanup at all) and starts it again on the same
+    /// config and ports; the new process logs to `log`.
+    pub fn crash_and_restart(&mut self, log: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.dir, &self.config, false, log);
+        assert!(self.wait_ready(), "warden did not come back after kill -9");
+    }
+
+    pub fn log_named(&self, log: &str) -> String {
+        std::fs::read_to_string(self.dir.join(log)).unwrap_or_default()
+    }
+
     pub fn wait_ready(&self) -> bool {
         wait_listening(self.addr(), Duration::from_secs(20))
     }

@@ -262,3 +262,98 @@ fn two_appliances_on_one_redis_start_a_server_exactly_once() {
         + b.log().matches("server process started").count();
     assert_eq!(starts, 1, "A:\n{}\nB:\n{}", a.log(), b.log());
 }
+
+/// kill -9 during archive and during restore: nothing is lost and the server still wakes.
+#[test]
+fn kill_dash_9_mid_archive_and_mid_restore_loses_nothing() {
+    let dir = tempdir("crash");
+    let data = dir.join("data");
+    std::fs::create_dir_all(data.join("world/region")).expect("mkdir");
+    // Incompressible data, big enough that archiving and restoring take a moment.
+    let mut files = BTreeMap::new();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..6 {
+        let bytes: Vec<u8> = (0..24 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let name = format!("world/region/r.{i}.0.mca");
+        std::fs::write(data.join(&name), &bytes).expect("write");
+        files.insert(name, bytes);
+    }
+    let port = free_port();
+    let rest = stores(&dir) + &managed("crashy", port, &data, "2s", "1s");
+    let _server = ServerProcess(data.clone());
+    let mut warden = Warden::start("crash", &config("", None, &rest));
+
+    // Kill Warden while it archives.
+    wait("archiving to start", Duration::from_secs(60), || {
+        warden.log().contains("state=\"archiving\"")
+    });
+    warden.crash_and_restart("after-archive-crash.log");
+    let all_present = || files.keys().all(|f| data.join(f).exists());
+    let log = warden.log_named("after-archive-crash.log");
+    // Either the archive had not finished (node copy kept) or it had (verified, then removed).
+    assert!(
+        all_present() || log.contains("archive had completed"),
+        "data lost:\n{log}"
+    );
+
+    // It archives again (or already had), then a join restores it; kill Warden mid-restore.
+    wait("the server to be archived", Duration::from_secs(90), || {
+        !data.exists()
+    });
+    let p = warden.port.to_string();
+    let join = player_spawn(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "crashy.test",
+        "--timeout-ms",
+        "40000",
+    ]);
+    wait("restore to start", Duration::from_secs(60), || {
+        warden
+            .log_named("after-archive-crash.log")
+            .contains("state=\"restoring\"")
+    });
+    warden.crash_and_restart("after-restore-crash.log");
+    let _ = player_wait(join); // that player's connection died with the process
+    let log = warden.log_named("after-restore-crash.log");
+    assert!(
+        log.contains("restore interrupted; archive intact")
+            || log.contains("restore had completed"),
+        "{log}"
+    );
+
+    // The server still wakes, and every byte is back.
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "crashy.test",
+        "--chat",
+        "alive",
+        "--timeout-ms",
+        "45000",
+    ]);
+    assert!(
+        ok,
+        "{lines:?}\n{}",
+        warden.log_named("after-restore-crash.log")
+    );
+    for (name, bytes) in &files {
+        assert!(
+            std::fs::read(data.join(name)).unwrap_or_default() == *bytes,
+            "{name} differs"
+        );
+    }
+}

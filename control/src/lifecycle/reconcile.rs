@@ -58,7 +58,10 @@ pub(super) async fn reconcile(
         _ => None,
     };
     match target {
-        Some((to, reason)) => store.transition(&spec.id, record.epoch, to, reason).await,
+        Some((to, reason)) => {
+            tracing::info!(server = %spec.id, from = record.state.as_str(), to = to.as_str(), reason, "reconciled after start");
+            store.transition(&spec.id, record.epoch, to, reason).await
+        }
         None => Ok(record),
     }
 }
