@@ -357,3 +357,79 @@ fn kill_dash_9_mid_archive_and_mid_restore_loses_nothing() {
         );
     }
 }
+
+/// Redis goes away: routing to running servers continues, a wake is refused with a clear
+/// message instead of risking a double start, and everything works again when it returns.
+#[test]
+fn redis_outage_refuses_wakes_clearly_and_recovers() {
+    let redis = Redis::start();
+    let redis_port = redis.port;
+    let dir = tempdir("redis-outage");
+    let port = free_port();
+    let _server = ServerProcess(dir.join("data"));
+    let always_on = Backend::start("1.20.4", &[]);
+    let rest = format!(
+        "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{redis_port}\"\n[archive]\npath = \"{}/archive\"\n{}{}",
+        dir.display(),
+        managed("napper", port, &dir.join("data"), "48h", "48h"),
+        server("static", "static.test", &format!("127.0.0.1:{}", always_on.port("1.20.4")))
+    );
+    let warden = Warden::start("redis-outage", &config("", None, &rest));
+    let p = warden.port.to_string();
+    drop(redis);
+
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "napper.test",
+        "--timeout-ms",
+        "30000",
+    ]);
+    assert!(!ok);
+    let kick = lines[0]["kick"].as_str().unwrap_or_default().to_string();
+    assert!(
+        kick.contains("state store is unreachable"),
+        "{lines:?}\n{}",
+        warden.log()
+    );
+    assert!(!up(port), "started without the wake lock");
+    let (ok, lines) = player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        "static.test",
+        "--timeout-ms",
+        "15000",
+    ]);
+    assert!(ok, "routing must continue during the outage: {lines:?}");
+
+    // When Redis is back the store reconnects on its own; a player who rejoins gets in
+    // (the first attempt may still meet the reconnect).
+    let _redis = Redis::start_on(redis_port);
+    let mut last = Vec::new();
+    let joined = (0..5).any(|_| {
+        let (ok, lines) = player(&[
+            "--port",
+            &p,
+            "--version",
+            "1.20.4",
+            "--server-host",
+            "napper.test",
+            "--chat",
+            "back",
+            "--timeout-ms",
+            "40000",
+        ]);
+        last = lines;
+        if !ok {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        ok
+    });
+    assert!(joined, "{last:?}\n{}", warden.log());
+}

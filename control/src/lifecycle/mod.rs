@@ -37,6 +37,8 @@ struct Slot {
     /// Held while this appliance runs a wake (start or restore) for the server.
     waking: Arc<tokio::sync::Mutex<()>>,
     eta: parking_lot::Mutex<Option<Duration>>,
+    /// Why the last wake could not even begin (e.g. the store is unreachable).
+    blocked: parking_lot::Mutex<Option<String>>,
 }
 
 pub struct Engine {
@@ -87,6 +89,7 @@ impl Engine {
                     state,
                     waking: Arc::new(tokio::sync::Mutex::new(())),
                     eta: parking_lot::Mutex::new(eta),
+                    blocked: parking_lot::Mutex::new(None),
                 }),
             );
         }
@@ -161,10 +164,32 @@ impl Engine {
         reason: &str,
     ) -> Result<ServerRecord, StoreError> {
         let epoch = slot.record.lock().epoch;
-        let result = self
+        let mut result = self
             .store
             .transition(&slot.spec.id, epoch, to, reason)
             .await;
+        if let Err(StoreError::NotFound { .. }) = result {
+            // The store lost the record (a Redis restarted without persistence): register
+            // the server again from what this appliance knows, then apply the change.
+            let current = slot.record.lock().state;
+            let fresh = ServerRecord::new(
+                slot.spec.id.clone(),
+                current,
+                "re-registered: the store had lost this server",
+            );
+            match self.store.put_new(fresh).await {
+                Ok(rec) => {
+                    warn!(server = %rec.id, "server re-registered in the store");
+                    result = self
+                        .store
+                        .transition(&slot.spec.id, rec.epoch, to, reason)
+                        .await;
+                }
+                Err(e) => {
+                    warn!(server = %slot.spec.id, error = %e, "could not re-register the server")
+                }
+            }
+        }
         self.adopt(slot, result)
     }
 

@@ -25,11 +25,19 @@ pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admissio
     let deadline = Instant::now() + engine.settings.hold;
     let mut rx = slot.state.subscribe();
     if let (Ok(guard), Some(me)) = (slot.waking.clone().try_lock_owned(), engine.me.upgrade()) {
+        // A new attempt: whatever blocked the last one may be gone.
+        *slot.blocked.lock() = None;
         let slot = slot.clone();
         tokio::spawn(async move { run_wake(me, slot, guard).await });
     }
     loop {
         let state = *rx.borrow_and_update();
+        if let Some(why) = slot.blocked.lock().clone() {
+            return Admission::Refuse(format!(
+                "{} cannot be started right now: {why}. Please try again in a minute.",
+                slot.spec.id
+            ));
+        }
         match state {
             ServerState::Active => return Admission::Forward,
             ServerState::Failed if slot.waking.try_lock().is_ok() => {
@@ -70,6 +78,11 @@ async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, _mine: OwnedMutexGuard<(
             // Without the store we cannot know whether another appliance is starting it:
             // refuse rather than risk a double start.
             warn!(server = %id, error = %e, "wake refused: state store unavailable");
+            *slot.blocked.lock() = Some(
+                "the state store is unreachable, and starting it blind could start it twice".into(),
+            );
+            // Wake the held players so they hear why now, not after the hold.
+            slot.state.send_modify(|_| {});
             return;
         }
     };
