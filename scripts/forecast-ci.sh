@@ -24,7 +24,7 @@ test -s "$OUT/simulate-steam.png" && test -s "$OUT/simulate-sessions.png"
 # "geo-mean MASE: model 0.703, Prophet 0.901, ..." — the model must beat Prophet (and so
 # seasonal-naive-168, 1.029).
 summary=$(grep -E '^geo-mean MASE: model' "$OUT/eval-steam.txt")
-model=$(sed -E 's/.*model ([0-9.]+).*/\1/' <<<"$summary")
-prophet=$(sed -E 's/.*Prophet ([0-9.]+).*/\1/' <<<"$summary")
+model=$(sed -E 's/^geo-mean MASE: model ([0-9.]+),.*/\1/' <<<"$summary")
+prophet=$(sed -E 's/^geo-mean MASE: model [0-9.]+, Prophet ([0-9.]+),.*/\1/' <<<"$summary")
 awk -v m="$model" -v p="$prophet" 'BEGIN { if (m >= p || m >= 1.029) { print "forecast: model MASE " m " does not beat Prophet " p " and seasonal-naive-168 1.029"; exit 1 } }'
 echo "forecast: model MASE $model < Prophet $prophet < seasonal-naive-168 1.029"
