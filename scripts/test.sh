@@ -14,12 +14,14 @@ LOG_DIR="${TMPDIR:-/tmp}/warden-ci-$$"
 mkdir -p "$LOG_DIR"
 export CARGO_TERM_COLOR=never
 
+# Runs one step and returns its exit status (set -e then stops the script on failure).
 step() {
   local name="$1"; shift
-  local t0=$SECONDS
+  local t0=$SECONDS rc=0
   echo "=== $name"
-  "$@"
-  echo "=== $name: done in $((SECONDS - t0)) s"
+  "$@" || rc=$?
+  echo "=== $name: done in $((SECONDS - t0)) s (exit $rc)"
+  return "$rc"
 }
 
 step "install test dependencies" scripts/install-test-deps.sh

@@ -81,15 +81,8 @@ pub async fn forward(
         timeout(s.connect_timeout, backend.write_all(&preamble)).await,
         Ok(Ok(()))
     ) {
-        edge.metrics.backend_error("write");
-        return say_goodbye(
-            client,
-            &format!(
-                "{} closed the connection. Please try again in a moment.",
-                server.id
-            ),
-        )
-        .await;
+        edge.metrics.backend_error("closed_before_login");
+        return say_goodbye(client, &closed_before_login(server)).await;
     }
 
     let _session = edge.sessions.open(
@@ -107,14 +100,7 @@ pub async fn forward(
     match ended {
         Ok(Ended::BackendSilent) => {
             edge.metrics.backend_error("closed_before_login");
-            say_goodbye(
-                client,
-                &format!(
-                    "{} closed the connection before you could log in. Please try again.",
-                    server.id
-                ),
-            )
-            .await;
+            say_goodbye(client, &closed_before_login(server)).await;
         }
         Ok(how) => debug!(?how, ?moved, "session ended"),
         Err(e) => debug!(error = %e, ?moved, "session ended with an error"),
@@ -127,6 +113,14 @@ pub async fn forward(
         down = moved.backend_to_client,
         "session closed"
     );
+}
+
+/// What a player hears when the backend hangs up before the login got anywhere.
+fn closed_before_login(server: &Server) -> String {
+    format!(
+        "{} closed the connection before you could log in. Please try again.",
+        server.id
+    )
 }
 
 /// PROXY header (optional) + handshake + Login Start + read-ahead, in one write.

@@ -80,8 +80,8 @@ pub async fn relay(
     };
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
-    let c2b = pump(client, backend, &up, &counters.0, &activity);
-    let b2c = pump(backend, client, &down, &counters.1, &activity);
+    let c2b = pump(client, backend, &up, &counters.0, &activity, false);
+    let b2c = pump(backend, client, &down, &counters.1, &activity, true);
     let idle = async {
         loop {
             let left = idle_timeout.saturating_sub(activity.idle_for());
@@ -98,6 +98,11 @@ pub async fn relay(
             r = &mut c2b, if !c2b_done => {
                 c2b_done = true;
                 if let Err(e) = r {
+                    // Writing to a backend that reset before saying anything fails here
+                    // first: the player is still logging in and deserves the reason.
+                    if down.load(Ordering::Relaxed) == 0 {
+                        break Ok(Ended::BackendSilent);
+                    }
                     break Err(e);
                 }
             }
@@ -123,13 +128,16 @@ pub async fn relay(
     (result, moved)
 }
 
-/// Copies `src` to `dst` until `src` ends, then shuts down `dst`'s sending half.
+/// Copies `src` to `dst` until `src` ends, then shuts down `dst`'s sending half — unless
+/// `keep_open_if_silent` and nothing was carried: a backend that hangs up before saying
+/// anything leaves the player's socket writable for the Disconnect that explains it.
 async fn pump(
     src: &TcpStream,
     dst: &TcpStream,
     total: &AtomicU64,
     counter: &IntCounter,
     activity: &Activity,
+    keep_open_if_silent: bool,
 ) -> io::Result<()> {
     let mut backlog: Vec<u8> = Vec::new();
     loop {
@@ -159,7 +167,9 @@ async fn pump(
         match read {
             None => continue,
             Some(0) => {
-                let _ = SockRef::from(dst).shutdown(Shutdown::Write);
+                if !(keep_open_if_silent && total.load(Ordering::Relaxed) == 0) {
+                    let _ = SockRef::from(dst).shutdown(Shutdown::Write);
+                }
                 return Ok(());
             }
             Some(n) => {
@@ -262,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn silent_backend_and_idle() {
-        let (_player, client_side) = pair().await;
+        let (mut player, client_side) = pair().await;
         let (backend_side, server) = pair().await;
         drop(server);
         let (ended, _) = relay(
@@ -273,6 +283,13 @@ mod tests {
         )
         .await;
         assert_eq!(ended.unwrap(), Ended::BackendSilent);
+        // The player's side must still carry the Disconnect that explains it.
+        let mut client_side = client_side;
+        client_side.write_all(b"why").await.unwrap();
+        client_side.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        player.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"why");
 
         let (_player, client_side) = pair().await;
         let (backend_side, _server) = pair().await;
