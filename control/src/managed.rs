@@ -9,7 +9,7 @@ use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, 
 use warden_store::StoreConfig;
 
 use crate::config::{Config, RuntimeConfig};
-use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer};
+use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
 /// when no server is managed (pure routing needs neither store nor engine).
@@ -37,12 +37,11 @@ pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<A
     let archive = archive_store(cfg)?;
     let mut servers = Vec::new();
     for s in &cfg.servers {
-        let (runtime, data_dir, archive): (Box<dyn Runtime>, _, _) = match &s.runtime {
+        let (runtime, data): (Arc<dyn Runtime>, _) = match &s.runtime {
             None => continue,
             Some(RuntimeConfig::Process { command, dir }) => (
-                Box::new(ProcessRuntime::new(command.clone(), dir.clone())),
-                Some(dir.clone()),
-                Some(archive.clone()),
+                Arc::new(ProcessRuntime::new(command.clone(), dir.clone())),
+                ServerData::Dir(dir.clone()),
             ),
             Some(RuntimeConfig::Docker {
                 container,
@@ -76,9 +75,8 @@ pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<A
                 let rt = DockerRuntime::connect(&endpoint, spec)
                     .await
                     .with_context(|| format!("server {}: docker runtime", s.id.get_ref()))?;
-                // Archiving Docker volumes (export/import through the daemon) is not wired
-                // into the engine yet: Docker servers sleep but are not archived.
-                (Box::new(rt), None, None)
+                let rt = Arc::new(rt);
+                (rt.clone(), ServerData::Volume(rt))
             }
         };
         servers.push(ManagedServer {
@@ -86,13 +84,13 @@ pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<A
             backend: s.backend.get_ref().clone(),
             proxy_protocol: s.proxy_protocol,
             runtime,
-            data_dir,
+            data: Some(data),
             sleep_after: s.sleep_after,
             archive_after: s.archive_after,
             start_timeout: s.start_timeout,
             stop_timeout: s.stop_timeout,
             memory_gb: s.memory_gb,
-            archive,
+            archive: Some(archive.clone()),
         });
     }
     let settings = LifecycleSettings {

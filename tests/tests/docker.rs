@@ -2,7 +2,9 @@
 //! container (host networking, the npm `minecraft-protocol` backend inside), the player
 //! plays, and an idle container is stopped again.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,20 @@ impl Drop for Cleanup {
     }
 }
 
+/// Config for one Docker-run server `boxed.test` (the nmp backend inside the test image).
+fn boxed(dir: &Path, name: &str, port: u16, sleep_after: &str, archive_after: &str) -> String {
+    let peers = peers_dir().canonicalize().expect("peers dir");
+    format!(
+        "[store]\npath = \"{d}/store\"\n[archive]\npath = \"{d}/archive\"\n{}sleep_after = \"{sleep_after}\"\narchive_after = \"{archive_after}\"\n\
+         start_timeout = \"60s\"\nstop_timeout = \"10s\"\nmemory_gb = 0.5\n\
+         runtime = {{ kind = \"docker\", container = \"{name}\", image = \"{IMAGE}\", volume = \"{name}-data\", binds = [\"/usr:/usr:ro\", \"{}:/peers:ro\"], \
+         cmd = [\"node\", \"/peers/backend.js\", \"--version\", \"1.21.4\", \"--port\", \"{port}\"] }}\n",
+        server("boxed", "boxed.test", &format!("127.0.0.1:{port}")),
+        peers.display(),
+        d = dir.display(),
+    )
+}
+
 #[test]
 fn join_wakes_a_sleeping_container_and_idle_stops_it() {
     script("dockerd.sh");
@@ -49,16 +65,7 @@ fn join_wakes_a_sleeping_container_and_idle_stops_it() {
     let _cleanup = Cleanup(name.clone());
     let port = free_port();
     let dir = tempdir("docker");
-    let peers = peers_dir().canonicalize().expect("peers dir");
-    let rest = format!(
-        "[store]\npath = \"{}/store\"\n[archive]\npath = \"{}/archive\"\n{}sleep_after = \"4s\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\nmemory_gb = 0.5\n\
-         runtime = {{ kind = \"docker\", container = \"{name}\", image = \"{IMAGE}\", volume = \"{name}-data\", binds = [\"/usr:/usr:ro\", \"{}:/peers:ro\"], \
-         cmd = [\"node\", \"/peers/backend.js\", \"--version\", \"1.21.4\", \"--port\", \"{port}\"] }}\n",
-        dir.display(),
-        dir.display(),
-        server("boxed", "boxed.test", &format!("127.0.0.1:{port}")),
-        peers.display()
-    );
+    let rest = boxed(&dir, &name, port, "4s", "48h");
     let warden = Warden::start("docker", &config("", None, &rest));
     let addr = format!("127.0.0.1:{}", warden.port);
     let s = mcstatus(&["--addr", &addr, "--host", "boxed.test"]);
@@ -117,4 +124,193 @@ fn join_wakes_a_sleeping_container_and_idle_stops_it() {
             .contains("Sleeping"),
         "{s:?}"
     );
+}
+
+fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `sh -c script` in a throwaway container of the test image with `volume` at /data.
+fn in_volume(volume: &str, extra: &[&str], script: &str) -> String {
+    let mount = format!("{volume}:/data");
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        &mount,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("docker run");
+    assert!(
+        out.status.success(),
+        "docker run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// sha256 of every regular file in the volume, by path.
+fn volume_hashes(volume: &str) -> BTreeMap<String, String> {
+    in_volume(
+        volume,
+        &[],
+        "cd /data && find . -type f -print0 | xargs -0 -r sha256sum",
+    )
+    .lines()
+    .filter_map(|l| {
+        let (hash, path) = l.split_once("  ")?;
+        Some((path.trim_start_matches("./").to_string(), hash.to_string()))
+    })
+    .collect()
+}
+
+fn wait(what: &str, within: Duration, log: impl Fn() -> String, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}:\n{}", log());
+}
+
+fn join(port: u16, chat: &str) -> (bool, Vec<serde_json::Value>) {
+    let p = port.to_string();
+    player(&[
+        "--port",
+        &p,
+        "--version",
+        "1.21.4",
+        "--server-host",
+        "boxed.test",
+        "--chat",
+        chat,
+        "--timeout-ms",
+        "45000",
+    ])
+}
+
+/// The whole cycle on Docker: a world in a volume sleeps, is archived (volume removed only
+/// after verification), and a join restores it byte for byte; Warden is killed with
+/// SIGKILL mid-archive and mid-restore along the way and nothing is lost.
+#[test]
+fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
+    script("dockerd.sh");
+    script("test-image.sh");
+    let name = format!("warden-test-arch-{}", std::process::id());
+    let volume = format!("{name}-data");
+    let _cleanup = Cleanup(name.clone());
+    let dir = tempdir("docker-archive");
+
+    // A world: nested directories, incompressible region files, a small text file.
+    let src = dir.join("world-src");
+    std::fs::create_dir_all(src.join("world/region")).expect("mkdir");
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for i in 0..4 {
+        let bytes: Vec<u8> = (0..12 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(src.join(format!("world/region/r.{i}.0.mca")), bytes).expect("write");
+    }
+    std::fs::write(src.join("server.properties"), "motd=boxed\n").expect("write");
+    assert!(docker_ok(&["volume", "create", &volume]));
+    let bind = format!("{}:/src:ro", src.display());
+    in_volume(&volume, &["-v", &bind], "cp -a /src/. /data/");
+    let before = volume_hashes(&volume);
+    assert_eq!(before.len(), 5, "{before:?}");
+
+    let port = free_port();
+    let mut warden = Warden::start(
+        "docker-archive",
+        &config("", None, &boxed(&dir, &name, port, "3s", "2s")),
+    );
+    let (ok, lines) = join(warden.port, "before");
+    assert!(ok, "{lines:?}\n{}", warden.log());
+
+    // Idle → sleeping → archiving: kill Warden while it archives.
+    wait(
+        "archiving to start",
+        Duration::from_secs(90),
+        || warden.log(),
+        || warden.log().contains("state=\"archiving\""),
+    );
+    warden.crash_and_restart("after-archive-crash.log");
+    let log = warden.log_named("after-archive-crash.log");
+    assert!(
+        docker_ok(&["volume", "inspect", &volume]) || log.contains("archive had completed"),
+        "the volume is gone but the archive was not verified:\n{log}"
+    );
+
+    // It archives (again); the volume goes only after verification.
+    wait(
+        "the volume to be archived and removed",
+        Duration::from_secs(120),
+        || warden.log_named("after-archive-crash.log"),
+        || !docker_ok(&["volume", "inspect", &volume]),
+    );
+    wait(
+        "the archived state",
+        Duration::from_secs(30),
+        || warden.log_named("after-archive-crash.log"),
+        || {
+            let l = warden.log_named("after-archive-crash.log");
+            l.contains("archived and verified") || l.contains("archive had completed")
+        },
+    );
+
+    // A join restores it; kill Warden mid-restore.
+    let p = warden.port.to_string();
+    let joining = player_spawn(&[
+        "--port",
+        &p,
+        "--version",
+        "1.21.4",
+        "--server-host",
+        "boxed.test",
+        "--timeout-ms",
+        "40000",
+    ]);
+    wait(
+        "the restore to start",
+        Duration::from_secs(60),
+        || warden.log_named("after-archive-crash.log"),
+        || {
+            warden
+                .log_named("after-archive-crash.log")
+                .contains("state=\"restoring\"")
+        },
+    );
+    warden.crash_and_restart("after-restore-crash.log");
+    let _ = player_wait(joining);
+    // Whichever step the kill hit (a half-filled volume, or a restore that had finished),
+    // what follows must end with the whole world back.
+
+    // The server still wakes, and every file is back, byte for byte.
+    let (ok, lines) = join(warden.port, "after");
+    assert!(
+        ok,
+        "{lines:?}\n{}",
+        warden.log_named("after-restore-crash.log")
+    );
+    let after = volume_hashes(&volume);
+    for (path, hash) in &before {
+        assert_eq!(after.get(path), Some(hash), "{path} differs after restore");
+    }
 }

@@ -263,6 +263,24 @@ impl DockerRuntime {
         .await
     }
 
+    /// Whether the data volume exists (an archived server has none).
+    pub async fn has_data(&self) -> Result<bool, RuntimeError> {
+        let what = format!("inspect volume {}", self.spec.volume);
+        let r = self
+            .client
+            .call_raw(
+                &what,
+                self.client.limit,
+                self.client.docker.inspect_volume(&self.spec.volume),
+            )
+            .await?;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if client::status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(self.client.error(&what, e)),
+        }
+    }
+
     /// Deletes the container and its volume. Irreversible: the lifecycle calls this only
     /// after the archive was read back and verified.
     pub async fn remove_data(&self) -> Result<(), RuntimeError> {

@@ -1,16 +1,18 @@
 //! Archiving a long-asleep server and restoring it on the next join.
 //!
 //! The node copy is removed only after `warden_archive` has read the stored archive back
-//! and verified every file; a restore extracts beside the target and renames into place
-//! only after verification. Whatever fails, one verified copy of the data exists.
+//! and verified every file, and a server whose world is in the archive stays `Archived`
+//! until a restore has completed: whatever fails, one verified copy of the data exists, and
+//! no server is ever started on an empty world.
 
+use warden_archive::Manifest;
 use warden_store::{ArchiveRef, ArchiveUpdate, Change, ServerState};
 
 use super::{Engine, Slot};
 
 pub(super) async fn archive(engine: &Engine, slot: &Slot) {
     let spec = &slot.spec;
-    let (Some(store), Some(dir)) = (spec.archive.as_ref(), spec.data_dir.as_ref()) else {
+    let (Some(store), Some(data)) = (spec.archive.as_ref(), spec.data.as_ref()) else {
         return;
     };
     if engine
@@ -20,31 +22,8 @@ pub(super) async fn archive(engine: &Engine, slot: &Slot) {
     {
         return;
     }
-    let opts = warden_archive::ArchiveOptions::default();
-    match warden_archive::archive_dir(store.as_ref(), &spec.id, dir, &opts).await {
-        Ok(manifest) => {
-            // Verified: now, and only now, the node copy may go.
-            if let Err(e) = tokio::fs::remove_dir_all(dir).await {
-                let _ = engine
-                    .transition(
-                        slot,
-                        ServerState::Sleeping,
-                        &format!("archived, but the node copy could not be removed: {e}"),
-                    )
-                    .await;
-                return;
-            }
-            let epoch = slot.record.lock().epoch;
-            let change = Change::to(ServerState::Archived, "archived and verified").with_archive(
-                ArchiveUpdate::Set(ArchiveRef {
-                    location: spec.id.clone(),
-                    manifest_sha256: manifest.archive.sha256.clone(),
-                    bytes: manifest.archive.bytes,
-                }),
-            );
-            let result = engine.store.apply(&spec.id, epoch, change).await;
-            let _ = engine.adopt(slot, result);
-        }
+    let manifest = match data.archive(store.as_ref(), &spec.id).await {
+        Ok(m) => m,
         Err(e) => {
             let _ = engine
                 .transition(
@@ -53,14 +32,48 @@ pub(super) async fn archive(engine: &Engine, slot: &Slot) {
                     &format!("archive failed, data kept on the node: {e}"),
                 )
                 .await;
+            return;
         }
+    };
+    // Verified: now, and only now, the node copy may go.
+    if let Err(e) = data.remove().await {
+        let _ = engine
+            .transition(
+                slot,
+                ServerState::Sleeping,
+                &format!("archived, but the node copy could not be removed: {e}"),
+            )
+            .await;
+        return;
     }
+    let change = Change::to(ServerState::Archived, "archived and verified")
+        .with_archive(ArchiveUpdate::Set(reference(&spec.id, &manifest)));
+    let _ = engine.change(slot, change).await;
+}
+
+/// What the record keeps of a verified archive.
+pub(super) fn reference(id: &str, manifest: &Manifest) -> ArchiveRef {
+    ArchiveRef {
+        location: id.to_string(),
+        manifest_sha256: manifest.archive.sha256.clone(),
+        bytes: manifest.archive.bytes,
+    }
+}
+
+/// Whether the server's world is in the archive rather than on the node. Only the state
+/// says so: a failed restore goes back to `Archived`, never to a state that would start
+/// the server on an empty world.
+pub(super) fn is_archived(slot: &Slot) -> bool {
+    matches!(
+        slot.record.lock().state,
+        ServerState::Archived | ServerState::Restoring
+    )
 }
 
 pub(super) async fn restore(engine: &Engine, slot: &Slot) -> Result<(), String> {
     let spec = &slot.spec;
-    let (Some(store), Some(dir)) = (spec.archive.as_ref(), spec.data_dir.as_ref()) else {
-        return Err("no archive storage configured".into());
+    let (Some(store), Some(data)) = (spec.archive.as_ref(), spec.data.as_ref()) else {
+        return Err("its world is archived but no archive storage is configured".into());
     };
     engine
         .transition(
@@ -70,9 +83,9 @@ pub(super) async fn restore(engine: &Engine, slot: &Slot) -> Result<(), String> 
         )
         .await
         .map_err(|e| e.to_string())?;
-    warden_archive::restore_dir(store.as_ref(), &spec.id, dir)
+    data.restore(store.as_ref(), &spec.id)
         .await
-        .map_err(|e| format!("restore failed: {e}"))?;
+        .map_err(|e| format!("restore failed, archive kept: {e}"))?;
     engine
         .transition(slot, ServerState::Starting, "restored and verified")
         .await

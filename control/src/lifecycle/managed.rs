@@ -1,20 +1,22 @@
 //! What the engine knows about one server it manages.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use warden_archive::ArchiveStore;
 use warden_runtime::Runtime;
 
+use super::ServerData;
+
 pub struct ManagedServer {
     pub id: String,
     /// `host:port` the readiness probe pings.
     pub backend: String,
     pub proxy_protocol: bool,
-    pub runtime: Box<dyn Runtime>,
-    /// The data directory archived and restored (process runtime).
-    pub data_dir: Option<PathBuf>,
+    pub runtime: Arc<dyn Runtime>,
+    /// The world archived and restored; None for servers Warden cannot archive (adopted
+    /// containers whose spec it does not own).
+    pub data: Option<ServerData>,
     pub sleep_after: Duration,
     pub archive_after: Duration,
     pub start_timeout: Duration,

@@ -9,6 +9,7 @@
 //! trail, the ETA and other appliances all see the same history.
 
 mod archive;
+mod data;
 mod eta;
 mod managed;
 mod ready;
@@ -25,8 +26,9 @@ use tracing::{info, warn};
 use warden_proxy::lifecycle::{Admission, Lifecycle, Player, ServerState as EdgeState};
 use warden_proxy::route::Server;
 use warden_proxy::sessions::{SessionInfo, SessionObserver, Sessions};
-use warden_store::{ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
+use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
 
+pub use data::ServerData;
 pub use managed::{LifecycleSettings, ManagedServer};
 
 /// One managed server's live view: the record as last written, and who waits on it.
@@ -163,27 +165,32 @@ impl Engine {
         to: ServerState,
         reason: &str,
     ) -> Result<ServerRecord, StoreError> {
+        self.change(slot, Change::to(to, reason)).await
+    }
+
+    /// [`Engine::transition`] with the full change (e.g. setting or clearing the archive).
+    async fn change(&self, slot: &Slot, change: Change) -> Result<ServerRecord, StoreError> {
         let epoch = slot.record.lock().epoch;
-        let mut result = self
-            .store
-            .transition(&slot.spec.id, epoch, to, reason)
-            .await;
+        let mut result = self.store.apply(&slot.spec.id, epoch, change.clone()).await;
         if let Err(StoreError::NotFound { .. }) = result {
             // The store lost the record (a Redis restarted without persistence): register
             // the server again from what this appliance knows, then apply the change.
-            let current = slot.record.lock().state;
-            let fresh = ServerRecord::new(
+            let (current, archive) = {
+                let r = slot.record.lock();
+                (r.state, r.archive.clone())
+            };
+            let mut fresh = ServerRecord::new(
                 slot.spec.id.clone(),
                 current,
                 "re-registered: the store had lost this server",
             );
+            // Where the world is must survive the loss: without it an archived server
+            // would be started on an empty world.
+            fresh.archive = archive;
             match self.store.put_new(fresh).await {
                 Ok(rec) => {
                     warn!(server = %rec.id, "server re-registered in the store");
-                    result = self
-                        .store
-                        .transition(&slot.spec.id, rec.epoch, to, reason)
-                        .await;
+                    result = self.store.apply(&slot.spec.id, rec.epoch, change).await;
                 }
                 Err(e) => {
                     warn!(server = %slot.spec.id, error = %e, "could not re-register the server")

@@ -4,7 +4,7 @@
 //! runtime and the disk say what is true. The rules only ever move towards a state in
 //! which the server can be woken, and never delete data.
 
-use warden_store::{ServerRecord, ServerState, StateStore, StoreError};
+use warden_store::{ArchiveUpdate, Change, ServerRecord, ServerState, StateStore, StoreError};
 
 use super::{LifecycleSettings, ManagedServer};
 
@@ -27,41 +27,83 @@ pub(super) async fn reconcile(
                 .await;
         }
     };
-    let data_present = spec.data_dir.as_ref().is_none_or(|d| d.exists());
-    let target = match record.state {
+    let present = match &spec.data {
+        Some(d) => d.present().await,
+        None => Ok(true),
+    };
+    let target = match (record.state, present) {
         // It was (becoming) active: trust the runtime.
-        ServerState::Active | ServerState::Starting | ServerState::Swapping if !running => {
-            Some((ServerState::Sleeping, "not running after a restart"))
+        (ServerState::Active | ServerState::Starting | ServerState::Swapping, _) if !running => {
+            Some(Change::to(
+                ServerState::Sleeping,
+                "not running after a restart",
+            ))
         }
-        ServerState::Sleeping | ServerState::Failed if running => {
-            Some((ServerState::Starting, "found running after a restart"))
+        (ServerState::Sleeping | ServerState::Failed, _) if running => Some(Change::to(
+            ServerState::Starting,
+            "found running after a restart",
+        )),
+        (ServerState::Stopping, _) if !running => Some(Change::to(
+            ServerState::Sleeping,
+            "stop completed before a restart",
+        )),
+        (ServerState::Stopping, _) => Some(Change::to(
+            ServerState::Active,
+            "stop interrupted; still running",
+        )),
+        // Cannot see the data (daemon down): change nothing, decide on the next start.
+        (ServerState::Archiving | ServerState::Restoring, Err(e)) => {
+            tracing::warn!(server = %spec.id, error = %e, "cannot check the server's data; left as it was");
+            None
         }
-        ServerState::Stopping if !running => {
-            Some((ServerState::Sleeping, "stop completed before a restart"))
-        }
-        ServerState::Stopping => Some((ServerState::Active, "stop interrupted; still running")),
         // An interrupted archive: the node copy is only deleted after verification, so if
         // it is still here nothing was lost; archiving is simply retried later.
-        ServerState::Archiving if data_present => Some((
+        (ServerState::Archiving, Ok(true)) => Some(Change::to(
             ServerState::Sleeping,
             "archive interrupted; data still on the node",
         )),
-        ServerState::Archiving if record.archive.is_some() => {
-            Some((ServerState::Archived, "archive had completed"))
+        // Gone from the node means it was deleted after verification; the storage says so.
+        (ServerState::Archiving, Ok(false)) => Some(archived_or_failed(spec).await),
+        // A directory restore is renamed into place only when complete.
+        (ServerState::Restoring, Ok(true))
+            if spec.data.as_ref().is_some_and(|d| d.restore_is_atomic()) =>
+        {
+            Some(Change::to(ServerState::Sleeping, "restore had completed"))
         }
-        // An interrupted restore never touched the archive, and restore_dir cleans its
-        // own half-extracted sibling directory.
-        ServerState::Restoring if !data_present => {
-            Some((ServerState::Archived, "restore interrupted; archive intact"))
-        }
-        ServerState::Restoring => Some((ServerState::Sleeping, "restore had completed")),
+        // Anything else a restore left is partial; the archive is intact and the next
+        // wake restores again from scratch.
+        (ServerState::Restoring, _) => Some(Change::to(
+            ServerState::Archived,
+            "restore interrupted; archive intact",
+        )),
         _ => None,
     };
     match target {
-        Some((to, reason)) => {
-            tracing::info!(server = %spec.id, from = record.state.as_str(), to = to.as_str(), reason, "reconciled after start");
-            store.transition(&spec.id, record.epoch, to, reason).await
+        Some(change) => {
+            tracing::info!(server = %spec.id, from = record.state.as_str(), to = change.to.as_str(), reason = %change.reason, "reconciled after start");
+            store.apply(&spec.id, record.epoch, change).await
         }
         None => Ok(record),
+    }
+}
+
+/// An archive whose node copy is gone: archived if the storage holds a verified copy,
+/// failed (with nothing deleted) if it does not.
+async fn archived_or_failed(spec: &ManagedServer) -> Change {
+    let Some(store) = &spec.archive else {
+        return Change::to(
+            ServerState::Failed,
+            "data missing on the node and no archive storage configured",
+        );
+    };
+    match warden_archive::verify(store.as_ref(), &spec.id).await {
+        Ok(manifest) => Change::to(ServerState::Archived, "archive had completed (verified)")
+            .with_archive(ArchiveUpdate::Set(super::archive::reference(
+                &spec.id, &manifest,
+            ))),
+        Err(e) => Change::to(
+            ServerState::Failed,
+            format!("data missing on the node and the archive does not verify: {e}"),
+        ),
     }
 }

@@ -18,8 +18,9 @@ use warden_store::ServerState;
 
 use super::{eta, ready, Engine, Slot};
 
-/// Lease on the store's wake lock; renewed implicitly by being shorter-lived than a start.
-const WAKE_LEASE: Duration = Duration::from_secs(600);
+/// Lease on the store's wake lock, renewed every third of it while the wake runs, so a
+/// restore of any length keeps it and a dead appliance's lease frees the server quickly.
+const WAKE_LEASE: Duration = Duration::from_secs(60);
 
 pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admission {
     let deadline = Instant::now() + engine.settings.hold;
@@ -87,10 +88,33 @@ async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, _mine: OwnedMutexGuard<(
         }
     };
     let started = Instant::now();
-    let result = start(&engine, &slot).await;
+    let renew = async {
+        loop {
+            tokio::time::sleep(WAKE_LEASE / 3).await;
+            match engine.store.renew_wake(&lease, WAKE_LEASE).await {
+                Ok(true) => {}
+                // Carrying on is safe: every transition is fenced by the record's epoch.
+                Ok(false) => warn!(server = %id, "wake lease lost while starting"),
+                Err(e) => warn!(server = %id, error = %e, "could not renew the wake lease"),
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = start(&engine, &slot) => r,
+        never = renew => never,
+    };
     if let Err(reason) = result {
         warn!(server = %id, %reason, "wake failed");
-        let _ = engine.transition(&slot, ServerState::Failed, &reason).await;
+        if super::archive::is_archived(&slot) {
+            // The world is still only in the archive: stay wakeable by a restore.
+            let _ = engine
+                .transition(&slot, ServerState::Archived, &reason)
+                .await;
+            *slot.blocked.lock() = Some(reason);
+            slot.state.send_modify(|_| {});
+        } else {
+            let _ = engine.transition(&slot, ServerState::Failed, &reason).await;
+        }
     } else {
         info!(server = %id, secs = started.elapsed().as_secs_f64(), "server ready");
         if let Ok(recent) = engine
@@ -122,9 +146,7 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
             return Err("the previous stop did not finish".into());
         }
     }
-    let needs_restore =
-        slot.record.lock().archive.is_some() && spec.data_dir.as_ref().is_some_and(|d| !d.exists());
-    if needs_restore {
+    if super::archive::is_archived(slot) {
         super::archive::restore(engine, slot).await?;
     }
     if *slot.state.borrow() != ServerState::Starting {

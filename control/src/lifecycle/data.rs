@@ -1,0 +1,126 @@
+//! A server's world, wherever it lives: a directory on this node (process runtime) or a
+//! Docker volume streamed through the daemon (docker runtime).
+//!
+//! The archive and restore steps are the same for both; only how the bytes leave and
+//! return differs. Every operation keeps the rule of the archive module: the node copy is
+//! removed only after a verified copy exists elsewhere, and a restore never lets a server
+//! start on a half-written world.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use warden_archive::{ArchiveOptions, ArchiveStore, Manifest};
+use warden_runtime::DockerRuntime;
+
+pub enum ServerData {
+    Dir(PathBuf),
+    Volume(Arc<DockerRuntime>),
+}
+
+impl ServerData {
+    /// Whether the world is on the node. An error means "cannot tell" (daemon down).
+    pub async fn present(&self) -> Result<bool, String> {
+        match self {
+            Self::Dir(d) => Ok(d.exists()),
+            Self::Volume(rt) => rt.has_data().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Streams the world into `store` under `prefix`; returns once the stored archive was
+    /// read back and verified.
+    pub async fn archive(
+        &self,
+        store: &dyn ArchiveStore,
+        prefix: &str,
+    ) -> Result<Manifest, String> {
+        let opts = ArchiveOptions::default();
+        match self {
+            Self::Dir(d) => warden_archive::archive_dir(store, prefix, d, &opts).await,
+            Self::Volume(rt) => {
+                let tar = rt
+                    .export_data()
+                    .await
+                    .map_err(|e| format!("exporting the volume: {e}"))?;
+                warden_archive::archive_tar(store, prefix, tar, &opts).await
+            }
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Deletes the node copy. Call only after [`ServerData::archive`] succeeded.
+    pub async fn remove(&self) -> Result<(), String> {
+        match self {
+            Self::Dir(d) => remove_dir(d).await.map_err(|e| e.to_string()),
+            Self::Volume(rt) => rt.remove_data().await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Brings the world back from `store`, verified against its manifest before the server
+    /// may use it.
+    pub async fn restore(&self, store: &dyn ArchiveStore, prefix: &str) -> Result<(), String> {
+        match self {
+            // Extracts beside the target and renames into place: atomic on the node.
+            Self::Dir(d) => warden_archive::restore_dir(store, prefix, d)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Self::Volume(rt) => {
+                // A volume cannot be swapped in atomically, so a restore always starts from
+                // an empty one: whatever an interrupted restore left is a partial copy of
+                // the archive, which is still intact.
+                rt.remove_data()
+                    .await
+                    .map_err(|e| format!("clearing the volume: {e}"))?;
+                let tar = warden_archive::restore_tar_stream(store, prefix, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                rt.import_data(tar)
+                    .await
+                    .map_err(|e| format!("importing into the volume: {e}"))
+            }
+        }
+    }
+
+    /// Whether an interrupted restore may have left a partial world that looks present.
+    /// Directory restores are atomic; volume restores are not.
+    pub fn restore_is_atomic(&self) -> bool {
+        matches!(self, Self::Dir(_))
+    }
+}
+
+/// Renames the directory out of the way first, so a kill during the (slow) deletion never
+/// leaves a half-deleted world under the server's path for the next start to use.
+async fn remove_dir(dir: &Path) -> std::io::Result<()> {
+    let doomed = doomed_path(dir);
+    if tokio::fs::try_exists(&doomed).await? {
+        tokio::fs::remove_dir_all(&doomed).await?;
+    }
+    tokio::fs::rename(dir, &doomed).await?;
+    tokio::fs::remove_dir_all(&doomed).await
+}
+
+fn doomed_path(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    dir.with_file_name(format!(".{name}.warden-removing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn removing_a_dir_leaves_nothing_even_after_an_earlier_interruption() {
+        let root = tempfile::tempdir().unwrap();
+        let world = root.path().join("world");
+        std::fs::create_dir_all(world.join("region")).unwrap();
+        std::fs::write(world.join("region/r.0.0.mca"), b"x").unwrap();
+        // What a kill during an earlier deletion leaves behind.
+        std::fs::create_dir_all(doomed_path(&world).join("old")).unwrap();
+        remove_dir(&world).await.unwrap();
+        assert!(!world.exists());
+        assert!(!doomed_path(&world).exists());
+    }
+}
