@@ -23,6 +23,7 @@ use warden_proxy::sessions::Sessions;
 use warden_proxy::{Edge, EdgeApp};
 
 use crate::config;
+use crate::discovery::Discovery;
 use crate::metrics_http::MetricsHttp;
 use crate::reload::Reloader;
 
@@ -44,15 +45,33 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         .context("starting the control runtime")?;
     let control = control_rt.handle().clone();
     std::thread::spawn(move || control_rt.block_on(std::future::pending::<()>()));
-    let lifecycle: Arc<dyn Lifecycle> =
-        match control.block_on(crate::managed::engine(&cfg, sessions.clone()))? {
-            Some(engine) => {
-                control.spawn(engine.clone().run());
-                engine
-            }
-            None => Arc::new(AlwaysActive),
-        };
+    let engine = control.block_on(crate::managed::engine(&cfg, sessions.clone()))?;
+    let lifecycle: Arc<dyn Lifecycle> = match &engine {
+        Some(engine) => {
+            control.spawn(engine.clone().run());
+            engine.clone()
+        }
+        None => Arc::new(AlwaysActive),
+    };
     let edge = Edge::new(snapshot, metrics.clone(), lifecycle, sessions);
+    let reloader = Reloader {
+        path: config_path.to_path_buf(),
+        edge: edge.clone(),
+        listen: cfg.listen_addrs(),
+        discovered: Default::default(),
+    };
+    if let (Some(engine), false) = (engine, cfg.discovery.docker.is_empty()) {
+        control.spawn(
+            Discovery {
+                daemons: cfg.discovery.docker.clone(),
+                interval: cfg.discovery.interval,
+                engine,
+                reloader: reloader.clone(),
+                configured: cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect(),
+            }
+            .run(),
+        );
+    }
 
     let threads = match cfg.edge.threads {
         0 => std::thread::available_parallelism()
@@ -93,14 +112,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         m.add_tcp(&cfg.metrics.listen);
         server.add_service(m);
     }
-    server.add_service(background_service(
-        "config reload",
-        Reloader {
-            path: config_path.to_path_buf(),
-            edge: edge.clone(),
-            listen: cfg.listen_addrs(),
-        },
-    ));
+    server.add_service(background_service("config reload", reloader));
 
     exit_when_drained(&server, edge);
     info!(config = %config_path.display(), upgrade, "warden starting");

@@ -5,6 +5,7 @@
 
 pub mod appliance;
 pub mod config;
+pub mod discovery;
 pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;

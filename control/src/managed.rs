@@ -12,9 +12,10 @@ use crate::config::{Config, RuntimeConfig};
 use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
-/// when no server is managed (pure routing needs neither store nor engine).
+/// when no server is managed and none can be discovered (pure routing needs neither store
+/// nor engine).
 pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<Arc<Engine>>> {
-    if cfg.servers.iter().all(|s| s.runtime.is_none()) {
+    if cfg.servers.iter().all(|s| s.runtime.is_none()) && cfg.discovery.docker.is_empty() {
         return Ok(None);
     }
     let store_cfg = match cfg.store.kind.as_str() {

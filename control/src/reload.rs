@@ -20,17 +20,26 @@ use crate::config;
 /// How often the file's modification time is checked.
 const POLL: Duration = Duration::from_millis(500);
 
+#[derive(Clone)]
 pub struct Reloader {
     pub path: PathBuf,
     pub edge: Arc<Edge>,
     /// Listen addresses can't change without an upgrade; warn if an edit tries.
     pub listen: Vec<String>,
+    /// Servers found from Docker labels, routed alongside the file's.
+    pub discovered: Arc<parking_lot::Mutex<Vec<config::Discovered>>>,
 }
 
 impl Reloader {
     fn stamp(&self) -> Option<(SystemTime, u64)> {
         let m = std::fs::metadata(&self.path).ok()?;
         Some((m.modified().ok()?, m.len()))
+    }
+
+    /// Routes `found` from now on (with the file's current contents).
+    pub fn set_discovered(&self, found: Vec<config::Discovered>) -> bool {
+        *self.discovered.lock() = found;
+        self.reload()
     }
 
     /// Loads the file and swaps it in if it is valid. Returns whether it was applied.
@@ -50,8 +59,13 @@ impl Reloader {
                 return false;
             }
         };
-        let built = config::parse(&self.path, &text)
-            .and_then(|c| Ok((c.snapshot(&self.path, &text)?, c.listen_addrs())));
+        let built = config::parse(&self.path, &text).and_then(|c| {
+            let found = self.discovered.lock().clone();
+            Ok((
+                c.snapshot_with(&self.path, &text, &found)?,
+                c.listen_addrs(),
+            ))
+        });
         match built {
             Ok((snapshot, listen)) => {
                 if listen != self.listen {

@@ -314,3 +314,99 @@ fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
         assert_eq!(after.get(path), Some(hash), "{path} differs after restore");
     }
 }
+
+/// A container labelled `warden.host` becomes a routed server with no config entry: status
+/// shows it asleep, a join wakes it, idle stops it, and removing the container unroutes it.
+#[test]
+fn labelled_container_is_discovered_woken_slept_and_forgotten() {
+    script("dockerd.sh");
+    script("test-image.sh");
+    let name = format!("warden-test-found-{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
+    let port = free_port();
+    let peers = format!(
+        "{}:/peers:ro",
+        peers_dir().canonicalize().expect("peers dir").display()
+    );
+    let (host_label, port_label) = ("warden.host=found.test", format!("warden.port={port}"));
+    let p = port.to_string();
+    assert!(docker_ok(&[
+        "create",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-l",
+        host_label,
+        "-l",
+        &port_label,
+        "-l",
+        "warden.sleep_after=3s",
+        "-l",
+        "warden.memory_gb=0.5",
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        &peers,
+        IMAGE,
+        "node",
+        "/peers/backend.js",
+        "--version",
+        "1.21.4",
+        "--port",
+        &p,
+    ]));
+    let dir = tempdir("discovery");
+    let rest = format!(
+        "[store]\npath = \"{d}/store\"\n[archive]\npath = \"{d}/archive\"\n\
+         [discovery]\ndocker = [\"unix:///var/run/docker.sock\"]\ninterval = \"500ms\"\n",
+        d = dir.display()
+    );
+    let warden = Warden::start("discovery", &config("", None, &rest));
+    let addr = format!("127.0.0.1:{}", warden.port);
+    let motd = || {
+        mcstatus(&["--addr", &addr, "--host", "found.test"])
+            .first()
+            .and_then(|s| s["motd"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    wait(
+        "the container to be routed",
+        Duration::from_secs(30),
+        || warden.log(),
+        || motd().contains("Sleeping"),
+    );
+
+    let (ok, lines) = player(&[
+        "--port",
+        &warden.port.to_string(),
+        "--version",
+        "1.21.4",
+        "--server-host",
+        "found.test",
+        "--chat",
+        "found",
+        "--timeout-ms",
+        "45000",
+    ]);
+    assert!(ok, "{lines:?}\n{}", warden.log());
+    wait(
+        "the idle container to stop",
+        Duration::from_secs(60),
+        || warden.log(),
+        || docker(&["inspect", "-f", "{{.State.Running}}", &name]) == "false",
+    );
+
+    // Adopted means never deleted by Warden: the container is still there, stopped.
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Name}}", &name]),
+        format!("/{name}")
+    );
+    docker(&["rm", "-f", &name]);
+    wait(
+        "the host to be unrouted",
+        Duration::from_secs(30),
+        || warden.log(),
+        || warden.log().contains("discovered container gone") && motd().is_empty(),
+    );
+}

@@ -48,6 +48,9 @@ pub struct DockerRuntime {
     client: DockerClient,
     spec: DockerSpec,
     archive_idle: Duration,
+    /// A container someone else created (found through labels): Warden starts and stops
+    /// it but never creates, replaces or deletes it or its data.
+    adopted: bool,
 }
 
 impl DockerRuntime {
@@ -58,7 +61,19 @@ impl DockerRuntime {
             client,
             spec,
             archive_idle: DEFAULT_ARCHIVE_IDLE,
+            adopted: false,
         })
+    }
+
+    /// Drives an existing container found through its labels (see [`discover`]).
+    pub fn adopt(client: DockerClient, found: &DiscoveredServer) -> Result<Self, RuntimeError> {
+        let volume = format!("{}-adopted", found.container);
+        let mut rt = Self::new(
+            client,
+            DockerSpec::new(&found.container, &found.image, volume),
+        )?;
+        rt.adopted = true;
+        Ok(rt)
     }
 
     /// Connects to `endpoint` with [`DEFAULT_CALL_LIMIT`] and wraps the result.
@@ -166,6 +181,12 @@ impl DockerRuntime {
                 "replacing container from an older spec (data stays in its volume)"
             );
             self.remove_container().await?;
+        }
+        if self.adopted {
+            return Err(RuntimeError::Other(format!(
+                "container {} no longer exists (it was adopted through its labels, so Warden does not recreate it)",
+                self.name()
+            )));
         }
         self.ensure_volume().await?;
         let what = format!("create container {} from {}", self.name(), self.spec.image);
@@ -284,6 +305,12 @@ impl DockerRuntime {
     /// Deletes the container and its volume. Irreversible: the lifecycle calls this only
     /// after the archive was read back and verified.
     pub async fn remove_data(&self) -> Result<(), RuntimeError> {
+        if self.adopted {
+            return Err(RuntimeError::Other(format!(
+                "container {} was adopted through its labels; Warden never deletes its data",
+                self.name()
+            )));
+        }
         if self.inspect().await?.as_ref().is_some_and(is_running) {
             return Err(RuntimeError::Other(format!(
                 "container {} is running; refusing to delete its data",

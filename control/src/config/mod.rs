@@ -12,6 +12,7 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::*;
+pub use snapshot::Discovered;
 
 /// Reads and checks a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -28,6 +28,28 @@ pub struct Config {
     pub archive: ArchiveSection,
     #[serde(default)]
     pub lifecycle: LifecycleSection,
+    #[serde(default)]
+    pub discovery: DiscoverySection,
+}
+
+/// Servers found from Docker labels (`warden.host=…`) instead of config entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoverySection {
+    /// Daemon sockets to watch, e.g. `["unix:///var/run/docker.sock"]`; empty disables it.
+    pub docker: Vec<String>,
+    /// How often the daemons are listed; a new or removed container is routed within it.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        Self {
+            docker: Vec::new(),
+            interval: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Where server states, events and sessions live.
@@ -133,19 +155,19 @@ pub struct RconConfig {
     pub password_env: String,
 }
 
-fn default_sleep_after() -> Duration {
+pub(crate) fn default_sleep_after() -> Duration {
     Duration::from_secs(600)
 }
-fn default_archive_after() -> Duration {
+pub(crate) fn default_archive_after() -> Duration {
     Duration::from_secs(48 * 3600)
 }
-fn default_start_timeout() -> Duration {
+pub(crate) fn default_start_timeout() -> Duration {
     Duration::from_secs(300)
 }
-fn default_stop_timeout() -> Duration {
+pub(crate) fn default_stop_timeout() -> Duration {
     Duration::from_secs(60)
 }
-fn default_memory_gb() -> f64 {
+pub(crate) fn default_memory_gb() -> f64 {
     4.0
 }
 

@@ -19,6 +19,13 @@ use super::ConfigError;
 const MAX_FAVICON_BYTES: u64 = 64 * 1024;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
+/// A server found at run time (a labelled container) and the host it claims.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    pub server: Server,
+    pub host: String,
+}
+
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
@@ -43,6 +50,17 @@ impl Config {
 
     /// Builds the routing table and settings, or says what is wrong and where.
     pub fn snapshot(&self, path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
+        self.snapshot_with(path, text, &[])
+    }
+
+    /// [`Config::snapshot`] plus servers found at run time. The file wins: a discovered
+    /// server whose id or host the config already uses is skipped with a warning.
+    pub fn snapshot_with(
+        &self,
+        path: &Path,
+        text: &str,
+        discovered: &[Discovered],
+    ) -> Result<Snapshot, ConfigError> {
         let cx = Ctx { path, text };
         for addr in self.edge.listen.addrs() {
             if addr.parse::<SocketAddr>().is_err() {
@@ -121,6 +139,20 @@ impl Config {
                 &hosts,
                 std::slice::from_ref(&rc.host),
             )?;
+        }
+        for d in discovered {
+            let taken = self.servers.iter().any(|s| s.id.get_ref() == &*d.server.id);
+            let host = normalize_host(&d.host).map_err(|e| e.to_string());
+            let added = match host {
+                Ok(_) if taken => Err("its id is a configured server's".to_string()),
+                Ok(h) => builder
+                    .add(d.server.clone(), &[h])
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(why) = added {
+                tracing::warn!(server = %d.server.id, host = %d.host, %why, "discovered server not routed");
+            }
         }
         let unknown = match self.edge.unknown_host.get_ref().as_str() {
             "drop" => UnknownHost::Drop,

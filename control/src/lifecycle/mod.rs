@@ -48,7 +48,8 @@ pub struct Engine {
     me: std::sync::Weak<Engine>,
     /// The control runtime: session records are written from wherever sessions end.
     rt: tokio::runtime::Handle,
-    slots: HashMap<String, Arc<Slot>>,
+    /// Servers come and go at run time (Docker label discovery, later the API).
+    slots: parking_lot::RwLock<HashMap<String, Arc<Slot>>>,
     store: Arc<dyn StateStore>,
     sessions: Sessions,
     settings: LifecycleSettings,
@@ -68,43 +69,59 @@ impl Engine {
         let _ = store
             .end_appliance_sessions(&settings.appliance, now_ms())
             .await;
-        let mut slots = HashMap::new();
-        for spec in servers {
-            let record = reconcile::reconcile(&spec, store.as_ref(), &settings).await?;
-            let eta = eta::estimate(
-                &store
-                    .recent_durations(
-                        Some(&spec.id),
-                        ServerState::Starting,
-                        ServerState::Active,
-                        eta::WINDOW,
-                    )
-                    .await
-                    .unwrap_or_default(),
-            );
-            let (state, _) = watch::channel(record.state);
-            slots.insert(
-                spec.id.clone(),
-                Arc::new(Slot {
-                    spec,
-                    record: parking_lot::Mutex::new(record),
-                    state,
-                    waking: Arc::new(tokio::sync::Mutex::new(())),
-                    eta: parking_lot::Mutex::new(eta),
-                    blocked: parking_lot::Mutex::new(None),
-                }),
-            );
-        }
         let engine = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             rt: tokio::runtime::Handle::current(),
-            slots,
+            slots: parking_lot::RwLock::new(HashMap::new()),
             store,
             sessions: sessions.clone(),
             settings,
         });
+        for spec in servers {
+            engine.add(spec).await?;
+        }
         sessions.observe(engine.clone());
         Ok(engine)
+    }
+
+    /// Starts managing `spec`: loads (or creates) its record and reconciles it with what
+    /// the runtime really shows. Replaces a server with the same id.
+    pub async fn add(&self, spec: ManagedServer) -> Result<(), StoreError> {
+        let record = reconcile::reconcile(&spec, self.store.as_ref(), &self.settings).await?;
+        let eta = eta::estimate(
+            &self
+                .store
+                .recent_durations(
+                    Some(&spec.id),
+                    ServerState::Starting,
+                    ServerState::Active,
+                    eta::WINDOW,
+                )
+                .await
+                .unwrap_or_default(),
+        );
+        let (state, _) = watch::channel(record.state);
+        let slot = Arc::new(Slot {
+            spec,
+            record: parking_lot::Mutex::new(record),
+            state,
+            waking: Arc::new(tokio::sync::Mutex::new(())),
+            eta: parking_lot::Mutex::new(eta),
+            blocked: parking_lot::Mutex::new(None),
+        });
+        self.slots.write().insert(slot.spec.id.clone(), slot);
+        Ok(())
+    }
+
+    /// Stops managing a server (its container is gone). A wake in progress finishes on
+    /// its own; the record stays in the store as history.
+    pub fn remove(&self, id: &str) -> bool {
+        self.slots.write().remove(id).is_some()
+    }
+
+    /// Ids of the managed servers.
+    pub fn ids(&self) -> Vec<String> {
+        self.slots.read().keys().cloned().collect()
     }
 
     /// Runs the idle-sleep and archive timers until the process ends.
@@ -114,7 +131,9 @@ impl Engine {
         loop {
             tick.tick().await;
             let _ = self.store.heartbeat(&self.settings.appliance).await;
-            for (id, slot) in &self.slots {
+            let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
+            for slot in &slots {
+                let id = &slot.spec.id;
                 let state = *slot.state.borrow();
                 match state {
                     ServerState::Active => {
@@ -247,8 +266,8 @@ impl Engine {
         matches!(self.store.live_count(id).await, Ok(0))
     }
 
-    fn slot(&self, server: &Server) -> Option<&Arc<Slot>> {
-        self.slots.get(&*server.id)
+    fn slot(&self, server: &Server) -> Option<Arc<Slot>> {
+        self.slots.read().get(&*server.id).cloned()
     }
 }
 
@@ -303,7 +322,7 @@ impl Lifecycle for Engine {
     }
 
     async fn admit(&self, server: &Arc<Server>, player: &Player) -> Admission {
-        let Some(slot) = self.slot(server).cloned() else {
+        let Some(slot) = self.slot(server) else {
             return Admission::Forward;
         };
         if *slot.state.borrow() == ServerState::Active {

@@ -20,6 +20,7 @@ pub const MEMORY_LABEL: &str = "warden.memory_gb";
 pub struct DiscoveredServer {
     /// Container name without Docker's leading `/`.
     pub container: String,
+    pub image: String,
     pub host: String,
     pub port: Option<u16>,
     /// As written, e.g. `"10m"`; the lifecycle parses durations.
@@ -54,7 +55,8 @@ pub async fn discover(client: &DockerClient) -> Result<Vec<DiscoveredServer>, Ru
                 c.state,
                 Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
             );
-            from_labels(name, c.labels.as_ref()?, running)
+            let image = c.image.clone().unwrap_or_default();
+            from_labels(name, image, c.labels.as_ref()?, running)
         })
         .collect())
 }
@@ -62,6 +64,7 @@ pub async fn discover(client: &DockerClient) -> Result<Vec<DiscoveredServer>, Ru
 /// The pure part of discovery.
 pub(crate) fn from_labels(
     container: String,
+    image: String,
     labels: &HashMap<String, String>,
     running: bool,
 ) -> Option<DiscoveredServer> {
@@ -92,6 +95,7 @@ pub(crate) fn from_labels(
         memory_gb,
         running,
         container,
+        image,
     })
 }
 
@@ -115,9 +119,10 @@ mod tests {
             (MEMORY_LABEL, "4.5"),
         ]);
         assert_eq!(
-            from_labels("srv".into(), &l, true),
+            from_labels("srv".into(), "img".into(), &l, true),
             Some(DiscoveredServer {
                 container: "srv".into(),
+                image: "img".into(),
                 host: "mc.example.org".into(),
                 port: Some(25570),
                 sleep_after: Some("10m".into()),
@@ -135,12 +140,20 @@ mod tests {
             (MEMORY_LABEL, "NaN"),
             (SLEEP_AFTER_LABEL, " "),
         ]);
-        let d = from_labels("srv".into(), &l, false).unwrap();
+        let d = from_labels("srv".into(), "img".into(), &l, false).unwrap();
         assert_eq!((d.port, d.memory_gb, d.sleep_after), (None, None, None));
         assert_eq!(
-            from_labels("x".into(), &labels(&[(HOST_LABEL, " ")]), false),
+            from_labels(
+                "x".into(),
+                "img".into(),
+                &labels(&[(HOST_LABEL, " ")]),
+                false
+            ),
             None
         );
-        assert_eq!(from_labels("x".into(), &labels(&[]), false), None);
+        assert_eq!(
+            from_labels("x".into(), "img".into(), &labels(&[]), false),
+            None
+        );
     }
 }
