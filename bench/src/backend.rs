@@ -12,11 +12,14 @@
 //!   path forwarding half-closes.
 //! * `source`: read an 8-byte length and stream that many bytes (download throughput).
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -49,6 +52,22 @@ pub struct Stats {
     pub sunk_bytes: AtomicU64,
     pub sourced_bytes: AtomicU64,
     pub errors: AtomicU64,
+    /// `listening <unix ns>` and `login <unix ns>` lines, for the wake mode, which runs this
+    /// backend as the woken server and times the gap between the two from outside.
+    pub events: Option<Mutex<std::fs::File>>,
+}
+
+impl Stats {
+    fn event(&self, what: &str) {
+        if let Some(f) = &self.events {
+            let ns = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            if let Ok(mut f) = f.lock() {
+                let _ = writeln!(f, "{what} {ns}");
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -81,6 +100,11 @@ pub struct Backend {
 
 impl Backend {
     pub async fn start(listen: SocketAddr) -> Result<Self> {
+        Self::start_logged(listen, None).await
+    }
+
+    /// [`Backend::start`], appending timing events to `events` (see [`Stats::events`]).
+    pub async fn start_logged(listen: SocketAddr, events: Option<&Path>) -> Result<Self> {
         let sock = match listen {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -92,7 +116,21 @@ impl Backend {
         // SYN costs a one-second retransmit that would be billed to the path.
         let listener = sock.listen(4096)?;
         let addr = listener.local_addr()?;
-        let stats = Arc::new(Stats::default());
+        let events = match events {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("open {}", p.display()))?,
+            )),
+            None => None,
+        };
+        let stats = Arc::new(Stats {
+            events,
+            ..Stats::default()
+        });
+        stats.event("listening");
         let s = stats.clone();
         tokio::spawn(async move { accept_loop(listener, s).await });
         Ok(Self { addr, stats })
@@ -125,6 +163,7 @@ async fn serve(mut sock: TcpStream, stats: &Stats) -> Result<()> {
         Intent::Login | Intent::Transfer => {
             let ls = LoginStart::parse(&read_pre(&mut sock, &mut dec).await?, hs.protocol)?;
             stats.logins.fetch_add(1, Ordering::Relaxed);
+            stats.event("login");
             let rest = dec.take_rest();
             serve_raw(sock, rest, &ls.name, stats).await
         }

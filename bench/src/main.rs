@@ -10,6 +10,7 @@ mod proto;
 mod report;
 mod run;
 mod sys;
+mod wake;
 mod warden;
 
 use std::net::SocketAddr;
@@ -50,6 +51,19 @@ enum Cmd {
     Backend {
         #[arg(long, default_value = "127.0.0.1:25566")]
         listen: SocketAddr,
+        /// Append `listening`/`login` timestamps here (what `wake` reads).
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+    /// Wake overhead: Warden manages this binary as a sleeping server and wakes it per join.
+    Wake {
+        /// The warden binary.
+        #[arg(long)]
+        warden: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -145,8 +159,13 @@ fn dispatch(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Run(a) => run::run(a).await,
-            Cmd::Backend { listen } => {
-                let b = Backend::start(listen).await?;
+            Cmd::Wake {
+                warden,
+                rounds,
+                json,
+            } => wake::run(&warden, rounds, json).await,
+            Cmd::Backend { listen, events } => {
+                let b = Backend::start_logged(listen, events.as_deref()).await?;
                 eprintln!(
                     "bench backend on {} (names: ack, echo, sink, source)",
                     b.addr

@@ -21,15 +21,17 @@ pub struct Warden {
     pub listen: SocketAddr,
     pub dir: PathBuf,
     stderr_path: PathBuf,
+    /// The route status pings name while waiting for Warden to come up.
+    host: String,
 }
 
 /// A port that was free a moment ago. Warden binds by config, not by fd, so there is a
 /// small race; on a bench box nothing else is grabbing loopback ports.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn unique_dir() -> Result<PathBuf> {
+pub fn unique_dir() -> Result<PathBuf> {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos();
     let dir = PathBuf::from(format!("/tmp/warden-bench-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
@@ -76,10 +78,25 @@ impl Warden {
     /// through it succeeds. On failure Warden's stderr is part of the error.
     pub async fn start(bin: &Path, backend: SocketAddr) -> Result<Self> {
         let dir = unique_dir()?;
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        Self::start_with(bin, dir, BENCH_HOST, |listen, dir| {
+            config_toml(listen, metrics, backend, dir)
+        })
+        .await
+    }
+
+    /// Starts Warden on a config of the caller's (`config(listen, dir)`), in `dir`, and
+    /// waits until a status ping for `host` through it succeeds.
+    pub async fn start_with(
+        bin: &Path,
+        dir: PathBuf,
+        host: &str,
+        config: impl FnOnce(SocketAddr, &Path) -> String,
+    ) -> Result<Self> {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let text = config(listen, &dir);
         let config = dir.join("warden.toml");
-        std::fs::write(&config, config_toml(listen, metrics, backend, &dir))?;
+        std::fs::write(&config, text)?;
         // To files, not pipes: nobody drains a pipe during a run, and a full pipe would
         // stall Warden's logging and with it the data plane.
         let stderr_path = dir.join("warden.stderr");
@@ -104,6 +121,7 @@ impl Warden {
             listen,
             dir,
             stderr_path,
+            host: host.to_string(),
         };
         if let Err(e) = w.wait_ready().await {
             w.stop();
@@ -123,7 +141,7 @@ impl Warden {
     pub fn target(&self) -> Target {
         Target {
             addr: self.listen,
-            host: BENCH_HOST.to_string(),
+            host: self.host.clone(),
         }
     }
 

@@ -44,10 +44,10 @@ struct Slot {
 }
 
 pub struct Engine {
+    /// Ordered queue of session records for the store (see [`SessionWrite`]).
+    session_writes: tokio::sync::mpsc::UnboundedSender<SessionWrite>,
     /// Lets `admit` (which has `&self`) spawn wakes that outlive the joining player.
     me: std::sync::Weak<Engine>,
-    /// The control runtime: session records are written from wherever sessions end.
-    rt: tokio::runtime::Handle,
     /// Servers come and go at run time (Docker label discovery, later the API).
     slots: parking_lot::RwLock<HashMap<String, Arc<Slot>>>,
     store: Arc<dyn StateStore>,
@@ -69,9 +69,11 @@ impl Engine {
         let _ = store
             .end_appliance_sessions(&settings.appliance, now_ms())
             .await;
+        let (session_writes, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_sessions(store.clone(), rx));
         let engine = Arc::new_cyclic(|me| Self {
+            session_writes,
             me: me.clone(),
-            rt: tokio::runtime::Handle::current(),
             slots: parking_lot::RwLock::new(HashMap::new()),
             store,
             sessions: sessions.clone(),
@@ -278,21 +280,36 @@ impl SessionObserver for Engine {
         rec.id = self.session_id(s);
         rec.player_uuid = s.uuid.map(|u| format!("{u:032x}"));
         rec.start_unix_ms = millis(s.started);
-        let store = self.store.clone();
-        self.rt.spawn(async move {
-            if let Err(e) = store.session_started(rec).await {
-                warn!(error = %e, "session not recorded");
-            }
-        });
+        let _ = self.session_writes.send(SessionWrite::Started(rec));
     }
 
     fn closed(&self, s: &SessionInfo) {
-        let (store, id) = (self.store.clone(), self.session_id(s));
-        self.rt.spawn(async move {
-            if let Err(e) = store.session_ended(&id, now_ms()).await {
-                warn!(error = %e, "session end not recorded");
-            }
-        });
+        let _ = self
+            .session_writes
+            .send(SessionWrite::Ended(self.session_id(s), now_ms()));
+    }
+}
+
+/// Session records go to the store in the order sessions opened and closed: written from
+/// independent tasks, a short session's end could overtake its start, leaving a live
+/// session in the store forever (and its server never idle).
+enum SessionWrite {
+    Started(SessionRecord),
+    Ended(String, u64),
+}
+
+async fn write_sessions(
+    store: Arc<dyn StateStore>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<SessionWrite>,
+) {
+    while let Some(w) = rx.recv().await {
+        let r = match w {
+            SessionWrite::Started(rec) => store.session_started(rec).await,
+            SessionWrite::Ended(id, at) => store.session_ended(&id, at).await.map(drop),
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "session record not written");
+        }
     }
 }
 
