@@ -21,5 +21,6 @@ pub mod sessions;
 pub mod settings;
 mod splice;
 pub mod status;
+pub mod ticket;
 
 pub use edge::{Edge, EdgeApp};
