@@ -45,7 +45,20 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         .context("starting the control runtime")?;
     let control = control_rt.handle().clone();
     std::thread::spawn(move || control_rt.block_on(std::future::pending::<()>()));
-    let engine = control.block_on(crate::managed::engine(&cfg, sessions.clone()))?;
+    let managed =
+        cfg.servers.iter().any(|s| s.runtime.is_some()) || !cfg.discovery.docker.is_empty();
+    let ticket_key = match (cfg.anteroom.enabled && managed, &cfg.anteroom.key_file) {
+        (false, _) => None,
+        (true, Some(path)) => Some(crate::ticket_key::load_or_create(path)?),
+        (true, None) => Some(crate::ticket_key::load_or_create(
+            &cfg.store.path.join("anteroom.key"),
+        )?),
+    };
+    let engine = control.block_on(crate::managed::engine(
+        &cfg,
+        sessions.clone(),
+        ticket_key.clone(),
+    ))?;
     let lifecycle: Arc<dyn Lifecycle> = match &engine {
         Some(engine) => {
             control.spawn(engine.clone().run());
@@ -54,6 +67,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         None => Arc::new(AlwaysActive),
     };
     let edge = Edge::new(snapshot, metrics.clone(), lifecycle, sessions);
+    if let Some(key) = ticket_key {
+        edge.set_ticket_key(key);
+    }
     let reloader = Reloader {
         path: config_path.to_path_buf(),
         edge: edge.clone(),

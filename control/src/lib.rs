@@ -10,3 +10,4 @@ pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;
+pub mod ticket_key;

@@ -14,7 +14,11 @@ use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
 /// when no server is managed and none can be discovered (pure routing needs neither store
 /// nor engine).
-pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<Arc<Engine>>> {
+pub async fn engine(
+    cfg: &Config,
+    sessions: Sessions,
+    ticket_key: Option<Arc<[u8]>>,
+) -> anyhow::Result<Option<Arc<Engine>>> {
     if cfg.servers.iter().all(|s| s.runtime.is_none()) && cfg.discovery.docker.is_empty() {
         return Ok(None);
     }
@@ -101,6 +105,11 @@ pub async fn engine(cfg: &Config, sessions: Sessions) -> anyhow::Result<Option<A
             .appliance
             .clone()
             .unwrap_or_else(|| "warden".into()),
+        anteroom: ticket_key.map(|key| {
+            let mut a = warden_anteroom::AnteroomSettings::new(key);
+            a.max_wait = cfg.anteroom.max_wait;
+            a
+        }),
         ..LifecycleSettings::default()
     };
     Ok(Some(

@@ -4,6 +4,10 @@
 // node-minecraft-protocol (nmp) createClient.
 //
 // Usage:
+// A Transfer (Warden's anteroom) is followed like a vanilla client does: reconnect to the named
+// host/port with handshake intent 3 and answer Cookie Requests with the cookies stored before.
+// Each result line carries "transfers": how many were followed.
+//
 //   node player.js --port P --version V [--host 127.0.0.1] [--username U] [--server-host NAME]
 //                  [--server-port N] [--timeout-ms 15000] [--chat TEXT] [--hold-ms N] [--count N]
 //   node player.js --versions V1,V2,...|all (--base-port P | --port P) [same options]
@@ -21,6 +25,8 @@
 //   --timeout-ms    per-player deadline for reaching success (default 15000)
 //   --chat TEXT     after the join-game (login) packet send chat TEXT and wait for a chat/system
 //                   message containing "echo:TEXT" (backend.js replies exactly that)
+//   --intent 3      send handshake intent 3 (as after a Transfer); with --ticket HEX, present that
+//                   warden:ticket cookie when asked
 //   --hold-ms N     after success stay connected N ms; a disconnect during the hold is a failure
 //   --count N       N concurrent players per version (default 1)
 //   --warmup false  skip compiling the nmp protocol code before connecting (by default it is done
@@ -117,6 +123,9 @@ const serverPortArg = args['server-port'] !== undefined ? Number(args['server-po
 const timeoutMs = Number(args['timeout-ms'] ?? 15000)
 const chatText = args.chat
 const holdMs = Number(args['hold-ms'] ?? 0)
+// A player arriving as if transferred: handshake intent 3, presenting this warden:ticket (hex).
+const firstIntent = Number(args.intent ?? 2)
+const presetTicket = args.ticket !== undefined ? Buffer.from(args.ticket, 'hex') : undefined
 const count = Number(args.count ?? 1)
 if (!Number.isInteger(count) || count < 1) usage('--count must be >= 1')
 const baseName = args.username || 'player'
@@ -140,29 +149,55 @@ function runPlayer (username, version, port) {
     let holdTimer = null
 
     let client
-    try {
-      client = mc.createClient({
+    // Cookies the server stored (Store Cookie), presented again after a Transfer, the way a
+    // vanilla client does. transfers counts how often the player was sent elsewhere.
+    const cookies = presetTicket ? { 'warden:ticket': presetTicket } : {}
+    let transfers = 0
+    function open (toPort, hsHost, hsPort, intent) {
+      const c = mc.createClient({
         host,
-        port,
+        port: toPort,
         version,
         username,
         auth: 'offline',
-        fakeHost: serverHost, // handshake serverHost (nmp setProtocol honours options.fakeHost)
+        fakeHost: hsHost, // handshake serverHost (nmp setProtocol honours options.fakeHost)
         hideErrors: true,
         keepAlive: true,
         checkTimeoutInterval: Math.max(timeoutMs, holdMs) + 30000
       })
+      // Override the handshake's serverPort (serverHost is handled by fakeHost) and, after a
+      // Transfer, its intent: nmp always writes 2, a vanilla client writes 3 there.
+      const origWrite = c.write.bind(c)
+      c.write = (name, params) => {
+        if (name === 'set_protocol') params = { ...params, serverHost: hsHost, serverPort: hsPort, nextState: intent }
+        return origWrite(name, params)
+      }
+      c.on('store_cookie', (p) => { cookies[p.key] = Buffer.from(p.value) })
+      c.on('cookie_request', (p) => {
+        const value = cookies[p.cookie]
+        c.write('cookie_response', value ? { key: p.cookie, value } : { key: p.cookie })
+      })
+      c.on('transfer', (p) => {
+        // Follow it: leave this connection quietly and reconnect with intent 3.
+        transfers++
+        phase = 'transfer'
+        c.removeAllListeners('end')
+        try { c.end('transfer') } catch (_) {}
+        try {
+          client = open(p.port, p.host, p.port, 3)
+          attach(client)
+        } catch (err) {
+          fail('reconnect after transfer: ' + err.message)
+        }
+      })
+      return c
+    }
+    try {
+      client = open(port, serverHost, serverPort, firstIntent)
     } catch (err) {
       emit({ ok: false, username, version, ms: Date.now() - t0, phase, error: 'createClient: ' + err.message, kick: null })
       resolve(false)
       return
-    }
-
-    // Override the handshake's serverPort if requested (serverHost is handled by fakeHost).
-    const origWrite = client.write.bind(client)
-    client.write = (name, params) => {
-      if (name === 'set_protocol') params = { ...params, serverHost, serverPort }
-      return origWrite(name, params)
     }
 
     const deadline = setTimeout(() => fail(`timeout after ${timeoutMs} ms waiting in phase ${phase}`), timeoutMs)
@@ -172,7 +207,7 @@ function runPlayer (username, version, port) {
       finished = true
       clearTimeout(deadline)
       clearTimeout(holdTimer)
-      emit({ ok, username, version, ms: Date.now() - t0, ...extra })
+      emit({ ok, username, version, ms: Date.now() - t0, transfers, ...extra })
       try { client.end(ok ? 'done' : 'failed') } catch (_) {}
       // Give the socket a moment to flush/close, but never hang the process.
       setTimeout(() => { try { client.socket && client.socket.destroy() } catch (_) {} }, 200)
@@ -203,7 +238,7 @@ function runPlayer (username, version, port) {
       if (finished || succeeded) return
       succeeded = true
       clearTimeout(deadline)
-      emit({ ok: true, username, version, ms: Date.now() - t0, login_ms: loginMs, ...extra })
+      emit({ ok: true, username, version, ms: Date.now() - t0, login_ms: loginMs, transfers, ...extra })
       if (holdMs > 0) {
         phase = 'hold'
         holdTimer = setTimeout(() => {
@@ -223,6 +258,7 @@ function runPlayer (username, version, port) {
     // Login-state and configuration-state Disconnect is 'disconnect'; play-state is 'kick_disconnect'.
     // A real client drops the connection as soon as it reads a Disconnect, so fail right away
     // (do not depend on the peer closing the socket).
+    function attach (client) {
     const onKick = (p) => {
       if (kickRaw !== undefined) return
       kickRaw = p.reason
@@ -266,6 +302,8 @@ function runPlayer (username, version, port) {
         }
       }, 50)
     })
+    }
+    attach(client)
   })
 }
 

@@ -30,6 +30,31 @@ pub struct Config {
     pub lifecycle: LifecycleSection,
     #[serde(default)]
     pub discovery: DiscoverySection,
+    #[serde(default)]
+    pub anteroom: AnteroomSection,
+}
+
+/// The waiting room for 1.20.5+ players while their server wakes or is restored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnteroomSection {
+    pub enabled: bool,
+    /// The transfer tickets' HMAC key (32+ bytes). Appliances behind one address share it.
+    /// Default: `<store.path>/anteroom.key`, created on first start.
+    pub key_file: Option<PathBuf>,
+    /// A player still waiting after this long is told to come back later.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for AnteroomSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            key_file: None,
+            max_wait: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// Servers found from Docker labels (`warden.host=…`) instead of config entries.

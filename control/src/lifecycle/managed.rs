@@ -35,6 +35,8 @@ pub struct LifecycleSettings {
     pub tick: Duration,
     /// This appliance's name (wake lock owner, session records).
     pub appliance: String,
+    /// The anteroom for 1.20.5+ players; None holds every player in the plain hold.
+    pub anteroom: Option<warden_anteroom::AnteroomSettings>,
 }
 
 impl Default for LifecycleSettings {
@@ -43,6 +45,7 @@ impl Default for LifecycleSettings {
             hold: Duration::from_secs(25),
             tick: Duration::from_secs(1),
             appliance: "warden".into(),
+            anteroom: None,
         }
     }
 }

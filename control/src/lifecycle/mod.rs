@@ -8,6 +8,7 @@
 //! next join. Every change is a compare-and-set transition in the store, so the audit
 //! trail, the ETA and other appliances all see the same history.
 
+mod anteroom;
 mod archive;
 mod data;
 mod eta;
@@ -46,6 +47,8 @@ struct Slot {
 pub struct Engine {
     /// Ordered queue of session records for the store (see [`SessionWrite`]).
     session_writes: tokio::sync::mpsc::UnboundedSender<SessionWrite>,
+    /// Where 1.20.5+ players wait while their server wakes; None holds everyone in `wake`.
+    anteroom: Option<Arc<anteroom::AnteroomHold>>,
     /// Lets `admit` (which has `&self`) spawn wakes that outlive the joining player.
     me: std::sync::Weak<Engine>,
     /// Servers come and go at run time (Docker label discovery, later the API).
@@ -71,7 +74,9 @@ impl Engine {
             .await;
         let (session_writes, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(write_sessions(store.clone(), rx));
-        let engine = Arc::new_cyclic(|me| Self {
+        let room = settings.anteroom.clone();
+        let engine = Arc::new_cyclic(|me: &std::sync::Weak<Engine>| Self {
+            anteroom: room.map(|r| anteroom::new(me.clone(), warden_anteroom::Anteroom::new(r))),
             session_writes,
             me: me.clone(),
             slots: parking_lot::RwLock::new(HashMap::new()),
@@ -346,7 +351,13 @@ impl Lifecycle for Engine {
             return Admission::Forward;
         }
         info!(server = %slot.spec.id, player = %player.name, "join wakes the server");
-        wake::wake_and_hold(self, &slot).await
+        match &self.anteroom {
+            Some(room) if warden_anteroom::supports(player.protocol) => {
+                wake::begin(self, &slot);
+                Admission::Hold(room.clone())
+            }
+            _ => wake::wake_and_hold(self, &slot).await,
+        }
     }
 }
 

@@ -22,15 +22,20 @@ use super::{eta, ready, Engine, Slot};
 /// restore of any length keeps it and a dead appliance's lease frees the server quickly.
 const WAKE_LEASE: Duration = Duration::from_secs(60);
 
-pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admission {
-    let deadline = Instant::now() + engine.settings.hold;
-    let mut rx = slot.state.subscribe();
+/// Starts a wake unless one is already running for this server.
+pub(super) fn begin(engine: &Engine, slot: &Arc<Slot>) {
     if let (Ok(guard), Some(me)) = (slot.waking.clone().try_lock_owned(), engine.me.upgrade()) {
         // A new attempt: whatever blocked the last one may be gone.
         *slot.blocked.lock() = None;
         let slot = slot.clone();
         tokio::spawn(async move { run_wake(me, slot, guard).await });
     }
+}
+
+pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admission {
+    let deadline = Instant::now() + engine.settings.hold;
+    let mut rx = slot.state.subscribe();
+    begin(engine, slot);
     loop {
         let state = *rx.borrow_and_update();
         if let Some(why) = slot.blocked.lock().clone() {

@@ -16,7 +16,9 @@ use crate::lifecycle::{Admission, HeldConnection, Player};
 use crate::metrics::Reject;
 use crate::route::Resolved;
 use crate::settings::Snapshot;
-use crate::wire::{disconnect_packet, Handshake, LoginStart};
+use crate::wire::{disconnect_packet, Handshake, Intent, LoginStart};
+
+use super::returning::{self, MIN_COOKIE_PROTOCOL};
 
 const RATE_LIMITED: &str =
     "Too many login attempts from your network. Please wait a few seconds and try again.";
@@ -56,7 +58,23 @@ pub(super) async fn admit(
     };
     debug!(player = %player.name, server = %target.server.id, "login");
     let login_frame = framed(&body);
-    match edge.lifecycle.admit(&target.server, &player).await {
+    // A player the anteroom transferred here comes back with a ticket: straight to the
+    // backend, never into the anteroom again. No or a bad ticket is an ordinary join.
+    let returning = match (handshake.intent, edge.ticket_key.get()) {
+        (Intent::Transfer, Some(key)) if handshake.protocol >= MIN_COOKIE_PROTOCOL => {
+            match returning::check(&mut pre, s, key, &target.server.id, client.ip()).await {
+                Ok(r) => r,
+                Err(()) => return edge.metrics.reject(Reject::BadHandshake),
+            }
+        }
+        _ => false,
+    };
+    let admission = if returning {
+        Admission::Forward
+    } else {
+        edge.lifecycle.admit(&target.server, &player).await
+    };
+    match admission {
         Admission::Forward => {
             let join = Join {
                 handshake,

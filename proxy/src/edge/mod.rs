@@ -11,6 +11,7 @@ mod detach;
 mod legacy;
 mod login;
 mod preroute;
+mod returning;
 mod status;
 
 pub(crate) use login::say_goodbye;
@@ -42,6 +43,9 @@ pub struct Edge {
     limits: Limits,
     status: StatusCache,
     lifecycle: Arc<dyn Lifecycle>,
+    /// Key of the anteroom's transfer tickets; without it, returning players (intent 3)
+    /// are not asked for a ticket and are admitted like any join.
+    ticket_key: std::sync::OnceLock<Arc<[u8]>>,
 }
 
 impl Edge {
@@ -59,7 +63,13 @@ impl Edge {
             limits: Limits::new(),
             status: StatusCache::new(STATUS_CACHE_ENTRIES),
             lifecycle,
+            ticket_key: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Enables ticket checks for returning players. Set once, at startup.
+    pub fn set_ticket_key(&self, key: Arc<[u8]>) {
+        let _ = self.ticket_key.set(key);
     }
 
     /// Replaces routes and settings atomically; connections in flight keep their snapshot.

@@ -80,6 +80,11 @@ impl Preroute {
         }
     }
 
+    /// Allows `extra` more bytes (e.g. a returning player's ticket after Login Start).
+    pub(crate) fn extend_budget(&mut self, extra: usize) {
+        self.budget += extra;
+    }
+
     /// Starts a new deadline (e.g. for the ping that follows a status response).
     pub(crate) fn extend_deadline(&mut self, deadline: Instant) {
         self.deadline = deadline;

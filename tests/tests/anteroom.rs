@@ -1,0 +1,147 @@
+//! The anteroom through the real binary: 1.20.5+ players joining a sleeping server are
+//! logged in by Warden, wait in the configuration phase, and are transferred back once the
+//! server is up; they return with handshake intent 3 and their ticket and reach the
+//! backend. Players are npm `minecraft-protocol` clients following the Transfer the way a
+//! vanilla client does (`player.js`: reconnect with intent 3, answer the Cookie Request).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use warden_tests::*;
+
+/// Every nmp version that knows Transfer (protocol ≥ 766, 1.20.5+).
+fn transfer_versions() -> Vec<String> {
+    let out = Command::new("node")
+        .current_dir(peers_dir())
+        .args([
+            "-e",
+            "const mc=require('minecraft-protocol'),md=require('minecraft-data');\
+             console.log(JSON.stringify(mc.supportedVersions.filter(v=>{const d=md(v);return d&&d.version.version>=766})))",
+        ])
+        .output()
+        .expect("node");
+    serde_json::from_slice(&out.stdout).expect("versions JSON")
+}
+
+/// A sleeping process-runtime server running the nmp backend for `version`.
+fn sleeper(id: &str, version: &str, port: u16, dir: &Path) -> String {
+    let backend = peers_dir().join("backend.js");
+    format!(
+        "{}sleep_after = \"1h\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
+         runtime = {{ kind = \"process\", command = [\"node\", \"{}\", \"--version\", \"{version}\", \"--port\", \"{port}\"], dir = \"{}\" }}\n",
+        server(id, &format!("{id}.ante.test"), &format!("127.0.0.1:{port}")),
+        backend.display(),
+        dir.join(id).display()
+    )
+}
+
+fn stores(dir: &Path) -> String {
+    format!(
+        "[store]\npath = \"{d}/store\"\n[archive]\npath = \"{d}/archive\"\n",
+        d = dir.display()
+    )
+}
+
+fn last_result(lines: &[Value]) -> &Value {
+    lines.last().expect("player printed a result")
+}
+
+#[test]
+fn every_transfer_capable_version_waits_in_the_anteroom_then_plays() {
+    let versions = transfer_versions();
+    assert!(versions.len() >= 9, "{versions:?}");
+    let dir = tempdir("anteroom");
+    let mut rest = stores(&dir);
+    let mut guards = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        let id = format!("v{i}");
+        std::fs::create_dir_all(dir.join(&id)).expect("mkdir");
+        rest += &sleeper(&id, v, free_port(), &dir);
+        guards.push(ServerProcess(dir.join(&id)));
+    }
+    let warden = Warden::start("anteroom", &config("", None, &rest));
+    let p = warden.port.to_string();
+    let players: Vec<_> = versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            player_spawn(&[
+                "--port",
+                &p,
+                "--version",
+                v,
+                "--server-host",
+                &format!("v{i}.ante.test"),
+                "--chat",
+                "through the anteroom",
+                "--timeout-ms",
+                "90000",
+            ])
+        })
+        .collect();
+    for (v, child) in versions.iter().zip(players) {
+        let (ok, lines) = player_wait(child);
+        assert!(ok, "{v}: {lines:?}\n{}", warden.log());
+        // One transfer: in the anteroom, then straight to the backend (never back).
+        assert_eq!(last_result(&lines)["transfers"], 1, "{v}: {lines:?}");
+    }
+    let log = warden.log();
+    assert_eq!(
+        log.matches("anteroom: transferred to the ready server")
+            .count(),
+        versions.len(),
+        "{log}"
+    );
+}
+
+#[test]
+fn forged_tickets_are_fresh_joins_and_transfers_never_loop() {
+    let dir = tempdir("anteroom-forged");
+    std::fs::create_dir_all(dir.join("forged")).expect("mkdir");
+    let port = free_port();
+    let rest = stores(&dir) + &sleeper("forged", "1.21.4", port, &dir);
+    let _server = ServerProcess(dir.join("forged"));
+    let warden = Warden::start("anteroom-forged", &config("", None, &rest));
+    let p = warden.port.to_string();
+    // A well-formed ticket with a wrong signature (version 1, IPv4 127.0.0.1, far future).
+    let mut forged = vec![1u8, 4, 127, 0, 0, 1];
+    forged.extend_from_slice(&u64::MAX.to_be_bytes());
+    forged.extend_from_slice(&[7u8; 16]);
+    forged.extend_from_slice(&6u16.to_be_bytes());
+    forged.extend_from_slice(b"forged");
+    forged.extend_from_slice(&[0u8; 32]);
+    let forged = hex(&forged);
+    let join = |extra: &[&str]| {
+        let mut args = vec![
+            "--port",
+            &p,
+            "--version",
+            "1.21.4",
+            "--server-host",
+            "forged.ante.test",
+            "--chat",
+            "hello",
+            "--timeout-ms",
+            "60000",
+        ];
+        args.extend_from_slice(extra);
+        player(&args)
+    };
+
+    // Asleep: the forged ticket does not skip the wake; the player waits in the anteroom
+    // like any join and is transferred exactly once, with a real ticket.
+    let (ok, lines) = join(&["--intent", "3", "--ticket", &forged]);
+    assert!(ok, "{lines:?}\n{}", warden.log());
+    assert_eq!(last_result(&lines)["transfers"], 1, "{lines:?}");
+    assert!(warden.log().contains("ticket rejected"), "{}", warden.log());
+
+    // Awake: intent 3 with garbage is an ordinary join to the running server.
+    let (ok, lines) = join(&["--intent", "3", "--ticket", "00ff"]);
+    assert!(ok, "{lines:?}\n{}", warden.log());
+    assert_eq!(last_result(&lines)["transfers"], 0, "{lines:?}");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
