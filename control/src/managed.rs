@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use warden_archive::{ArchiveStore, LocalDir, S3Config, S3};
+use warden_archive::{ArchiveStore, LocalDir, Paced, S3Config, S3};
 use warden_proxy::sessions::Sessions;
 use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, Runtime};
 use warden_store::StoreConfig;
@@ -123,7 +123,7 @@ pub async fn engine(
 /// credentials come from the environment variables the config names.
 fn archive_store(cfg: &Config) -> anyhow::Result<Arc<dyn ArchiveStore>> {
     let a = &cfg.archive;
-    Ok(match a.kind.as_str() {
+    let store: Arc<dyn ArchiveStore> = match a.kind.as_str() {
         "local" => Arc::new(
             LocalDir::new(a.path.clone())
                 .with_context(|| format!("archive directory {}", a.path.display()))?,
@@ -149,5 +149,12 @@ fn archive_store(cfg: &Config) -> anyhow::Result<Arc<dyn ArchiveStore>> {
             Arc::new(S3::new(&c).context("configuring S3 archive storage")?)
         }
         other => anyhow::bail!("archive.kind `{other}`: use \"local\" or \"s3\""),
+    };
+    Ok(match a.max_mib_per_sec {
+        Some(mib) if mib.is_finite() && mib > 0.0 => {
+            Arc::new(Paced::new(store, mib * 1024.0 * 1024.0))
+        }
+        Some(mib) => anyhow::bail!("archive.max_mib_per_sec = {mib}: use a positive number"),
+        None => store,
     })
 }

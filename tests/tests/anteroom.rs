@@ -145,3 +145,95 @@ fn forged_tickets_are_fresh_joins_and_transfers_never_loop() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A restore slowed to about a minute (archive bandwidth capped): players wait in the
+/// anteroom the whole time, stay connected, and arrive once the world is back, unchanged.
+#[test]
+fn a_minute_long_restore_keeps_players_connected_until_they_arrive() {
+    let dir = tempdir("anteroom-slow");
+    let data = dir.join("slow");
+    std::fs::create_dir_all(data.join("world/region")).expect("mkdir");
+    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let bytes: Vec<u8> = (0..10 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let name = format!("world/region/r.{i}.0.mca");
+        std::fs::write(data.join(&name), &bytes).expect("write");
+        files.push((name, bytes));
+    }
+    let port = free_port();
+    let backend = peers_dir().join("backend.js");
+    let server_cfg = format!(
+        "{}sleep_after = \"2s\"\narchive_after = \"1s\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
+         runtime = {{ kind = \"process\", command = [\"node\", \"{}\", \"--version\", \"1.21.4\", \"--port\", \"{port}\"], dir = \"{}\" }}\n",
+        server("slow", "slow.ante.test", &format!("127.0.0.1:{port}")),
+        backend.display(),
+        data.display()
+    );
+    let _server = ServerProcess(data.clone());
+    {
+        // Archive at full speed first.
+        let warden = Warden::start(
+            "anteroom-slow-a",
+            &config("", None, &(stores(&dir) + &server_cfg)),
+        );
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        while data.exists() || !warden.log().contains("archived and verified") {
+            assert!(
+                std::time::Instant::now() < until,
+                "never archived:\n{}",
+                warden.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    // 30 MiB of incompressible world at 0.5 MiB/s: about a minute of restore.
+    let slow =
+        stores(&dir).replace("[archive]\n", "[archive]\nmax_mib_per_sec = 0.5\n") + &server_cfg;
+    let warden = Warden::start("anteroom-slow-b", &config("", None, &slow));
+    let p = warden.port.to_string();
+    let players: Vec<_> = (0..3)
+        .map(|i| {
+            player_spawn(&[
+                "--port",
+                &p,
+                "--version",
+                "1.21.4",
+                "--username",
+                &format!("patient{i}"),
+                "--server-host",
+                "slow.ante.test",
+                "--chat",
+                "worth the wait",
+                "--timeout-ms",
+                "180000",
+            ])
+        })
+        .collect();
+    for child in players {
+        let (ok, lines) = player_wait(child);
+        assert!(ok, "{lines:?}\n{}", warden.log());
+        assert_eq!(last_result(&lines)["transfers"], 1, "{lines:?}");
+    }
+    let log = warden.log();
+    assert!(log.contains("state=\"restoring\""), "{log}");
+    assert_eq!(
+        log.matches("anteroom: transferred to the ready server")
+            .count(),
+        3,
+        "{log}"
+    );
+    for (name, bytes) in &files {
+        assert!(
+            std::fs::read(data.join(name)).expect("restored file") == *bytes,
+            "{name} differs"
+        );
+    }
+}

@@ -112,6 +112,8 @@ pub struct ArchiveSection {
     /// Names of environment variables holding the credentials (never the secrets).
     pub access_key_env: Option<String>,
     pub secret_key_env: Option<String>,
+    /// Caps archive and restore traffic (MiB/s) so one big world does not starve the node.
+    pub max_mib_per_sec: Option<f64>,
 }
 
 impl Default for ArchiveSection {
@@ -124,6 +126,7 @@ impl Default for ArchiveSection {
             bucket: None,
             access_key_env: None,
             secret_key_env: None,
+            max_mib_per_sec: None,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! in memory.
 
 mod local;
+mod paced;
 pub mod s3;
 
 pub use local::LocalDir;
+pub use paced::Paced;
 pub use s3::{S3Config, S3};
 
 use crate::error::{ArchiveError, Result};
