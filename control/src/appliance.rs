@@ -76,6 +76,12 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         listen: cfg.listen_addrs(),
         discovered: Default::default(),
     };
+    if let Some(engine) = &engine {
+        control.spawn(crate::admin::serve(
+            crate::admin::socket_path(&cfg.store.path),
+            engine.clone(),
+        ));
+    }
     if let (Some(engine), false) = (engine, cfg.discovery.docker.is_empty()) {
         control.spawn(
             Discovery {

@@ -162,6 +162,7 @@ impl Discovery {
             stop_timeout: config::default_stop_timeout(),
             memory_gb: d.memory_gb.unwrap_or_else(config::default_memory_gb),
             archive: None,
+            rcon: None,
         })
     }
 }

@@ -3,6 +3,7 @@
 //! [`config`] reads and checks the TOML file, [`appliance`] builds the running process
 //! (edge, metrics, reload) on pingora, and [`reload`] swaps in edited configs.
 
+pub mod admin;
 pub mod appliance;
 pub mod config;
 pub mod discovery;

@@ -28,6 +28,13 @@ enum Command {
         #[arg(long, short)]
         upgrade: bool,
     },
+    /// Restart a server without disconnecting its players (warm swap through the anteroom).
+    Restart {
+        id: String,
+        /// The running appliance's config (to find its admin socket).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]
@@ -57,6 +64,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, upgrade } => warden_control::appliance::run(&config, upgrade),
+        Command::Restart { id, config } => warden_control::config::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|cfg| {
+                let socket = warden_control::admin::socket_path(&cfg.store.path);
+                warden_control::admin::request(&socket, &format!("restart {id}"))
+            })
+            .map(|answer| println!("{answer}")),
         Command::Forecast { command } => {
             warden_forecast::cli::run(command).map_err(anyhow::Error::from)
         }

@@ -42,6 +42,19 @@ pub async fn engine(
     let archive = archive_store(cfg)?;
     let mut servers = Vec::new();
     for s in &cfg.servers {
+        let rcon = match &s.rcon {
+            Some(r) => {
+                let password = std::env::var(&r.password_env).with_context(|| {
+                    format!(
+                        "server {}: environment variable {} (RCON password) is not set",
+                        s.id.get_ref(),
+                        r.password_env
+                    )
+                })?;
+                Some((r.address.clone(), password))
+            }
+            None => None,
+        };
         let (runtime, data): (Arc<dyn Runtime>, _) = match &s.runtime {
             None => continue,
             Some(RuntimeConfig::Process { command, dir }) => (
@@ -63,16 +76,7 @@ pub async fn engine(
                 spec.binds = binds.clone();
                 spec.memory_gb = s.memory_gb;
                 spec.stop_timeout = s.stop_timeout;
-                if let Some(r) = &s.rcon {
-                    let password = std::env::var(&r.password_env).with_context(|| {
-                        format!(
-                            "server {}: environment variable {} (RCON password) is not set",
-                            s.id.get_ref(),
-                            r.password_env
-                        )
-                    })?;
-                    spec.rcon = Some((r.address.clone(), password));
-                }
+                spec.rcon = rcon.clone();
                 let endpoint = socket
                     .clone()
                     .map(DockerEndpoint::Socket)
@@ -96,6 +100,7 @@ pub async fn engine(
             stop_timeout: s.stop_timeout,
             memory_gb: s.memory_gb,
             archive: Some(archive.clone()),
+            rcon,
         });
     }
     let settings = LifecycleSettings {

@@ -21,8 +21,9 @@ use crate::lifecycle::Player;
 use crate::proxy_protocol;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
+use crate::sessions::NewSession;
 use crate::settings::EdgeSettings;
-use crate::wire::{Handshake, Intent};
+use crate::wire::{normalize_host, Handshake, Intent};
 
 /// What a joining client has sent so far.
 pub struct Join {
@@ -87,8 +88,15 @@ pub async fn forward(
 
     let _session = edge.sessions.open(
         server.id.clone(),
-        join.player.name.clone(),
-        join.player.uuid,
+        NewSession {
+            player: join.player.name.clone(),
+            uuid: join.player.uuid,
+            protocol: join.player.protocol,
+            joined_via: (
+                normalize_host(&join.handshake.address).unwrap_or_default(),
+                join.handshake.port,
+            ),
+        },
     );
     let (ended, moved) = relay(
         &client,

@@ -22,6 +22,19 @@ pub struct SessionInfo {
     pub player: String,
     pub uuid: Option<u128>,
     pub started: SystemTime,
+    /// The client's protocol version (whether it can be transferred: 766+).
+    pub protocol: i32,
+    /// Where the client connected: the handshake's (normalized) host and port, which is
+    /// where a warm-swap restart sends it back to.
+    pub joined_via: (String, u16),
+}
+
+/// Who a new session belongs to.
+pub struct NewSession {
+    pub player: String,
+    pub uuid: Option<u128>,
+    pub protocol: i32,
+    pub joined_via: (String, u16),
 }
 
 /// Told about every session that opens and closes (the control plane records them for
@@ -62,14 +75,16 @@ impl Sessions {
     }
 
     /// Records a session; it ends when the guard drops.
-    pub fn open(&self, server: ServerId, player: String, uuid: Option<u128>) -> SessionGuard {
+    pub fn open(&self, server: ServerId, who: NewSession) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = SessionInfo {
             id,
             server: server.clone(),
-            player,
-            uuid,
+            player: who.player,
+            uuid: who.uuid,
             started: SystemTime::now(),
+            protocol: who.protocol,
+            joined_via: who.joined_via,
         };
         if let Some(o) = self.observer.read().as_ref() {
             o.opened(&info);
@@ -146,12 +161,21 @@ impl Drop for SessionGuard {
 mod tests {
     use super::*;
 
+    fn who(name: &str) -> NewSession {
+        NewSession {
+            player: name.into(),
+            uuid: None,
+            protocol: 769,
+            joined_via: ("a.example".into(), 25565),
+        }
+    }
+
     #[test]
     fn guards_count_and_release() {
         let s = Sessions::new(None);
         let a: ServerId = Arc::from("a");
-        let g1 = s.open(a.clone(), "p1".into(), None);
-        let g2 = s.open(a.clone(), "p2".into(), None);
+        let g1 = s.open(a.clone(), who("p1"));
+        let g2 = s.open(a.clone(), who("p2"));
         assert_eq!(s.count("a"), 2);
         drop(g1);
         assert_eq!(s.count("a"), 1);

@@ -20,6 +20,8 @@
 //   --kick TEXT            kick every player with this reason instead of letting them play
 //   --warmup false         do not pre-compile the nmp protocol code before listening (default: do it,
 //                          so "ready" means the first login is not slowed down by ~0.2-1.5 s per version)
+//   --rcon-port P          also serve RCON (list, save-all, stop, transfer, kick; see rcon.js) on P,
+//   --rcon-password PW     with this password (required with --rcon-port)
 //   --kick-stage login|play   login: Login-state Disconnect before Login Success (default);
 //                             play: Play-state Disconnect right after join
 //
@@ -36,6 +38,7 @@
 //        (login attempt with another protocol version; the client gets a login Disconnect
 //         "Wrong protocol version, expected: X and you are using: Y")
 //   {"event":"disconnect","username":..,"version":..,"port":..,"reason":..}
+//   {"event":"rcon","command":..}                                      (an RCON command was run)
 //   {"event":"fatal","error":..}  then exit 2 (e.g. EADDRINUSE, unknown version)
 // Diagnostics go to stderr. Client errors never crash the process.
 
@@ -155,6 +158,9 @@ function buildLoginPacket (client, mcData, server) {
   }
 }
 
+// Every nmp server of this process, for RCON.
+const liveServers = []
+
 function startServer (version, port) {
   return new Promise((resolve) => {
     const mcData = require('minecraft-data')(version)
@@ -192,6 +198,7 @@ function startServer (version, port) {
     })
 
     server.on('listening', () => {
+      liveServers.push(server)
       server.listeningNow = true
       actualPort = server.socketServer.address().port
       server.motd = motdTemplate.replaceAll('{version}', version).replaceAll('{port}', String(actualPort))
@@ -341,6 +348,10 @@ function make64PNG () {
     const port = basePort === 0 ? 0 : basePort + i
     if (port > 65535) fatal('port out of range for version ' + versions[i])
     servers.push(await startServer(versions[i], port))
+  }
+  if (args['rcon-port'] !== undefined) {
+    if (!args['rcon-password']) fatal('--rcon-port needs --rcon-password')
+    require('./rcon').serve(host, Number(args['rcon-port']), args['rcon-password'], liveServers, emit)
   }
   emit({ event: 'ready', servers })
 })()

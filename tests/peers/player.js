@@ -27,6 +27,8 @@
 //                   message containing "echo:TEXT" (backend.js replies exactly that)
 //   --intent 3      send handshake intent 3 (as after a Transfer); with --ticket HEX, present that
 //                   warden:ticket cookie when asked
+//   --final-line true  with --hold-ms: after the hold print {"ok":true,"phase":"held","transfers":N,"logins":N}
+//                   (a warm-swap test sees the player went out and came back without a disconnect)
 //   --hold-ms N     after success stay connected N ms; a disconnect during the hold is a failure
 //   --count N       N concurrent players per version (default 1)
 //   --warmup false  skip compiling the nmp protocol code before connecting (by default it is done
@@ -125,6 +127,8 @@ const chatText = args.chat
 const holdMs = Number(args['hold-ms'] ?? 0)
 // A player arriving as if transferred: handshake intent 3, presenting this warden:ticket (hex).
 const firstIntent = Number(args.intent ?? 2)
+// After a successful --hold-ms, print one more line: {"ok":true,"phase":"held","transfers":N,"logins":N}
+const finalLine = args['final-line'] !== undefined
 const presetTicket = args.ticket !== undefined ? Buffer.from(args.ticket, 'hex') : undefined
 const count = Number(args.count ?? 1)
 if (!Number.isInteger(count) || count < 1) usage('--count must be >= 1')
@@ -153,6 +157,7 @@ function runPlayer (username, version, port) {
     // vanilla client does. transfers counts how often the player was sent elsewhere.
     const cookies = presetTicket ? { 'warden:ticket': presetTicket } : {}
     let transfers = 0
+    let logins = 0
     function open (toPort, hsHost, hsPort, intent) {
       const c = mc.createClient({
         host,
@@ -243,6 +248,7 @@ function runPlayer (username, version, port) {
         phase = 'hold'
         holdTimer = setTimeout(() => {
           finished = true
+          if (finalLine) emit({ ok: true, username, version, ms: Date.now() - t0, phase: 'held', transfers, logins })
           try { client.end('done') } catch (_) {}
           setTimeout(() => { try { client.socket && client.socket.destroy() } catch (_) {} }, 200)
           resolve(true)
@@ -278,6 +284,7 @@ function runPlayer (username, version, port) {
     })
 
     client.once('login', () => {
+      logins++
       loginMs = Date.now() - t0
       phase = 'play'
       if (chatText === undefined) {

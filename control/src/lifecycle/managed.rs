@@ -22,6 +22,8 @@ pub struct ManagedServer {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
     pub memory_gb: f64,
+    /// `(address, password)` for graceful stops and warm-swap transfers.
+    pub rcon: Option<(String, String)>,
     /// Where archives go; None disables archiving.
     pub archive: Option<Arc<dyn ArchiveStore>>,
 }

@@ -15,6 +15,7 @@ mod eta;
 mod managed;
 mod ready;
 mod reconcile;
+mod swap;
 mod wake;
 
 use std::collections::HashMap;
@@ -27,10 +28,12 @@ use tracing::{info, warn};
 use warden_proxy::lifecycle::{Admission, Lifecycle, Player, ServerState as EdgeState};
 use warden_proxy::route::Server;
 use warden_proxy::sessions::{SessionInfo, SessionObserver, Sessions};
+use warden_proxy::status::render::eta_text;
 use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
 
 pub use data::ServerData;
 pub use managed::{LifecycleSettings, ManagedServer};
+pub use swap::SwapReport;
 
 /// One managed server's live view: the record as last written, and who waits on it.
 struct Slot {
@@ -349,6 +352,14 @@ impl Lifecycle for Engine {
         };
         if *slot.state.borrow() == ServerState::Active {
             return Admission::Forward;
+        }
+        let anteroom = self.anteroom.is_some() && warden_anteroom::supports(player.protocol);
+        if *slot.state.borrow() == ServerState::Swapping && !anteroom {
+            return Admission::Refuse(format!(
+                "{} is restarting; rejoin in {}.",
+                slot.spec.id,
+                eta_text(*slot.eta.lock())
+            ));
         }
         info!(server = %slot.spec.id, player = %player.name, "join wakes the server");
         match &self.anteroom {

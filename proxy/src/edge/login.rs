@@ -12,7 +12,7 @@ use tracing::debug;
 use super::preroute::{framed, Preroute};
 use super::Edge;
 use crate::forward::{forward, Join};
-use crate::lifecycle::{Admission, HeldConnection, Player};
+use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
 use crate::metrics::Reject;
 use crate::route::Resolved;
 use crate::settings::Snapshot;
@@ -69,7 +69,9 @@ pub(super) async fn admit(
         }
         _ => false,
     };
-    let admission = if returning {
+    // A ticket skips the anteroom only while the server is up; if it went down again
+    // since the transfer, this is a join like any other.
+    let admission = if returning && edge.lifecycle.state(&target.server) == ServerState::Active {
         Admission::Forward
     } else {
         edge.lifecycle.admit(&target.server, &player).await
