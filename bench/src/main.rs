@@ -5,6 +5,7 @@
 //! at any Minecraft endpoint for direct measurements.
 
 mod backend;
+mod held;
 mod modes;
 mod proto;
 mod report;
@@ -54,6 +55,15 @@ enum Cmd {
         /// Append `listening`/`login` timestamps here (what `wake` reads).
         #[arg(long)]
         events: Option<PathBuf>,
+    },
+    /// Memory per player waiting in the anteroom (Warden manages a server that never starts).
+    Held {
+        #[arg(long)]
+        warden: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        guests: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// Wake overhead: Warden manages this binary as a sleeping server and wakes it per join.
     Wake {
@@ -159,6 +169,11 @@ fn dispatch(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Run(a) => run::run(a).await,
+            Cmd::Held {
+                warden,
+                guests,
+                json,
+            } => held::run(&warden, guests, json).await,
             Cmd::Wake {
                 warden,
                 rounds,
