@@ -47,8 +47,27 @@ impl Target {
 
     /// Handshake and Login Start in one buffer, as a real client sends them in one segment.
     pub fn login_prefix(&self, name: &str) -> BytesMut {
+        self.join_prefix(name, PROTOCOL, Intent::Login, &self.host, self.addr.port())
+    }
+
+    /// [`Target::login_prefix`] with another protocol, intent or handshake address (a
+    /// client following a Transfer names the host and port it was sent to, intent 3).
+    pub fn join_prefix(
+        &self,
+        name: &str,
+        protocol: i32,
+        intent: Intent,
+        host: &str,
+        port: u16,
+    ) -> BytesMut {
         let mut out = BytesMut::new();
-        out.extend_from_slice(&self.handshake(Intent::Login));
+        let hs = Handshake {
+            protocol,
+            address: host.to_string(),
+            port,
+            intent,
+        };
+        out.extend_from_slice(&hs.encode());
         out.extend_from_slice(&login_start(name));
         out
     }
