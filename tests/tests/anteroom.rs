@@ -325,3 +325,38 @@ fn warm_swap_restart_keeps_twenty_players_and_brings_them_back() {
         server_log().contains("\"command\":\"stop\"") || log.contains("stopping the old server")
     );
 }
+
+/// A server that cannot start: the waiting 1.21 player is told why, in the anteroom,
+/// instead of waiting until the client gives up.
+#[test]
+fn a_failed_start_disconnects_the_waiting_player_with_the_reason() {
+    let dir = tempdir("anteroom-fail");
+    std::fs::create_dir_all(dir.join("broken")).expect("mkdir");
+    let port = free_port();
+    let rest = stores(&dir)
+        + &format!(
+            "{}start_timeout = \"3s\"\nruntime = {{ kind = \"process\", command = [\"node\", \"-e\", \"process.exit(3)\"], dir = \"{}\" }}\n",
+            server("broken", "broken.ante.test", &format!("127.0.0.1:{port}")),
+            dir.join("broken").display()
+        );
+    let warden = Warden::start("anteroom-fail", &config("", None, &rest));
+    let (ok, lines) = player(&[
+        "--port",
+        &warden.port.to_string(),
+        "--version",
+        "1.21.4",
+        "--server-host",
+        "broken.ante.test",
+        "--timeout-ms",
+        "30000",
+    ]);
+    assert!(!ok, "{lines:?}");
+    let end = last_result(&lines);
+    assert_eq!(end["kick_state"], "configuration", "{lines:?}");
+    let kick = end["kick"].as_str().unwrap_or_default();
+    assert!(
+        kick.contains("broken") && kick.contains("not ready within 3 s"),
+        "{lines:?}\n{}",
+        warden.log()
+    );
+}

@@ -71,7 +71,14 @@ pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admissio
 }
 
 /// Starts (restoring first if needed) and waits until the server answers.
-async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, _mine: OwnedMutexGuard<()>) {
+async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, mine: OwnedMutexGuard<()>) {
+    wake(&engine, &slot).await;
+    // Waiters count a failure only once no wake runs; tell them this one is over.
+    drop(mine);
+    slot.state.send_modify(|_| {});
+}
+
+async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
     let id = slot.spec.id.clone();
     let lease = match engine
         .store
