@@ -86,7 +86,7 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
         .await
     {
         Ok(Some(lease)) => lease,
-        Ok(None) => return follow(&engine, &slot).await,
+        Ok(None) => return follow(engine, slot).await,
         Err(e) => {
             // Without the store we cannot know whether another appliance is starting it:
             // refuse rather than risk a double start.
@@ -112,20 +112,20 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
         }
     };
     let result = tokio::select! {
-        r = start(&engine, &slot) => r,
+        r = start(engine, slot) => r,
         never = renew => never,
     };
     if let Err(reason) = result {
         warn!(server = %id, %reason, "wake failed");
-        if super::archive::is_archived(&slot) {
+        if super::archive::is_archived(slot) {
             // The world is still only in the archive: stay wakeable by a restore.
             let _ = engine
-                .transition(&slot, ServerState::Archived, &reason)
+                .transition(slot, ServerState::Archived, &reason)
                 .await;
             *slot.blocked.lock() = Some(reason);
             slot.state.send_modify(|_| {});
         } else {
-            let _ = engine.transition(&slot, ServerState::Failed, &reason).await;
+            let _ = engine.transition(slot, ServerState::Failed, &reason).await;
         }
     } else {
         info!(server = %id, secs = started.elapsed().as_secs_f64(), "server ready");
