@@ -220,9 +220,6 @@ impl Listen {
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
     pub listen: Listen,
-    /// The address players use; where Transfer sends them back (anteroom).
-    pub public_host: Option<String>,
-    pub public_port: u16,
     /// Networks allowed to send PROXY protocol headers.
     pub trusted_proxies: Vec<Spanned<String>>,
     /// `"drop"` (close silently) or the id of a server that takes unknown hosts.
@@ -249,8 +246,6 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             listen: Listen::One("0.0.0.0:25565".into()),
-            public_host: None,
-            public_port: 25565,
             trusted_proxies: Vec::new(),
             unknown_host: Spanned::new(0..0, "drop".into()),
             handshake_timeout: Duration::from_secs(5),
