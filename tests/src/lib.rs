@@ -4,6 +4,8 @@
 //! Peers print JSON lines on stdout (see tests/peers/README.md); the harness collects them
 //! so tests assert on what the peers actually observed.
 
+pub mod s3;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

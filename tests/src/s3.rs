@@ -1,0 +1,116 @@
+//! A moto S3 server for tests (scripts/s3-server.sh installs and starts it).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A moto S3 server on a free port, killed on drop. Panics (fails the test) with the
+/// server's output if it does not come up: these tests are never skipped.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let script = crate::repo_root().join("scripts/s3-server.sh");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let logdir = crate::tempdir("moto");
+        let log = logdir.join("moto.log");
+        let logf = fs::File::create(&log).unwrap();
+        let child = Command::new(&script)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        let mut server = S3Server { child, port, log };
+        server.wait_ready(Duration::from_secs(240));
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "S3 test server (scripts/s3-server.sh {}) exited with {status} before becoming ready; output:\n{}",
+                    self.port,
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if self.request("GET", "/").is_some() {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "S3 test server (scripts/s3-server.sh {}) not ready after {timeout:?}; output:\n{}",
+                    self.port,
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Minimal HTTP/1.1 request (moto accepts unsigned requests); returns the status code.
+    pub fn request(&self, method: &str, path: &str) -> Option<u16> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        resp.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Object keys in `bucket` (ListObjectsV2, unsigned), in the order moto returns them.
+    pub fn list(&self, bucket: &str) -> Vec<String> {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return Vec::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let req = format!(
+            "GET /{bucket}?list-type=2 HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            self.port
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return Vec::new();
+        }
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp.split("<Key>")
+            .skip(1)
+            .filter_map(|part| part.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let status = self.request("PUT", &format!("/{bucket}"));
+        assert_eq!(status, Some(200), "creating bucket {bucket} on moto");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
