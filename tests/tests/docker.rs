@@ -344,6 +344,13 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         "warden.sleep_after=3s",
         "-l",
         "warden.memory_gb=0.5",
+        // Healthy only once the test says so: readiness must wait for it.
+        "--health-cmd",
+        "test -f /tmp/healthy",
+        "--health-interval",
+        "500ms",
+        "--health-retries",
+        "1000",
         "-v",
         "/usr:/usr:ro",
         "-v",
@@ -377,7 +384,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         || motd().contains("Sleeping"),
     );
 
-    let (ok, lines) = player(&[
+    let joining = player_spawn(&[
         "--port",
         &warden.port.to_string(),
         "--version",
@@ -389,6 +396,18 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         "--timeout-ms",
         "45000",
     ]);
+    // The game server answers pings, but its healthcheck says "starting": not ready yet.
+    let game = SocketAddr::from(([127, 0, 0, 1], port));
+    wait(
+        "the container to listen",
+        Duration::from_secs(30),
+        || warden.log(),
+        || TcpStream::connect_timeout(&game, Duration::from_millis(300)).is_ok(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(motd().contains("Starting"), "{}\n{}", motd(), warden.log());
+    assert!(docker_ok(&["exec", &name, "touch", "/tmp/healthy"]));
+    let (ok, lines) = player_wait(joining);
     assert!(ok, "{lines:?}\n{}", warden.log());
     wait(
         "the idle container to stop",

@@ -424,6 +424,10 @@ impl Runtime for DockerRuntime {
     fn data(&self) -> DataLocation {
         DataLocation::Volume(self.spec.volume.clone())
     }
+
+    async fn healthy(&self) -> Result<Option<bool>, RuntimeError> {
+        self.docker_health().await
+    }
 }
 
 #[cfg(test)]

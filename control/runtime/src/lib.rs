@@ -53,4 +53,11 @@ pub trait Runtime: Send + Sync {
     async fn running(&self) -> Result<bool, RuntimeError>;
 
     fn data(&self) -> DataLocation;
+
+    /// The runtime's own health verdict, if it has one: `Some(false)` while a Docker
+    /// healthcheck says starting or unhealthy. `None` (the default) means "no opinion";
+    /// readiness then rests on the status ping alone.
+    async fn healthy(&self) -> Result<Option<bool>, RuntimeError> {
+        Ok(None)
+    }
 }

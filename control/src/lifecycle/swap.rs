@@ -149,7 +149,15 @@ impl Engine {
             .await
             .map_err(|e| format!("start failed: {e}"))?;
         let deadline = Instant::now() + slot.spec.start_timeout;
-        if ready::wait_ready(&slot.spec.backend, slot.spec.proxy_protocol, deadline).await {
+        let spec = &slot.spec;
+        if ready::wait_ready(
+            &spec.backend,
+            spec.proxy_protocol,
+            spec.runtime.as_ref(),
+            deadline,
+        )
+        .await
+        {
             Ok(())
         } else {
             let _ = slot.spec.runtime.stop(slot.spec.stop_timeout).await;

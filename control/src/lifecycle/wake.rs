@@ -174,6 +174,7 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
     if !ready::wait_ready(
         &spec.backend,
         spec.proxy_protocol,
+        spec.runtime.as_ref(),
         Instant::now() + spec.start_timeout,
     )
     .await
