@@ -70,17 +70,23 @@ async fn handle(conn: UnixStream, engine: &Engine) {
 async fn run(request: &str, engine: &Engine) -> String {
     let mut words = request.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some("restart"), Some(id), None) => {
-            info!(server = id, "admin: warm-swap restart requested");
-            match engine.restart(id).await {
+        _ if request.split_whitespace().count() > 3 => {
+            format!("error: unknown request `{request}` (try: restart ID [IMAGE])")
+        }
+        (Some("restart"), Some(id), image) => {
+            info!(server = id, image, "admin: warm-swap restart requested");
+            match engine.restart(id, image).await {
                 Ok(r) => format!(
-                    "ok restarted {id} in {:.1} s: {} players moved to the anteroom, {} told to rejoin",
-                    r.secs, r.transferred, r.told_to_rejoin
+                    "ok restarted {id}{} in {:.1} s: {} players moved to the anteroom, {} told to rejoin",
+                    r.image.map(|i| format!(" on {i}")).unwrap_or_default(),
+                    r.secs,
+                    r.transferred,
+                    r.told_to_rejoin
                 ),
                 Err(e) => format!("error: {e}"),
             }
         }
-        _ => format!("error: unknown request `{request}` (try: restart ID)"),
+        _ => format!("error: unknown request `{request}` (try: restart ID [IMAGE])"),
     }
 }
 

@@ -31,6 +31,11 @@ enum Command {
     /// Restart a server without disconnecting its players (warm swap through the anteroom).
     Restart {
         id: String,
+        /// Start the replacement on this image (Docker servers): an upgrade. If it does not
+        /// come up, the previous image runs again. Put it in the config as well, or the next
+        /// container Warden creates after its own restart uses the config's image.
+        #[arg(long)]
+        image: Option<String>,
         /// The running appliance's config (to find its admin socket).
         #[arg(long, short)]
         config: PathBuf,
@@ -64,11 +69,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, upgrade } => warden_control::appliance::run(&config, upgrade),
-        Command::Restart { id, config } => warden_control::config::load(&config)
+        Command::Restart { id, config, image } => warden_control::config::load(&config)
             .map_err(anyhow::Error::from)
             .and_then(|cfg| {
                 let socket = warden_control::admin::socket_path(&cfg.store.path);
-                warden_control::admin::request(&socket, &format!("restart {id}"))
+                let request = match image {
+                    Some(i) => format!("restart {id} {i}"),
+                    None => format!("restart {id}"),
+                };
+                warden_control::admin::request(&socket, &request)
             })
             .map(|answer| println!("{answer}")),
         Command::Forecast { command } => {

@@ -429,3 +429,113 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         || warden.log().contains("discovered container gone") && motd().is_empty(),
     );
 }
+
+/// Warm-swap upgrade of a Docker server: `warden restart --image` moves the players to the
+/// anteroom, replaces the container with one on the new image (same volume) and brings
+/// them back; an image that cannot run is rolled back to the previous one, and the players
+/// are released to it. Nobody is disconnected.
+#[test]
+fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
+    script("dockerd.sh");
+    script("test-image.sh");
+    assert!(docker_ok(&["tag", IMAGE, "warden-test-node:2"]));
+    std::env::set_var("WARDEN_TEST_DOCKER_RCON", "docker-secret");
+    let name = format!("warden-test-swap-{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
+    let dir = tempdir("docker-swap");
+    let (port, rcon) = (free_port(), free_port());
+    let rest = boxed(&dir, &name, port, "1h", "48h")
+        .replace(
+            &format!("\"--port\", \"{port}\"]"),
+            &format!(
+                "\"--port\", \"{port}\", \"--rcon-port\", \"{rcon}\", \"--rcon-password\", \"docker-secret\"]"
+            ),
+        )
+        + &format!(
+            "rcon = {{ address = \"127.0.0.1:{rcon}\", password_env = \"WARDEN_TEST_DOCKER_RCON\" }}\n"
+        );
+    assert!(rest.contains("--rcon-port"), "{rest}");
+    let warden = Warden::start("docker-swap", &config("", None, &rest));
+    let p = warden.port.to_string();
+    let players: Vec<_> = (0..3)
+        .map(|i| {
+            player_spawn(&[
+                "--port",
+                &p,
+                "--version",
+                "1.21.4",
+                "--username",
+                &format!("boxer{i}"),
+                "--server-host",
+                "boxed.test",
+                "--hold-ms",
+                "60000",
+                "--final-line",
+                "true",
+                "--timeout-ms",
+                "60000",
+            ])
+        })
+        .collect();
+    wait(
+        "three players on the server",
+        Duration::from_secs(60),
+        || warden.log(),
+        || {
+            docker(&["logs", &name])
+                .matches("\"event\":\"join\"")
+                .count()
+                >= 3
+        },
+    );
+    let restart = |image: &str| {
+        let out = Command::new(warden_bin())
+            .args(["restart", "boxed", "--image", image, "--config"])
+            .arg(&warden.config)
+            .output()
+            .expect("warden restart");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let image = || docker(&["inspect", "-f", "{{.Config.Image}}", &name]);
+
+    let (ok, said) = restart("warden-test-node:2");
+    assert!(ok, "{said}\n{}", warden.log());
+    assert!(
+        said.contains("on warden-test-node:2") && said.contains("3 players moved"),
+        "{said}"
+    );
+    assert_eq!(image(), "warden-test-node:2");
+
+    // Everyone is back on the server before the next restart.
+    wait(
+        "the players back on the server",
+        Duration::from_secs(30),
+        || warden.log(),
+        || warden.metric("warden_sessions_active") >= 3.0,
+    );
+    let (ok, said) = restart("warden-test-missing:9");
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("previous one runs again"),
+        "{said}\n{}",
+        warden.log()
+    );
+    assert_eq!(image(), "warden-test-node:2");
+
+    for child in players {
+        let (ok, lines) = player_wait(child);
+        assert!(ok, "a player was disconnected: {lines:?}\n{}", warden.log());
+        let end = lines.last().expect("result");
+        assert_eq!(end["phase"], "held", "{lines:?}");
+        // Woken through the anteroom, then out and back twice.
+        assert_eq!(end["transfers"], 5, "{lines:?}");
+        assert_eq!(end["logins"], 3, "{lines:?}");
+    }
+}

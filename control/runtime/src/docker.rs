@@ -51,6 +51,8 @@ pub struct DockerRuntime {
     /// A container someone else created (found through labels): Warden starts and stops
     /// it but never creates, replaces or deletes it or its data.
     adopted: bool,
+    /// An image set at run time (a warm-swap upgrade) in place of the spec's.
+    image: parking_lot::Mutex<Option<String>>,
 }
 
 impl DockerRuntime {
@@ -62,6 +64,7 @@ impl DockerRuntime {
             spec,
             archive_idle: DEFAULT_ARCHIVE_IDLE,
             adopted: false,
+            image: parking_lot::Mutex::new(None),
         })
     }
 
@@ -96,6 +99,17 @@ impl DockerRuntime {
 
     pub fn client(&self) -> &DockerClient {
         &self.client
+    }
+
+    /// The spec with the run-time image, if one was set.
+    fn effective_spec(&self) -> std::borrow::Cow<'_, DockerSpec> {
+        match self.image.lock().clone() {
+            Some(image) => std::borrow::Cow::Owned(DockerSpec {
+                image,
+                ..self.spec.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&self.spec),
+        }
     }
 
     fn name(&self) -> &str {
@@ -157,6 +171,7 @@ impl DockerRuntime {
     /// a running one is left alone until its next start, and containers Warden did not
     /// create (adopted through labels) are never replaced.
     async fn ensure_container(&self) -> Result<Option<ContainerInspectResponse>, RuntimeError> {
+        let spec = self.effective_spec();
         if let Some(info) = self.inspect().await? {
             let running = is_running(&info);
             let labels = info.config.as_ref().and_then(|c| c.labels.as_ref());
@@ -165,7 +180,7 @@ impl DockerRuntime {
                 .map(String::as_str)
                 == Some("true");
             let current = labels.and_then(|l| l.get(SPEC_LABEL)).cloned();
-            let wanted = self.spec.fingerprint();
+            let wanted = spec.fingerprint();
             if !managed || current.as_deref() == Some(wanted.as_str()) {
                 return Ok(Some(info));
             }
@@ -189,7 +204,7 @@ impl DockerRuntime {
             )));
         }
         self.ensure_volume().await?;
-        let what = format!("create container {} from {}", self.name(), self.spec.image);
+        let what = format!("create container {} from {}", self.name(), spec.image);
         let opts = CreateContainerOptionsBuilder::default()
             .name(self.name())
             .build();
@@ -200,19 +215,19 @@ impl DockerRuntime {
                 self.client.limit,
                 self.client
                     .docker
-                    .create_container(Some(opts), self.spec.create_body()),
+                    .create_container(Some(opts), spec.create_body()),
             )
             .await?;
         match r {
             Ok(_) => {
-                info!(container = self.name(), image = %self.spec.image, "container created");
+                info!(container = self.name(), image = %spec.image, "container created");
                 Ok(None)
             }
             // Someone (a concurrent start) created it first: same name, same spec.
             Err(e) if client::status_of(&e) == Some(409) => Ok(None),
             Err(e) if client::status_of(&e) == Some(404) => Err(RuntimeError::Other(format!(
                 "docker at {}: {what}: image {} is not on this node (pull or load it first): {e}",
-                self.client.endpoint, self.spec.image
+                self.client.endpoint, spec.image
             ))),
             Err(e) => Err(self.client.error(&what, e)),
         }
@@ -423,6 +438,21 @@ impl Runtime for DockerRuntime {
 
     fn data(&self) -> DataLocation {
         DataLocation::Volume(self.spec.volume.clone())
+    }
+
+    fn set_image(&self, image: &str) -> Result<String, RuntimeError> {
+        if self.adopted {
+            return Err(RuntimeError::Other(format!(
+                "container {} was adopted through its labels; Warden does not change its image",
+                self.name()
+            )));
+        }
+        let mut probe = self.spec.clone();
+        probe.image = image.to_string();
+        probe.validate()?;
+        let previous = self.effective_spec().image.clone();
+        *self.image.lock() = Some(image.to_string());
+        Ok(previous)
     }
 
     async fn healthy(&self) -> Result<Option<bool>, RuntimeError> {

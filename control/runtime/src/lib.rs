@@ -60,4 +60,12 @@ pub trait Runtime: Send + Sync {
     async fn healthy(&self) -> Result<Option<bool>, RuntimeError> {
         Ok(None)
     }
+
+    /// Runs `image` from the next start on (a warm-swap upgrade); returns the image it
+    /// replaces. Runtimes without images refuse.
+    fn set_image(&self, image: &str) -> Result<String, RuntimeError> {
+        Err(RuntimeError::Other(format!(
+            "this runtime has no image to replace with {image}"
+        )))
+    }
 }

@@ -3,9 +3,11 @@
 //! The server is marked `swapping`, so new joins go to the anteroom. Its players are
 //! moved there too, with RCON `transfer` (1.20.5+ clients; older ones are told to rejoin
 //! shortly). Then the server is stopped gracefully and started again on the same data;
-//! once it answers, the anteroom transfers everyone back. Every step is time-bound, and a
-//! replacement that does not come up is started once more before the server is marked
-//! failed.
+//! once it answers, the anteroom transfers everyone back. An upgrade names a new image for
+//! the replacement. Every step is time-bound; a replacement that does not come up is
+//! followed by the previous image (or, without an upgrade, one more start) before the
+//! server is marked failed, so the players are released to a running server whenever one
+//! can run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,11 +35,14 @@ pub struct SwapReport {
     pub transferred: usize,
     pub told_to_rejoin: usize,
     pub secs: f64,
+    /// The image now running, when the restart changed it.
+    pub image: Option<String>,
 }
 
 impl Engine {
-    /// Restarts server `id` with its players kept in the anteroom meanwhile.
-    pub async fn restart(&self, id: &str) -> Result<SwapReport, String> {
+    /// Restarts server `id` (on `image`, if given) with its players kept in the anteroom
+    /// meanwhile.
+    pub async fn restart(&self, id: &str, image: Option<&str>) -> Result<SwapReport, String> {
         let slot = self
             .slots
             .read()
@@ -57,39 +62,78 @@ impl Engine {
         if self.anteroom.is_none() {
             return Err("the anteroom is disabled ([anteroom] enabled = false)".into());
         }
+        let previous = match image {
+            Some(img) => Some(
+                slot.spec
+                    .runtime
+                    .set_image(img)
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         self.transition(&slot, ServerState::Swapping, "warm-swap restart")
             .await
             .map_err(|e| e.to_string())?;
         let mut report = self.move_players(&slot).await;
-        self.drain(&slot).await;
         info!(server = %id, transferred = report.transferred, "warm-swap: stopping the old server");
         if let Err(e) = slot.spec.runtime.stop(slot.spec.stop_timeout).await {
             warn!(server = %id, error = %e, "warm-swap: stop failed; starting again anyway");
         }
-        let mut last = String::new();
-        for attempt in 1..=2 {
-            match self.start_again(&slot).await {
-                Ok(()) => {
-                    self.transition(&slot, ServerState::Active, "warm-swap: replacement ready")
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    report.secs = started.elapsed().as_secs_f64();
-                    info!(server = %id, secs = report.secs, "warm-swap complete");
-                    return Ok(report);
-                }
-                Err(e) => {
-                    warn!(server = %id, attempt, error = %e, "warm-swap: replacement not ready");
-                    last = e;
-                }
+        let first = match self.start_again(&slot).await {
+            Ok(()) => {
+                report.image = image.map(str::to_string);
+                return self
+                    .swapped(&slot, report, started, "replacement ready")
+                    .await;
+            }
+            Err(e) => e,
+        };
+        warn!(server = %id, error = %first, "warm-swap: replacement not ready");
+        // Back to what ran before: the previous image, or simply one more start.
+        if let Some(prev) = &previous {
+            if let Err(e) = slot.spec.runtime.set_image(prev) {
+                warn!(server = %id, error = %e, "warm-swap: could not go back to the previous image");
             }
         }
-        let reason = format!("warm-swap restart failed: {last}");
+        let second = match self.start_again(&slot).await {
+            Ok(()) if previous.is_some() => {
+                self.swapped(&slot, report, started, "previous image running again")
+                    .await?;
+                return Err(format!(
+                    "the new image did not come up ({first}); the previous one runs again and the players are back on it"
+                ));
+            }
+            Ok(()) => {
+                return self
+                    .swapped(&slot, report, started, "replacement ready")
+                    .await
+            }
+            Err(e) => e,
+        };
+        let reason = format!("warm-swap restart failed: {first}; then: {second}");
         let _ = self.transition(&slot, ServerState::Failed, &reason).await;
         Err(reason)
     }
 
+    async fn swapped(
+        &self,
+        slot: &Slot,
+        mut report: SwapReport,
+        started: Instant,
+        why: &str,
+    ) -> Result<SwapReport, String> {
+        self.transition(slot, ServerState::Active, &format!("warm-swap: {why}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        report.secs = started.elapsed().as_secs_f64();
+        info!(server = %slot.spec.id, secs = report.secs, why, "warm-swap complete");
+        Ok(report)
+    }
+
     /// Sends every player on the server to the anteroom (or, before 1.20.5, tells them to
-    /// rejoin). Without RCON nobody can be moved; the stop then disconnects them.
+    /// rejoin), then waits (bounded) until they have left. A player still logging in is not
+    /// yet known to the server's console, so whoever is still there is asked again every
+    /// second. Without RCON nobody can be moved; the stop then disconnects them.
     async fn move_players(&self, slot: &Slot) -> SwapReport {
         let mut report = SwapReport::default();
         let Some((addr, password)) = &slot.spec.rcon else {
@@ -104,42 +148,51 @@ impl Engine {
             }
         };
         let eta = eta_text(*slot.eta.lock());
-        let on_server: Vec<_> = self
-            .sessions
-            .list()
-            .into_iter()
-            .filter(|s| &*s.server == slot.spec.id.as_str())
-            .collect();
-        for s in on_server {
-            let (cmd, transferred) = if s.protocol >= MIN_TRANSFER_PROTOCOL {
-                let (host, port) = &s.joined_via;
-                (format!("transfer {host} {port} {}", s.player), true)
-            } else {
-                (
-                    format!("kick {} Restarting, rejoin in {eta}", s.player),
-                    false,
-                )
-            };
-            match rcon.command(&cmd).await {
-                Ok(_) if transferred => report.transferred += 1,
-                Ok(_) => report.told_to_rejoin += 1,
-                Err(e) => {
-                    warn!(server = %slot.spec.id, player = %s.player, error = %e, "warm-swap: RCON command failed")
+        let mut moved = std::collections::HashSet::new();
+        let until = Instant::now() + DRAIN;
+        loop {
+            let on_server: Vec<_> = self
+                .sessions
+                .list()
+                .into_iter()
+                .filter(|s| &*s.server == slot.spec.id.as_str())
+                .collect();
+            if on_server.is_empty() || Instant::now() >= until {
+                break;
+            }
+            for s in on_server {
+                let transfer = s.protocol >= MIN_TRANSFER_PROTOCOL;
+                let cmd = if transfer {
+                    let (host, port) = &s.joined_via;
+                    format!("transfer {host} {port} {}", s.player)
+                } else {
+                    format!("kick {} Restarting, rejoin in {eta}", s.player)
+                };
+                match rcon.command(&cmd).await {
+                    Ok(_) => {
+                        if moved.insert(s.id) {
+                            if transfer {
+                                report.transferred += 1;
+                            } else {
+                                report.told_to_rejoin += 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        warn!(server = %slot.spec.id, player = %s.player, error = %e, "warm-swap: RCON command failed")
+                    }
                 }
+            }
+            // Give them a second to leave before asking again.
+            let again = Instant::now() + Duration::from_secs(1);
+            while self.sessions.count(&slot.spec.id) > 0 && Instant::now() < again {
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         if let Err(e) = rcon.command("save-all").await {
             warn!(server = %slot.spec.id, error = %e, "warm-swap: save-all failed");
         }
         report
-    }
-
-    /// Waits (bounded) until the moved players have left the old server.
-    async fn drain(&self, slot: &Slot) {
-        let until = Instant::now() + DRAIN;
-        while self.sessions.count(&slot.spec.id) > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     async fn start_again(&self, slot: &Arc<Slot>) -> Result<(), String> {
