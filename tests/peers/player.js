@@ -182,8 +182,9 @@ function runPlayer (username, version, port) {
         const value = cookies[p.cookie]
         c.write('cookie_response', value ? { key: p.cookie, value } : { key: p.cookie })
       })
-      c.on('transfer', (p) => {
-        // Follow it: leave this connection quietly and reconnect with intent 3.
+      c.once('transfer', (p) => {
+        // Follow it: leave this connection quietly and reconnect with intent 3. Like a
+        // vanilla client, anything this connection receives afterwards is ignored.
         transfers++
         phase = 'transfer'
         c.removeAllListeners('end')

@@ -343,6 +343,24 @@ pub fn player_spawn(args: &[&str]) -> Child {
         .expect("spawn player.js")
 }
 
+/// A background 1.21.4 player `name` joining `host` through Warden's `port`, with more
+/// `player.js` options in `extra` (e.g. `--hold-ms`).
+pub fn named_player_spawn(port: u16, name: &str, host: &str, extra: &[&str]) -> Child {
+    let port = port.to_string();
+    let mut args = vec![
+        "--port",
+        &port,
+        "--version",
+        "1.21.4",
+        "--username",
+        name,
+        "--server-host",
+        host,
+    ];
+    args.extend_from_slice(extra);
+    player_spawn(&args)
+}
+
 /// Waits for a background player; returns its exit success and JSON lines.
 pub fn player_wait(child: Child) -> (bool, Vec<Value>) {
     let out = child.wait_with_output().expect("player.js output");

@@ -198,23 +198,14 @@ fn a_minute_long_restore_keeps_players_connected_until_they_arrive() {
     let slow =
         stores(&dir).replace("[archive]\n", "[archive]\nmax_mib_per_sec = 0.5\n") + &server_cfg;
     let warden = Warden::start("anteroom-slow-b", &config("", None, &slow));
-    let p = warden.port.to_string();
     let players: Vec<_> = (0..3)
         .map(|i| {
-            player_spawn(&[
-                "--port",
-                &p,
-                "--version",
-                "1.21.4",
-                "--username",
+            named_player_spawn(
+                warden.port,
                 &format!("patient{i}"),
-                "--server-host",
                 "slow.ante.test",
-                "--chat",
-                "worth the wait",
-                "--timeout-ms",
-                "180000",
-            ])
+                &["--chat", "worth the wait", "--timeout-ms", "180000"],
+            )
         })
         .collect();
     for child in players {
@@ -262,25 +253,21 @@ fn warm_swap_restart_keeps_twenty_players_and_brings_them_back() {
         );
     let _server = ServerProcess(data.clone());
     let warden = Warden::start("anteroom-swap", &config("", None, &rest));
-    let p = warden.port.to_string();
     let players: Vec<_> = (0..20)
         .map(|i| {
-            player_spawn(&[
-                "--port",
-                &p,
-                "--version",
-                "1.21.4",
-                "--username",
+            named_player_spawn(
+                warden.port,
                 &format!("stayer{i}"),
-                "--server-host",
                 "swap.ante.test",
-                "--hold-ms",
-                "40000",
-                "--final-line",
-                "true",
-                "--timeout-ms",
-                "60000",
-            ])
+                &[
+                    "--hold-ms",
+                    "40000",
+                    "--final-line",
+                    "true",
+                    "--timeout-ms",
+                    "60000",
+                ],
+            )
         })
         .collect();
     let server_log = || std::fs::read_to_string(data.join("warden-server.log")).unwrap_or_default();

@@ -456,25 +456,21 @@ fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
         );
     assert!(rest.contains("--rcon-port"), "{rest}");
     let warden = Warden::start("docker-swap", &config("", None, &rest));
-    let p = warden.port.to_string();
     let players: Vec<_> = (0..3)
         .map(|i| {
-            player_spawn(&[
-                "--port",
-                &p,
-                "--version",
-                "1.21.4",
-                "--username",
+            named_player_spawn(
+                warden.port,
                 &format!("boxer{i}"),
-                "--server-host",
                 "boxed.test",
-                "--hold-ms",
-                "60000",
-                "--final-line",
-                "true",
-                "--timeout-ms",
-                "60000",
-            ])
+                &[
+                    "--hold-ms",
+                    "60000",
+                    "--final-line",
+                    "true",
+                    "--timeout-ms",
+                    "60000",
+                ],
+            )
         })
         .collect();
     wait(

@@ -24,6 +24,9 @@ use super::{ready, Engine, Slot};
 const RCON_LIMIT: Duration = Duration::from_secs(5);
 /// How long transferred players get to leave the old server before it is stopped.
 const DRAIN: Duration = Duration::from_secs(10);
+/// A player still on the server this long after being asked to leave is asked again
+/// (it was probably still logging in, unknown to the console).
+const ASK_AGAIN: Duration = Duration::from_secs(3);
 /// Waiting for a wake or sleep in progress to finish before swapping.
 const BUSY_WAIT: Duration = Duration::from_secs(30);
 /// Transfer needs 1.20.5+ (protocol 766).
@@ -148,7 +151,8 @@ impl Engine {
             }
         };
         let eta = eta_text(*slot.eta.lock());
-        let mut moved = std::collections::HashSet::new();
+        // Session id → when it was last asked to leave.
+        let mut asked: std::collections::HashMap<u64, Instant> = std::collections::HashMap::new();
         let until = Instant::now() + DRAIN;
         loop {
             let on_server: Vec<_> = self
@@ -161,6 +165,9 @@ impl Engine {
                 break;
             }
             for s in on_server {
+                if asked.get(&s.id).is_some_and(|t| t.elapsed() < ASK_AGAIN) {
+                    continue;
+                }
                 let transfer = s.protocol >= MIN_TRANSFER_PROTOCOL;
                 let cmd = if transfer {
                     let (host, port) = &s.joined_via;
@@ -170,7 +177,7 @@ impl Engine {
                 };
                 match rcon.command(&cmd).await {
                     Ok(_) => {
-                        if moved.insert(s.id) {
+                        if asked.insert(s.id, Instant::now()).is_none() {
                             if transfer {
                                 report.transferred += 1;
                             } else {
@@ -183,11 +190,7 @@ impl Engine {
                     }
                 }
             }
-            // Give them a second to leave before asking again.
-            let again = Instant::now() + Duration::from_secs(1);
-            while self.sessions.count(&slot.spec.id) > 0 && Instant::now() < again {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if let Err(e) = rcon.command("save-all").await {
             warn!(server = %slot.spec.id, error = %e, "warm-swap: save-all failed");
