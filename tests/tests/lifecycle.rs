@@ -433,3 +433,46 @@ fn redis_outage_refuses_wakes_clearly_and_recovers() {
     });
     assert!(joined, "{last:?}\n{}", warden.log());
 }
+
+/// A server that dies on its own (kill -9 of the game server, not of Warden) is noticed:
+/// it shows as asleep again and the next join starts it, instead of being sent to a dead
+/// port.
+#[test]
+fn a_crashed_server_is_noticed_and_the_next_join_wakes_it() {
+    let dir = tempdir("crashed-server");
+    let port = free_port();
+    let data = dir.join("data");
+    let rest = stores(&dir) + &managed("fragile", port, &data, "1h", "48h");
+    let _server = ServerProcess(data.clone());
+    let warden = Warden::start("crashed-server", &config("", None, &rest));
+    let p = warden.port.to_string();
+    let join = || {
+        player(&[
+            "--port",
+            &p,
+            "--version",
+            "1.20.4",
+            "--server-host",
+            "fragile.test",
+            "--timeout-ms",
+            "40000",
+        ])
+    };
+    let (ok, lines) = join();
+    assert!(ok, "{lines:?}\n{}", warden.log());
+    let pid: i32 = std::fs::read_to_string(data.join(".warden-server.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    // SAFETY: kill(2) on the game server's process group, which this test's Warden started.
+    unsafe {
+        libc::kill(-pid, libc::SIGKILL);
+    }
+    wait("the crash to be noticed", Duration::from_secs(20), || {
+        warden.log().contains("stopped outside Warden")
+    });
+    let (ok, lines) = join();
+    assert!(ok, "{lines:?}\n{}", warden.log());
+    assert_eq!(warden.log().matches("server process started").count(), 2);
+}

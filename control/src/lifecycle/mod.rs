@@ -45,6 +45,9 @@ struct Slot {
     eta: parking_lot::Mutex<Option<Duration>>,
     /// Why the last wake could not even begin (e.g. the store is unreachable).
     blocked: parking_lot::Mutex<Option<String>>,
+    /// This appliance started the server (or found it running in its runtime), so its
+    /// runtime's view counts: another appliance's "not running here" says nothing.
+    local: std::sync::atomic::AtomicBool,
 }
 
 pub struct Engine {
@@ -110,6 +113,8 @@ impl Engine {
                 .await
                 .unwrap_or_default(),
         );
+        let local = matches!(record.state, ServerState::Active | ServerState::Starting)
+            && spec.runtime.running().await.unwrap_or(false);
         let (state, _) = watch::channel(record.state);
         let slot = Arc::new(Slot {
             spec,
@@ -118,6 +123,7 @@ impl Engine {
             waking: Arc::new(tokio::sync::Mutex::new(())),
             eta: parking_lot::Mutex::new(eta),
             blocked: parking_lot::Mutex::new(None),
+            local: std::sync::atomic::AtomicBool::new(local),
         });
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())
@@ -145,6 +151,9 @@ impl Engine {
             for slot in &slots {
                 let id = &slot.spec.id;
                 let state = *slot.state.borrow();
+                if state == ServerState::Active {
+                    self.check_still_running(slot);
+                }
                 match state {
                     ServerState::Active => {
                         if self.sessions.count(id) > 0 || !self.sessions_idle(id).await {
@@ -155,9 +164,9 @@ impl Engine {
                             .entry(id.clone())
                             .or_insert_with(tokio::time::Instant::now);
                         if since.elapsed() >= slot.spec.sleep_after {
-                            idle_since.remove(id);
                             // The busy lock keeps a sleep from racing a wake or itself.
                             if let Ok(busy) = slot.waking.clone().try_lock_owned() {
+                                idle_since.remove(id);
                                 let (engine, slot) = (self.clone(), slot.clone());
                                 tokio::spawn(async move {
                                     engine.sleep(&slot).await;
@@ -184,6 +193,36 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// A server that stopped without Warden (it crashed, or an operator stopped it) is
+    /// recorded as asleep, so the next join wakes it instead of being sent to a dead port.
+    /// Runs in its own task: a slow daemon must not hold up the other servers' timers.
+    fn check_still_running(self: &Arc<Self>, slot: &Arc<Slot>) {
+        if !slot.local.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let Ok(busy) = slot.waking.clone().try_lock_owned() else {
+            return;
+        };
+        let (engine, slot) = (self.clone(), slot.clone());
+        tokio::spawn(async move {
+            if let Ok(false) = slot.spec.runtime.running().await {
+                if *slot.state.borrow() == ServerState::Active {
+                    warn!(server = %slot.spec.id, "server stopped outside Warden; marking it asleep");
+                    slot.local
+                        .store(false, std::sync::atomic::Ordering::Relaxed);
+                    let _ = engine
+                        .transition(
+                            &slot,
+                            ServerState::Sleeping,
+                            "stopped outside Warden (crashed or stopped by hand)",
+                        )
+                        .await;
+                }
+            }
+            drop(busy);
+        });
     }
 
     /// Moves `slot` from its current state to `to`, in the store first (compare-and-set on
@@ -258,6 +297,8 @@ impl Engine {
         }
         match slot.spec.runtime.stop(slot.spec.stop_timeout).await {
             Ok(()) => {
+                slot.local
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 let _ = self
                     .transition(slot, ServerState::Sleeping, "stopped after idle")
                     .await;

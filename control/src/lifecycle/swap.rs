@@ -204,6 +204,7 @@ impl Engine {
             .start()
             .await
             .map_err(|e| format!("start failed: {e}"))?;
+        slot.local.store(true, std::sync::atomic::Ordering::Relaxed);
         let deadline = Instant::now() + slot.spec.start_timeout;
         let spec = &slot.spec;
         if ready::wait_ready(

@@ -171,6 +171,7 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
         .start()
         .await
         .map_err(|e| format!("start failed: {e}"))?;
+    slot.local.store(true, std::sync::atomic::Ordering::Relaxed);
     if !ready::wait_ready(
         &spec.backend,
         spec.proxy_protocol,
