@@ -39,6 +39,8 @@ impl Hold for AnteroomHold {
             while states.changed().await.is_ok() {
                 tx.send_replace(status(&slot));
             }
+            // The server was removed (its container is gone): nothing to wait for.
+            tx.send_replace(WaitStatus::Failed("it is no longer available".into()));
             std::future::pending::<Outcome>().await
         };
         let player = conn.player.name.clone();

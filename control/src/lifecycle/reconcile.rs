@@ -43,6 +43,11 @@ pub(super) async fn reconcile(
             ServerState::Starting,
             "found running after a restart",
         )),
+        // A warm swap was cut short with the server up: it only needs to be seen ready.
+        (ServerState::Swapping, _) => Some(Change::to(
+            ServerState::Starting,
+            "warm swap interrupted; still running",
+        )),
         (ServerState::Stopping, _) if !running => Some(Change::to(
             ServerState::Sleeping,
             "stop completed before a restart",
