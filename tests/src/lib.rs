@@ -343,6 +343,20 @@ pub fn player_spawn(args: &[&str]) -> Child {
         .expect("spawn player.js")
 }
 
+/// `len` incompressible bytes (xorshift), like region files; the same `seed` gives the
+/// same bytes. Big worlds make archive and restore take long enough to interrupt.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A background 1.21.4 player `name` joining `host` through Warden's `port`, with more
 /// `player.js` options in `extra` (e.g. `--hold-ms`).
 pub fn named_player_spawn(port: u16, name: &str, host: &str, extra: &[&str]) -> Child {

@@ -153,17 +153,9 @@ fn a_minute_long_restore_keeps_players_connected_until_they_arrive() {
     let dir = tempdir("anteroom-slow");
     let data = dir.join("slow");
     std::fs::create_dir_all(data.join("world/region")).expect("mkdir");
-    let mut x: u64 = 0x1234_5678_9ABC_DEF1;
     let mut files = Vec::new();
     for i in 0..3 {
-        let bytes: Vec<u8> = (0..10 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let bytes = incompressible(10 << 20, 0x1234_5678_9ABC_DEF1 ^ i as u64);
         let name = format!("world/region/r.{i}.0.mca");
         std::fs::write(data.join(&name), &bytes).expect("write");
         files.push((name, bytes));

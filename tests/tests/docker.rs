@@ -217,16 +217,8 @@ fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
     // A world: nested directories, incompressible region files, a small text file.
     let src = dir.join("world-src");
     std::fs::create_dir_all(src.join("world/region")).expect("mkdir");
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for i in 0..4 {
-        let bytes: Vec<u8> = (0..12 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let bytes = incompressible(12 << 20, 0x2545_F491_4F6C_DD1D ^ i as u64);
         std::fs::write(src.join(format!("world/region/r.{i}.0.mca")), bytes).expect("write");
     }
     std::fs::write(src.join("server.properties"), "motd=boxed\n").expect("write");

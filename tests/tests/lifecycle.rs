@@ -271,16 +271,8 @@ fn kill_dash_9_mid_archive_and_mid_restore_loses_nothing() {
     std::fs::create_dir_all(data.join("world/region")).expect("mkdir");
     // Incompressible data, big enough that archiving and restoring take a moment.
     let mut files = BTreeMap::new();
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     for i in 0..6 {
-        let bytes: Vec<u8> = (0..24 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let bytes = incompressible(24 << 20, 0x9E37_79B9_7F4A_7C15 ^ i as u64);
         let name = format!("world/region/r.{i}.0.mca");
         std::fs::write(data.join(&name), &bytes).expect("write");
         files.insert(name, bytes);

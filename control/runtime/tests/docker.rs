@@ -303,15 +303,7 @@ async fn start_ping_stop_and_remove() {
 
 /// A deterministic, incompressible-looking payload.
 fn payload(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    warden_tests::incompressible(len, 0x9e37_79b9_7f4a_7c15)
 }
 
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
