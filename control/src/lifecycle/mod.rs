@@ -48,6 +48,8 @@ struct Slot {
     /// This appliance started the server (or found it running in its runtime), so its
     /// runtime's view counts: another appliance's "not running here" says nothing.
     local: std::sync::atomic::AtomicBool,
+    /// A still-running check is in flight.
+    checking: std::sync::atomic::AtomicBool,
 }
 
 pub struct Engine {
@@ -124,6 +126,7 @@ impl Engine {
             eta: parking_lot::Mutex::new(eta),
             blocked: parking_lot::Mutex::new(None),
             local: std::sync::atomic::AtomicBool::new(local),
+            checking: std::sync::atomic::AtomicBool::new(false),
         });
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())
@@ -202,12 +205,20 @@ impl Engine {
         if !slot.local.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
-        let Ok(busy) = slot.waking.clone().try_lock_owned() else {
+        // One check at a time; it does not take the busy lock while asking the runtime, so
+        // it never keeps an idle sleep (which needs that lock) from happening.
+        if slot
+            .checking
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return;
-        };
+        }
         let (engine, slot) = (self.clone(), slot.clone());
         tokio::spawn(async move {
-            if let Ok(false) = slot.spec.runtime.running().await {
+            let stopped = matches!(slot.spec.runtime.running().await, Ok(false));
+            // Only if no wake, sleep or swap is under way: those change it on purpose.
+            let busy = slot.waking.clone().try_lock_owned();
+            if let (true, Ok(_busy)) = (stopped, busy) {
                 if *slot.state.borrow() == ServerState::Active {
                     warn!(server = %slot.spec.id, "server stopped outside Warden; marking it asleep");
                     slot.local
@@ -221,7 +232,8 @@ impl Engine {
                         .await;
                 }
             }
-            drop(busy);
+            slot.checking
+                .store(false, std::sync::atomic::Ordering::Release);
         });
     }
 
