@@ -394,6 +394,14 @@ pub fn mcstatus(args: &[&str]) -> Vec<Value> {
     json_lines(&out.stdout)
 }
 
+/// The MOTD `mcstatus` reads from `addr` for `host` (empty if the ping failed).
+pub fn motd(addr: &str, host: &str) -> String {
+    mcstatus(&["--addr", addr, "--host", host])
+        .first()
+        .and_then(|s| s["motd"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn json_lines(out: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(out)
         .lines()

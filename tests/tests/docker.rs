@@ -68,15 +68,8 @@ fn join_wakes_a_sleeping_container_and_idle_stops_it() {
     let rest = boxed(&dir, &name, port, "4s", "48h");
     let warden = Warden::start("docker", &config("", None, &rest));
     let addr = format!("127.0.0.1:{}", warden.port);
-    let s = mcstatus(&["--addr", &addr, "--host", "boxed.test"]);
-    assert!(
-        s[0]["motd"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Sleeping"),
-        "{s:?}\n{}",
-        warden.log()
-    );
+    let m = motd(&addr, "boxed.test");
+    assert!(m.contains("Sleeping"), "{m:?}\n{}", warden.log());
 
     let p = warden.port.to_string();
     let (ok, lines) = player(&[
@@ -116,14 +109,8 @@ fn join_wakes_a_sleeping_container_and_idle_stops_it() {
         Duration::from_millis(300)
     )
     .is_err());
-    let s = mcstatus(&["--addr", &addr, "--host", "boxed.test"]);
-    assert!(
-        s[0]["motd"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Sleeping"),
-        "{s:?}"
-    );
+    let m = motd(&addr, "boxed.test");
+    assert!(m.contains("Sleeping"), "{m:?}");
 }
 
 fn docker_ok(args: &[&str]) -> bool {
@@ -363,17 +350,12 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
     );
     let warden = Warden::start("discovery", &config("", None, &rest));
     let addr = format!("127.0.0.1:{}", warden.port);
-    let motd = || {
-        mcstatus(&["--addr", &addr, "--host", "found.test"])
-            .first()
-            .and_then(|s| s["motd"].as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
+    let found = || motd(&addr, "found.test");
     wait(
         "the container to be routed",
         Duration::from_secs(30),
         || warden.log(),
-        || motd().contains("Sleeping"),
+        || found().contains("Sleeping"),
     );
 
     let joining = player_spawn(&[
@@ -397,7 +379,12 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         || TcpStream::connect_timeout(&game, Duration::from_millis(300)).is_ok(),
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert!(motd().contains("Starting"), "{}\n{}", motd(), warden.log());
+    assert!(
+        found().contains("Starting"),
+        "{}\n{}",
+        found(),
+        warden.log()
+    );
     assert!(docker_ok(&["exec", &name, "touch", "/tmp/healthy"]));
     let (ok, lines) = player_wait(joining);
     assert!(ok, "{lines:?}\n{}", warden.log());
@@ -418,7 +405,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         "the host to be unrouted",
         Duration::from_secs(30),
         || warden.log(),
-        || warden.log().contains("discovered container gone") && motd().is_empty(),
+        || warden.log().contains("discovered container gone") && found().is_empty(),
     );
 }
 

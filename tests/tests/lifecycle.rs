@@ -57,14 +57,8 @@ fn join_wakes_once_and_idle_puts_the_server_back_to_sleep() {
 
     // Asleep: status pings are answered by Warden and never start the server.
     for _ in 0..3 {
-        let s = mcstatus(&["--addr", &addr, "--host", "survival.test"]);
-        assert!(
-            s[0]["motd"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("Sleeping"),
-            "{s:?}"
-        );
+        let m = motd(&addr, "survival.test");
+        assert!(m.contains("Sleeping"), "{m:?}");
     }
     assert!(!up(port), "a status ping started the server");
 
@@ -97,14 +91,8 @@ fn join_wakes_once_and_idle_puts_the_server_back_to_sleep() {
     wait("the idle server to stop", Duration::from_secs(40), || {
         !up(port) && warden.log().contains("stopped after idle")
     });
-    let s = mcstatus(&["--addr", &addr, "--host", "survival.test"]);
-    assert!(
-        s[0]["motd"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Sleeping"),
-        "{s:?}"
-    );
+    let m = motd(&addr, "survival.test");
+    assert!(m.contains("Sleeping"), "{m:?}");
 
     // And the next join wakes it again.
     let (ok, lines) = player(&[
@@ -178,19 +166,8 @@ fn archived_server_is_restored_byte_identical_on_join() {
         !data.exists() && warden.log().contains("archived and verified")
     });
     assert!(dir.join("archive/old/manifest.json").exists());
-    let s = mcstatus(&[
-        "--addr",
-        &format!("127.0.0.1:{}", warden.port),
-        "--host",
-        "old.test",
-    ]);
-    assert!(
-        s[0]["motd"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("Archived"),
-        "{s:?}"
-    );
+    let m = motd(&format!("127.0.0.1:{}", warden.port), "old.test");
+    assert!(m.contains("Archived"), "{m:?}");
 
     // A join restores it (verified against the manifest), starts it, and the player plays.
     let p = warden.port.to_string();
