@@ -30,6 +30,10 @@ const SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("sessions");
 const OPEN_SESSIONS: TableDefinition<&str, ()> = TableDefinition::new("open_sessions");
 const WAKE_EPOCHS: TableDefinition<&str, u64> = TableDefinition::new("wake_epochs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (kind, id) → JSON document.
+const DOCS: TableDefinition<(&str, &str), &str> = TableDefinition::new("docs");
+/// (kind, sequence) → JSON log entry.
+const LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("logs");
 
 const META_VERSION: &str = "version";
 const META_TRANSITION_SEQ: &str = "transition_seq";
@@ -84,6 +88,8 @@ impl EmbeddedStore {
             txn.open_table(OPEN_SESSIONS)
                 .map_err(|e| db_err(&path, e))?;
             txn.open_table(WAKE_EPOCHS).map_err(|e| db_err(&path, e))?;
+            txn.open_table(DOCS).map_err(|e| db_err(&path, e))?;
+            txn.open_table(LOGS).map_err(|e| db_err(&path, e))?;
             let meta = txn.open_table(META).map_err(|e| db_err(&path, e))?;
             let v = meta
                 .get(META_VERSION)
@@ -521,6 +527,121 @@ impl StateStore for EmbeddedStore {
 
     async fn release_wake(&self, lease: &WakeLease) -> Result<bool, StoreError> {
         Ok(self.inner.leases.release(&lease.server, &lease.token))
+    }
+
+    async fn put_doc(
+        &self,
+        kind: &'static str,
+        id: &str,
+        json: &str,
+        create: bool,
+    ) -> Result<(), StoreError> {
+        check_id(kind, id)?;
+        let (id, json) = (id.to_string(), json.to_string());
+        self.blocking(move |inner| {
+            inner.write(|inner, txn| {
+                let mut table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
+                if create
+                    && table
+                        .get((kind, id.as_str()))
+                        .map_err(|e| inner.err(e))?
+                        .is_some()
+                {
+                    return Err(StoreError::AlreadyExists { kind, id });
+                }
+                table
+                    .insert((kind, id.as_str()), json.as_str())
+                    .map_err(|e| inner.err(e))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_doc(&self, kind: &'static str, id: &str) -> Result<Option<String>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
+            let found = table.get((kind, id.as_str())).map_err(|e| inner.err(e))?;
+            Ok(found.map(|g| g.value().to_string()))
+        })
+        .await
+    }
+
+    async fn list_docs(&self, kind: &'static str) -> Result<Vec<(String, String)>, StoreError> {
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
+            let mut out = Vec::new();
+            for item in table.range((kind, "")..).map_err(|e| inner.err(e))? {
+                let (k, v) = item.map_err(|e| inner.err(e))?;
+                let (k_kind, id) = k.value();
+                if k_kind != kind {
+                    break;
+                }
+                out.push((id.to_string(), v.value().to_string()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_doc(&self, kind: &'static str, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |inner| {
+            inner.write(|inner, txn| {
+                let mut table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
+                let existed = table
+                    .remove((kind, id.as_str()))
+                    .map_err(|e| inner.err(e))?
+                    .is_some();
+                Ok(existed)
+            })
+        })
+        .await
+    }
+
+    async fn append_log(&self, kind: &'static str, json: &str) -> Result<(), StoreError> {
+        let json = json.to_string();
+        self.blocking(move |inner| {
+            let txn = inner.db.begin_write().map_err(|e| inner.err(e))?;
+            {
+                let seq = bump(inner, &txn, &format!("log:{kind}"))?;
+                let mut table = txn.open_table(LOGS).map_err(|e| inner.err(e))?;
+                table
+                    .insert((kind, seq), json.as_str())
+                    .map_err(|e| inner.err(e))?;
+                let capacity = crate::store::LOG_CAPACITY as u64;
+                if seq > capacity {
+                    table
+                        .remove((kind, seq - capacity))
+                        .map_err(|e| inner.err(e))?;
+                }
+            }
+            txn.commit().map_err(|e| inner.err(e))
+        })
+        .await
+    }
+
+    async fn read_log(&self, kind: &'static str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let table = txn.open_table(LOGS).map_err(|e| inner.err(e))?;
+            let mut out = Vec::new();
+            for item in table
+                .range((kind, 0)..=(kind, u64::MAX))
+                .map_err(|e| inner.err(e))?
+                .rev()
+                .take(limit)
+            {
+                let (_, v) = item.map_err(|e| inner.err(e))?;
+                out.push(v.value().to_string());
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
     }
 
     async fn version(&self) -> Result<u64, StoreError> {

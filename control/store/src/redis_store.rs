@@ -110,6 +110,30 @@ return 1
 "#
 );
 
+// KEYS: version docs; ARGV: channel id json create
+const DOC_PUT: &str = concat!(
+    prelude!(),
+    r#"
+if ARGV[4] == '1' then
+  if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
+else
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+end
+bump()
+return 1
+"#
+);
+
+// KEYS: version docs; ARGV: channel id
+const DOC_DELETE: &str = concat!(
+    prelude!(),
+    r#"
+if redis.call('HDEL', KEYS[2], ARGV[2]) == 0 then return 0 end
+bump()
+return 1
+"#
+);
+
 // KEYS: version sessions open live appliances; ARGV: channel id json server appliance ttl_ms
 const SESSION_START: &str = concat!(
     prelude!(),
@@ -246,6 +270,12 @@ impl Keys {
     fn wake_epoch(&self, server: &str) -> String {
         format!("{}:wake-epoch:{server}", self.p)
     }
+    fn docs(&self, kind: &str) -> String {
+        format!("{}:docs:{kind}", self.p)
+    }
+    fn log(&self, kind: &str) -> String {
+        format!("{}:log:{kind}", self.p)
+    }
     fn version(&self) -> String {
         format!("{}:version", self.p)
     }
@@ -265,6 +295,8 @@ struct Scripts {
     wake_acquire: Script,
     wake_renew: Script,
     wake_release: Script,
+    doc_put: Script,
+    doc_delete: Script,
 }
 
 pub struct RedisStore {
@@ -360,6 +392,8 @@ impl RedisStore {
                 wake_acquire: Script::new(WAKE_ACQUIRE),
                 wake_renew: Script::new(WAKE_RENEW),
                 wake_release: Script::new(WAKE_RELEASE),
+                doc_put: Script::new(DOC_PUT),
+                doc_delete: Script::new(DOC_DELETE),
             },
             version_tx: Arc::new(version_tx),
             watcher: Mutex::new(None),
@@ -958,6 +992,97 @@ impl StateStore for RedisStore {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    async fn put_doc(
+        &self,
+        kind: &'static str,
+        id: &str,
+        json: &str,
+        create: bool,
+    ) -> Result<(), StoreError> {
+        check_id(kind, id)?;
+        let k = &self.keys;
+        let written: i64 = self
+            .invoke(
+                &self.scripts.doc_put,
+                &[k.version(), k.docs(kind)],
+                &[
+                    k.channel(),
+                    id.to_string(),
+                    json.to_string(),
+                    if create { "1" } else { "0" }.to_string(),
+                ],
+                !create,
+            )
+            .await?;
+        if written == 0 {
+            return Err(StoreError::AlreadyExists {
+                kind,
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn get_doc(&self, kind: &'static str, id: &str) -> Result<Option<String>, StoreError> {
+        self.query(redis::cmd("HGET").arg(self.keys.docs(kind)).arg(id), true)
+            .await
+    }
+
+    async fn list_docs(&self, kind: &'static str) -> Result<Vec<(String, String)>, StoreError> {
+        let all: std::collections::BTreeMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.docs(kind)), true)
+            .await?;
+        Ok(all.into_iter().collect())
+    }
+
+    async fn delete_doc(&self, kind: &'static str, id: &str) -> Result<bool, StoreError> {
+        let k = &self.keys;
+        let n: i64 = self
+            .invoke(
+                &self.scripts.doc_delete,
+                &[k.version(), k.docs(kind)],
+                &[k.channel(), id.to_string()],
+                true,
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn append_log(&self, kind: &'static str, json: &str) -> Result<(), StoreError> {
+        let key = self.keys.log(kind);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("RPUSH")
+            .arg(&key)
+            .arg(json)
+            .ignore()
+            .cmd("LTRIM")
+            .arg(&key)
+            .arg(-(crate::store::LOG_CAPACITY as i64))
+            .arg(-1)
+            .ignore();
+        let pipe = &pipe;
+        self.call(false, |mut c| async move {
+            pipe.query_async::<()>(&mut c).await
+        })
+        .await
+    }
+
+    async fn read_log(&self, kind: &'static str, limit: usize) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let start = -(limit.min(crate::store::LOG_CAPACITY) as i64);
+        self.query(
+            redis::cmd("LRANGE")
+                .arg(self.keys.log(kind))
+                .arg(start)
+                .arg(-1),
+            true,
+        )
+        .await
     }
 
     async fn version(&self) -> Result<u64, StoreError> {

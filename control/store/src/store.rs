@@ -13,6 +13,9 @@ use crate::model::{
 };
 use crate::usage::{compute_usage, Usage};
 
+/// How many entries a log keeps (older ones are dropped as new ones arrive).
+pub const LOG_CAPACITY: usize = 100_000;
+
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// "embedded" or "redis", for logs and status output.
@@ -167,6 +170,34 @@ pub trait StateStore: Send + Sync {
     /// appliance, for Redis) changes the store. Re-read what you need on
     /// change; intermediate versions may be skipped.
     fn watch(&self) -> watch::Receiver<u64>;
+
+    // --- documents and logs ----------------------------------------------
+
+    /// Writes the JSON document `id` of `kind` (API-defined servers, API tokens). With
+    /// `create`, `AlreadyExists` if it exists; otherwise it is replaced or created. Bumps
+    /// the change version, so every appliance's watch sees the write.
+    async fn put_doc(
+        &self,
+        kind: &'static str,
+        id: &str,
+        json: &str,
+        create: bool,
+    ) -> Result<(), StoreError>;
+
+    async fn get_doc(&self, kind: &'static str, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every document of `kind`, sorted by id, as `(id, json)`.
+    async fn list_docs(&self, kind: &'static str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// False if it did not exist.
+    async fn delete_doc(&self, kind: &'static str, id: &str) -> Result<bool, StoreError>;
+
+    /// Appends one JSON line to the log `kind` (the audit log). The log keeps its newest
+    /// [`LOG_CAPACITY`] entries.
+    async fn append_log(&self, kind: &'static str, json: &str) -> Result<(), StoreError>;
+
+    /// The newest `limit` entries of log `kind`, oldest first.
+    async fn read_log(&self, kind: &'static str, limit: usize) -> Result<Vec<String>, StoreError>;
 
     // --- usage ---------------------------------------------------------
 

@@ -141,6 +141,56 @@ pub async fn conformance(store: &dyn StateStore) {
     wake_lock(store).await;
     change_version(store).await;
     usage(store).await;
+    documents_and_logs(store).await;
+}
+
+async fn documents_and_logs(store: &dyn StateStore) {
+    let v0 = store.version().await.unwrap();
+    store
+        .put_doc("token", "t1", r#"{"n":1}"#, true)
+        .await
+        .unwrap();
+    store
+        .put_doc("token", "t0", r#"{"n":0}"#, true)
+        .await
+        .unwrap();
+    store
+        .put_doc("server", "t1", r#"{"other":true}"#, true)
+        .await
+        .unwrap();
+    let err = store.put_doc("token", "t1", "{}", true).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists { .. }), "{err}");
+    store
+        .put_doc("token", "t1", r#"{"n":2}"#, false)
+        .await
+        .unwrap();
+    assert!(
+        store.version().await.unwrap() > v0,
+        "doc writes bump the version"
+    );
+    assert_eq!(
+        store.get_doc("token", "t1").await.unwrap().as_deref(),
+        Some(r#"{"n":2}"#)
+    );
+    let ids: Vec<String> = store
+        .list_docs("token")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, ["t0", "t1"], "sorted, and only this kind");
+    assert!(store.delete_doc("token", "t0").await.unwrap());
+    assert!(!store.delete_doc("token", "t0").await.unwrap());
+    assert_eq!(store.get_doc("token", "t0").await.unwrap(), None);
+    assert!(store.put_doc("token", "bad:id", "{}", true).await.is_err());
+
+    for i in 0..5 {
+        store.append_log("audit", &format!("{i}")).await.unwrap();
+    }
+    assert_eq!(store.read_log("audit", 3).await.unwrap(), ["2", "3", "4"]);
+    assert_eq!(store.read_log("audit", 100).await.unwrap().len(), 5);
+    assert!(store.read_log("other", 10).await.unwrap().is_empty());
 }
 
 async fn servers(store: &dyn StateStore) {
