@@ -1,8 +1,10 @@
-//! The local admin socket: operator commands from the `warden` CLI on the same node
-//! (`warden restart ID`). A Unix socket with mode 0600 in the store directory, so only the
-//! appliance's own user can drive it; the HTTP API for remote dashboards comes separately.
+//! The local admin socket: the root of trust for API tokens. `warden token create --config
+//! F` asks the running appliance over it for a token, so the first admin token needs no
+//! token: being the appliance's user on its node is the credential. A Unix socket with
+//! mode 0600 in the store directory. Everything else goes through the HTTP API.
 //!
-//! Protocol: one request line, one response line (`ok …` or `error …`).
+//! Protocol: one request line (`token create ROLE NAME…`), one response line (`ok …` or
+//! `error …`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -15,26 +17,28 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 
-use crate::lifecycle::Engine;
+use warden_store::StateStore;
+
+use crate::api::tokens::{self, Role};
 
 /// Longest request line accepted.
 const MAX_REQUEST: u64 = 512;
 /// A client must send its request promptly.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// A restart may wait for a start (start_timeout, twice) plus a stop.
-const CLI_WAIT: Duration = Duration::from_secs(15 * 60);
+/// The appliance answers at once; a store that does not is an error.
+const CLI_WAIT: Duration = Duration::from_secs(30);
 
 /// The socket's place: next to the store's data.
 pub fn socket_path(store_dir: &Path) -> PathBuf {
     store_dir.join("admin.sock")
 }
 
-pub async fn serve(path: PathBuf, engine: Arc<Engine>) {
+pub async fn serve(path: PathBuf, store: Arc<dyn StateStore>) {
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,
         Err(e) => {
-            warn!(socket = %path.display(), error = %e, "admin socket unavailable; `warden restart` will not reach this process");
+            warn!(socket = %path.display(), error = %e, "admin socket unavailable; `warden token create --config` will not reach this process");
             return;
         }
     };
@@ -44,8 +48,8 @@ pub async fn serve(path: PathBuf, engine: Arc<Engine>) {
     loop {
         match listener.accept().await {
             Ok((conn, _)) => {
-                let engine = engine.clone();
-                tokio::spawn(async move { handle(conn, &engine).await });
+                let store = store.clone();
+                tokio::spawn(async move { handle(conn, store.as_ref()).await });
             }
             Err(e) => {
                 warn!(error = %e, "admin socket accept failed");
@@ -55,38 +59,35 @@ pub async fn serve(path: PathBuf, engine: Arc<Engine>) {
     }
 }
 
-async fn handle(conn: UnixStream, engine: &Engine) {
+async fn handle(conn: UnixStream, store: &dyn StateStore) {
     let (read, mut write) = conn.into_split();
     let mut line = String::new();
     let mut limited = tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
     let answer = match tokio::time::timeout(REQUEST_TIMEOUT, limited.read_line(&mut line)).await {
-        Ok(Ok(_)) => run(line.trim(), engine).await,
+        Ok(Ok(_)) => run(line.trim(), store).await,
         Ok(Err(e)) => format!("error reading the request: {e}"),
         Err(_) => "error: no request within 5 s".to_string(),
     };
     let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
 }
 
-async fn run(request: &str, engine: &Engine) -> String {
-    let mut words = request.split_whitespace();
-    match (words.next(), words.next(), words.next()) {
-        _ if request.split_whitespace().count() > 3 => {
-            format!("error: unknown request `{request}` (try: restart ID [IMAGE])")
-        }
-        (Some("restart"), Some(id), image) => {
-            info!(server = id, image, "admin: warm-swap restart requested");
-            match engine.restart(id, image).await {
-                Ok(r) => format!(
-                    "ok restarted {id}{} in {:.1} s: {} players moved to the anteroom, {} told to rejoin",
-                    r.image.map(|i| format!(" on {i}")).unwrap_or_default(),
-                    r.secs,
-                    r.transferred,
-                    r.told_to_rejoin
-                ),
+async fn run(request: &str, store: &dyn StateStore) -> String {
+    let words: Vec<&str> = request.split_whitespace().collect();
+    match words.as_slice() {
+        ["token", "create", role, name @ ..] if !name.is_empty() => {
+            let Some(role) = Role::parse(role) else {
+                return format!("error: role `{role}`: use viewer, operator or admin");
+            };
+            let name = name.join(" ");
+            match tokens::create(store, role, &name).await {
+                Ok((info, secret)) => {
+                    info!(token = %info.id, role = role.as_str(), %name, "admin socket: token created");
+                    format!("ok {secret}")
+                }
                 Err(e) => format!("error: {e}"),
             }
         }
-        _ => format!("error: unknown request `{request}` (try: restart ID [IMAGE])"),
+        _ => format!("error: unknown request `{request}` (try: token create ROLE NAME)"),
     }
 }
 

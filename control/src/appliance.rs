@@ -22,7 +22,10 @@ use warden_proxy::metrics::Metrics;
 use warden_proxy::sessions::Sessions;
 use warden_proxy::{Edge, EdgeApp};
 
+use crate::api::ApiContext;
+use crate::catalog::Catalog;
 use crate::config;
+use crate::control_metrics::ControlMetrics;
 use crate::discovery::Discovery;
 use crate::metrics_http::MetricsHttp;
 use crate::reload::Reloader;
@@ -54,11 +57,15 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
             &cfg.store.path.join("anteroom.key"),
         )?),
     };
-    let engine = control.block_on(crate::managed::engine(
+    let built = control.block_on(crate::managed::engine(
         &cfg,
         sessions.clone(),
         ticket_key.clone(),
     ))?;
+    let (engine, archive) = match built {
+        Some((e, a)) => (Some(e), Some(a)),
+        None => (None, None),
+    };
     let lifecycle: Arc<dyn Lifecycle> = match &engine {
         Some(engine) => {
             control.spawn(engine.clone().run());
@@ -74,13 +81,46 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         path: config_path.to_path_buf(),
         edge: edge.clone(),
         listen: cfg.listen_addrs(),
-        discovered: Default::default(),
+        dynamic: Default::default(),
     };
-    if let Some(engine) = &engine {
+    let control_metrics =
+        ControlMetrics::register(metrics.registry()).context("registering control metrics")?;
+    let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();
+    if let (Some(engine), Some(archive)) = (&engine, archive) {
+        let store = engine.store().clone();
         control.spawn(crate::admin::serve(
             crate::admin::socket_path(&cfg.store.path),
-            engine.clone(),
+            store.clone(),
         ));
+        control.spawn(crate::control_metrics::track_states(
+            engine.clone(),
+            control_metrics.server_state.clone(),
+        ));
+        // Subscribe here, on this thread: no event between now and the task's start is lost.
+        let events = engine.subscribe();
+        let hooks = cfg.webhooks.clone();
+        let deliveries = control_metrics.webhook_deliveries.clone();
+        control.spawn(async move { crate::webhooks::spawn(hooks, events, deliveries) });
+        if let Some(section) = cfg.api.clone() {
+            let catalog = Arc::new(Catalog::new(
+                store.clone(),
+                engine.clone(),
+                reloader.clone(),
+                archive,
+            ));
+            control.spawn(catalog.clone().run());
+            let ctx = Arc::new(ApiContext::new(
+                store,
+                engine.clone(),
+                edge.clone(),
+                catalog,
+                section.rate_limit,
+                configured.clone(),
+                cfg.listen_addrs(),
+                control_metrics.api_requests.clone(),
+            ));
+            control.spawn(crate::api::serve(section, ctx));
+        }
     }
     if let (Some(engine), false) = (engine, cfg.discovery.docker.is_empty()) {
         control.spawn(
@@ -89,7 +129,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
                 interval: cfg.discovery.interval,
                 engine,
                 reloader: reloader.clone(),
-                configured: cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect(),
+                configured,
             }
             .run(),
         );

@@ -136,10 +136,10 @@ impl Discovery {
             .filter(|(d, _)| self.engine.ids().contains(&d.container))
             .map(|(d, _)| Discovered {
                 server: Server::new(&d.container, &backend(d)),
-                host: d.host.clone(),
+                hosts: vec![d.host.clone()],
             })
             .collect();
-        self.reloader.set_discovered(routes);
+        self.reloader.set_dynamic("docker", routes);
         ok
     }
 

@@ -4,11 +4,17 @@
 //! (edge, metrics, reload) on pingora, and [`reload`] swaps in edited configs.
 
 pub mod admin;
+pub mod api;
 pub mod appliance;
+pub mod catalog;
+pub mod cli;
 pub mod config;
+pub mod control_metrics;
 pub mod discovery;
+pub mod events;
 pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;
 pub mod ticket_key;
+pub mod webhooks;

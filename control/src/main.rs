@@ -1,11 +1,14 @@
-//! The `warden` command line.
+//! The `warden` command line: `run` starts the appliance; the operator commands talk to a
+//! running appliance's control API (`--api`, `WARDEN_TOKEN`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::json;
 use tracing_subscriber::EnvFilter;
+use warden_control::cli::{self, ApiArgs, Client};
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +19,8 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 #[derive(Subcommand)]
@@ -28,17 +33,59 @@ enum Command {
         #[arg(long, short)]
         upgrade: bool,
     },
+    /// The servers: state, players, memory, ETA, node, hosts.
+    Status {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a server now (restoring it first if archived).
+    Wake(ActionArgs),
+    /// Stop a server now.
+    Sleep {
+        #[command(flatten)]
+        target: ActionArgs,
+        /// Stop it even with players on it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Archive a sleeping server's world (verified before the node copy goes).
+    Archive(ActionArgs),
+    /// Bring an archived world back to the node (the server stays asleep).
+    Restore(ActionArgs),
     /// Restart a server without disconnecting its players (warm swap through the anteroom).
     Restart {
-        id: String,
+        #[command(flatten)]
+        target: ActionArgs,
         /// Start the replacement on this image (Docker servers): an upgrade. If it does not
         /// come up, the previous image runs again. Put it in the config as well, or the next
         /// container Warden creates after its own restart uses the config's image.
         #[arg(long)]
         image: Option<String>,
-        /// The running appliance's config (to find its admin socket).
+    },
+    /// Move a server to another appliance.
+    Migrate {
+        #[command(flatten)]
+        target: ActionArgs,
+        /// The appliance to move it to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Lifecycle and player events; `--follow` streams them live.
+    Events {
         #[arg(long, short)]
-        config: PathBuf,
+        follow: bool,
+        /// Only this server's events.
+        #[arg(long)]
+        server: Option<String>,
+        /// How many past events to print (without --follow).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Check configuration files.
     Config {
@@ -50,6 +97,39 @@ enum Command {
         #[command(subcommand)]
         command: warden_forecast::cli::ForecastCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the control API's OpenAPI document.
+    Openapi,
+}
+
+#[derive(clap::Args)]
+struct ActionArgs {
+    /// The server's id.
+    id: String,
+    /// Return once the action has started instead of following it to its end.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token. With --config, asks the appliance on this node over its admin socket
+    /// (how the first admin token is made); otherwise through the API (admin token needed).
+    Create {
+        #[arg(long, value_parser = ["viewer", "operator", "admin"])]
+        role: String,
+        /// Who or what uses it.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// The running appliance's config file (to find its admin socket).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by its id; it stops working at once on every appliance.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -67,19 +147,34 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
+    let api = cli.api;
+    let client = || Client::new(&api);
+    let act = |action: &str, t: &ActionArgs, body| {
+        client().and_then(|c| cli::action(&c, action, &t.id, body, t.no_wait))
+    };
     let result = match cli.command {
         Command::Run { config, upgrade } => warden_control::appliance::run(&config, upgrade),
-        Command::Restart { id, config, image } => warden_control::config::load(&config)
-            .map_err(anyhow::Error::from)
-            .and_then(|cfg| {
-                let socket = warden_control::admin::socket_path(&cfg.store.path);
-                let request = match image {
-                    Some(i) => format!("restart {id} {i}"),
-                    None => format!("restart {id}"),
-                };
-                warden_control::admin::request(&socket, &request)
-            })
-            .map(|answer| println!("{answer}")),
+        Command::Status { json } => client().and_then(|c| cli::status(&c, json)),
+        Command::Wake(t) => act("wake", &t, json!({})),
+        Command::Sleep { target, force } => act("sleep", &target, json!({ "force": force })),
+        Command::Archive(t) => act("archive", &t, json!({})),
+        Command::Restore(t) => act("restore", &t, json!({})),
+        Command::Restart { target, image } => act("restart", &target, json!({ "image": image })),
+        Command::Migrate { target, to } => act("migrate", &target, json!({ "to": to })),
+        Command::Events {
+            follow,
+            server,
+            limit,
+        } => client().and_then(|c| cli::events(&c, server.as_deref(), limit, follow)),
+        Command::Token { command } => token(command, &api),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", warden_control::api::openapi_json());
+            Ok(())
+        }
         Command::Forecast { command } => {
             warden_forecast::cli::run(command).map_err(anyhow::Error::from)
         }
@@ -106,6 +201,43 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("warden: {e:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn token(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            role,
+            name,
+            config: Some(config),
+        } => {
+            let cfg = warden_control::config::load(&config)?;
+            let socket = warden_control::admin::socket_path(&cfg.store.path);
+            let secret =
+                warden_control::admin::request(&socket, &format!("token create {role} {name}"))?;
+            println!("{secret}");
+            Ok(())
+        }
+        TokenCommand::Create {
+            role,
+            name,
+            config: None,
+        } => {
+            let c = Client::new(api)?;
+            let created = c.call(
+                reqwest::Method::POST,
+                "/v1/tokens",
+                Some(&json!({ "role": role, "name": name })),
+            )?;
+            println!("{}", created["secret"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        TokenCommand::List => cli::token_list(&Client::new(api)?),
+        TokenCommand::Revoke { id } => {
+            Client::new(api)?.call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None)?;
+            println!("revoked {id}");
+            Ok(())
         }
     }
 }

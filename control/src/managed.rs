@@ -1,6 +1,7 @@
 //! Building the lifecycle engine from the config: store, archive storage, runtimes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use warden_archive::{ArchiveStore, LocalDir, Paced, S3Config, S3};
@@ -8,18 +9,21 @@ use warden_proxy::sessions::Sessions;
 use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, Runtime};
 use warden_store::StoreConfig;
 
-use crate::config::{Config, RuntimeConfig};
+use crate::config::{Config, RconConfig, RuntimeConfig};
 use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
-/// when no server is managed and none can be discovered (pure routing needs neither store
-/// nor engine).
+/// when no server is managed, none can be discovered and the API is off (pure routing
+/// needs neither store nor engine).
 pub async fn engine(
     cfg: &Config,
     sessions: Sessions,
     ticket_key: Option<Arc<[u8]>>,
-) -> anyhow::Result<Option<Arc<Engine>>> {
-    if cfg.servers.iter().all(|s| s.runtime.is_none()) && cfg.discovery.docker.is_empty() {
+) -> anyhow::Result<Option<(Arc<Engine>, Arc<dyn ArchiveStore>)>> {
+    let wanted = cfg.servers.iter().any(|s| s.runtime.is_some())
+        || !cfg.discovery.docker.is_empty()
+        || cfg.api.is_some();
+    if !wanted {
         return Ok(None);
     }
     let store_cfg = match cfg.store.kind.as_str() {
@@ -42,66 +46,22 @@ pub async fn engine(
     let archive = archive_store(cfg)?;
     let mut servers = Vec::new();
     for s in &cfg.servers {
-        let rcon = match &s.rcon {
-            Some(r) => {
-                let password = std::env::var(&r.password_env).with_context(|| {
-                    format!(
-                        "server {}: environment variable {} (RCON password) is not set",
-                        s.id.get_ref(),
-                        r.password_env
-                    )
-                })?;
-                Some((r.address.clone(), password))
-            }
-            None => None,
+        let Some(runtime) = &s.runtime else {
+            continue;
         };
-        let (runtime, data): (Arc<dyn Runtime>, _) = match &s.runtime {
-            None => continue,
-            Some(RuntimeConfig::Process { command, dir }) => (
-                Arc::new(ProcessRuntime::new(command.clone(), dir.clone())),
-                ServerData::Dir(dir.clone()),
-            ),
-            Some(RuntimeConfig::Docker {
-                container,
-                image,
-                volume,
-                cmd,
-                env,
-                binds,
-                socket,
-            }) => {
-                let mut spec = DockerSpec::new(container, image, volume);
-                spec.cmd = cmd.clone();
-                spec.env = env.clone();
-                spec.binds = binds.clone();
-                spec.memory_gb = s.memory_gb;
-                spec.stop_timeout = s.stop_timeout;
-                spec.rcon = rcon.clone();
-                let endpoint = socket
-                    .clone()
-                    .map(DockerEndpoint::Socket)
-                    .unwrap_or_default();
-                let rt = DockerRuntime::connect(&endpoint, spec)
-                    .await
-                    .with_context(|| format!("server {}: docker runtime", s.id.get_ref()))?;
-                let rt = Arc::new(rt);
-                (rt.clone(), ServerData::Volume(rt))
-            }
-        };
-        servers.push(ManagedServer {
-            id: s.id.get_ref().clone(),
-            backend: s.backend.get_ref().clone(),
+        let spec = ServerSpecParts {
+            id: s.id.get_ref(),
+            backend: s.backend.get_ref(),
             proxy_protocol: s.proxy_protocol,
             runtime,
-            data: Some(data),
+            rcon: s.rcon.as_ref(),
             sleep_after: s.sleep_after,
             archive_after: s.archive_after,
             start_timeout: s.start_timeout,
             stop_timeout: s.stop_timeout,
             memory_gb: s.memory_gb,
-            archive: Some(archive.clone()),
-            rcon,
-        });
+        };
+        servers.push(managed_server(&spec, archive.clone()).await?);
     }
     let settings = LifecycleSettings {
         hold: cfg.lifecycle.hold,
@@ -117,11 +77,90 @@ pub async fn engine(
         }),
         ..LifecycleSettings::default()
     };
-    Ok(Some(
-        Engine::start(servers, store, sessions, settings)
-            .await
-            .context("starting the lifecycle engine")?,
-    ))
+    let engine = Engine::start(servers, store, sessions, settings)
+        .await
+        .context("starting the lifecycle engine")?;
+    Ok(Some((engine, archive)))
+}
+
+/// What a managed server is made of, whether it comes from the config file or the API.
+pub struct ServerSpecParts<'a> {
+    pub id: &'a str,
+    pub backend: &'a str,
+    pub proxy_protocol: bool,
+    pub runtime: &'a RuntimeConfig,
+    pub rcon: Option<&'a RconConfig>,
+    pub sleep_after: Duration,
+    pub archive_after: Duration,
+    pub start_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub memory_gb: f64,
+}
+
+/// Builds the engine's view of one server: its runtime (a process or a container), its
+/// data, RCON and archive storage.
+pub async fn managed_server(
+    s: &ServerSpecParts<'_>,
+    archive: Arc<dyn ArchiveStore>,
+) -> anyhow::Result<ManagedServer> {
+    let rcon = match s.rcon {
+        Some(r) => {
+            let password = std::env::var(&r.password_env).with_context(|| {
+                format!(
+                    "server {}: environment variable {} (RCON password) is not set",
+                    s.id, r.password_env
+                )
+            })?;
+            Some((r.address.clone(), password))
+        }
+        None => None,
+    };
+    let (runtime, data): (Arc<dyn Runtime>, _) = match s.runtime {
+        RuntimeConfig::Process { command, dir } => (
+            Arc::new(ProcessRuntime::new(command.clone(), dir.clone())),
+            ServerData::Dir(dir.clone()),
+        ),
+        RuntimeConfig::Docker {
+            container,
+            image,
+            volume,
+            cmd,
+            env,
+            binds,
+            socket,
+        } => {
+            let mut spec = DockerSpec::new(container, image, volume);
+            spec.cmd = cmd.clone();
+            spec.env = env.clone();
+            spec.binds = binds.clone();
+            spec.memory_gb = s.memory_gb;
+            spec.stop_timeout = s.stop_timeout;
+            spec.rcon = rcon.clone();
+            let endpoint = socket
+                .clone()
+                .map(DockerEndpoint::Socket)
+                .unwrap_or_default();
+            let rt = DockerRuntime::connect(&endpoint, spec)
+                .await
+                .with_context(|| format!("server {}: docker runtime", s.id))?;
+            let rt = Arc::new(rt);
+            (rt.clone(), ServerData::Volume(rt))
+        }
+    };
+    Ok(ManagedServer {
+        id: s.id.to_string(),
+        backend: s.backend.to_string(),
+        proxy_protocol: s.proxy_protocol,
+        runtime,
+        data: Some(data),
+        sleep_after: s.sleep_after,
+        archive_after: s.archive_after,
+        start_timeout: s.start_timeout,
+        stop_timeout: s.stop_timeout,
+        memory_gb: s.memory_gb,
+        archive: Some(archive),
+        rcon,
+    })
 }
 
 /// The configured archive storage: a local directory, or an S3-compatible bucket whose

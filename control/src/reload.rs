@@ -4,6 +4,7 @@
 //! replaces the running snapshot. A bad edit logs the file, line and hint and changes
 //! nothing, so a typo never takes routing down.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,8 +27,9 @@ pub struct Reloader {
     pub edge: Arc<Edge>,
     /// Listen addresses can't change without an upgrade; warn if an edit tries.
     pub listen: Vec<String>,
-    /// Servers found from Docker labels, routed alongside the file's.
-    pub discovered: Arc<parking_lot::Mutex<Vec<config::Discovered>>>,
+    /// Servers defined outside the file (Docker labels, the control API), by source,
+    /// routed alongside the file's.
+    pub dynamic: Arc<parking_lot::Mutex<BTreeMap<&'static str, Vec<config::Discovered>>>>,
 }
 
 impl Reloader {
@@ -36,9 +38,10 @@ impl Reloader {
         Some((m.modified().ok()?, m.len()))
     }
 
-    /// Routes `found` from now on (with the file's current contents).
-    pub fn set_discovered(&self, found: Vec<config::Discovered>) -> bool {
-        *self.discovered.lock() = found;
+    /// Routes `found` as everything `source` ("docker", "api") defines, from now on
+    /// (with the file's current contents).
+    pub fn set_dynamic(&self, source: &'static str, found: Vec<config::Discovered>) -> bool {
+        self.dynamic.lock().insert(source, found);
         self.reload()
     }
 
@@ -60,7 +63,8 @@ impl Reloader {
             }
         };
         let built = config::parse(&self.path, &text).and_then(|c| {
-            let found = self.discovered.lock().clone();
+            let found: Vec<config::Discovered> =
+                self.dynamic.lock().values().flatten().cloned().collect();
             Ok((
                 c.snapshot_with(&self.path, &text, &found)?,
                 c.listen_addrs(),

@@ -107,7 +107,12 @@ pub struct Warden {
     pub config: PathBuf,
     pub port: u16,
     pub metrics_port: u16,
+    /// The control API's port, for configs using `{api}` (see [`API`]).
+    pub api_port: u16,
 }
+
+/// An `[api]` section on the port `{api}` stands for.
+pub const API: &str = "[api]\nlisten = \"127.0.0.1:{api}\"\n";
 
 impl Warden {
     /// Starts warden with `body` as its config; `{port}`, `{metrics}` and `{dir}` are
@@ -116,9 +121,11 @@ impl Warden {
         let dir = tempdir(name);
         let port = free_port();
         let metrics_port = free_port();
+        let api_port = free_port();
         let config = dir.join("warden.toml");
         let text = body
             .replace("{port}", &port.to_string())
+            .replace("{api}", &api_port.to_string())
             .replace("{metrics}", &metrics_port.to_string())
             .replace("{dir}", &dir.to_string_lossy());
         std::fs::write(&config, text).expect("write config");
@@ -129,6 +136,7 @@ impl Warden {
             config,
             port,
             metrics_port,
+            api_port,
         };
         assert!(
             w.wait_ready(),
@@ -192,6 +200,66 @@ impl Warden {
         metric_value(&self.metrics(), prefix)
     }
 
+    pub fn api_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.api_port))
+    }
+
+    /// A new API token with `role`, made the way an operator makes the first one:
+    /// `warden token create --role R --config F` over the admin socket.
+    pub fn token(&self, role: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new(warden_bin())
+                .args([
+                    "token", "create", "--role", role, "--name", "test", "--config",
+                ])
+                .arg(&self.config)
+                .output()
+                .expect("warden token create");
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout).trim().to_string();
+            }
+            assert!(
+                Instant::now() < until,
+                "token create failed: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Runs `warden ARGS` against this appliance's API with `token`: (success, stdout +
+    /// stderr).
+    pub fn cli(&self, token: &str, args: &[&str]) -> (bool, String) {
+        let out = Command::new(warden_bin())
+            .args(args)
+            .env("WARDEN_API", format!("http://{}", self.api_addr()))
+            .env("WARDEN_TOKEN", token)
+            .output()
+            .expect("warden cli");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
+    /// One API request: (status, JSON body or Null).
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let (status, text) = http_request(self.api_addr(), method, path, token, body);
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) with our own child's pid.
         unsafe {
@@ -212,6 +280,72 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A minimal HTTP/1.1 request (Connection: close): (status, body). Status 0 if the
+/// connection failed.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = body.unwrap_or("");
+    let kind = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/json\r\n".to_string()
+    };
+    if write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}{kind}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .is_err()
+    {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    // Chunked bodies (axum streams some): join the chunks.
+    let body = if out
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 /// A minimal HTTP/1.0 GET, enough for /metrics.

@@ -244,7 +244,7 @@ fn warm_swap_restart_keeps_twenty_players_and_brings_them_back() {
             data.display()
         );
     let _server = ServerProcess(data.clone());
-    let warden = Warden::start("anteroom-swap", &config("", None, &rest));
+    let warden = Warden::start("anteroom-swap", &config("", None, &(rest + API)));
     let players: Vec<_> = (0..20)
         .map(|i| {
             named_player_spawn(
@@ -273,18 +273,8 @@ fn warm_swap_restart_keeps_twenty_players_and_brings_them_back() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 
-    let out = Command::new(warden_bin())
-        .args(["restart", "swap", "--config"])
-        .arg(&warden.config)
-        .output()
-        .expect("warden restart");
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        warden.log()
-    );
+    let (ok, said) = warden.cli(&warden.token("operator"), &["restart", "swap"]);
+    assert!(ok, "{said}\n{}", warden.log());
     assert!(said.contains("20 players moved to the anteroom"), "{said}");
 
     for child in players {

@@ -434,7 +434,7 @@ fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
             "rcon = {{ address = \"127.0.0.1:{rcon}\", password_env = \"WARDEN_TEST_DOCKER_RCON\" }}\n"
         );
     assert!(rest.contains("--rcon-port"), "{rest}");
-    let warden = Warden::start("docker-swap", &config("", None, &rest));
+    let warden = Warden::start("docker-swap", &config("", None, &(rest + API)));
     let players: Vec<_> = (0..3)
         .map(|i| {
             named_player_spawn(
@@ -463,21 +463,8 @@ fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
                 >= 3
         },
     );
-    let restart = |image: &str| {
-        let out = Command::new(warden_bin())
-            .args(["restart", "boxed", "--image", image, "--config"])
-            .arg(&warden.config)
-            .output()
-            .expect("warden restart");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let token = warden.token("operator");
+    let restart = |image: &str| warden.cli(&token, &["restart", "boxed", "--image", image]);
     let image = || docker(&["inspect", "-f", "{{.Config.Image}}", &name]);
 
     let (ok, said) = restart("warden-test-node:2");

@@ -32,6 +32,60 @@ pub struct Config {
     pub discovery: DiscoverySection,
     #[serde(default)]
     pub anteroom: AnteroomSection,
+    /// The control API; off unless the section is present.
+    #[serde(default)]
+    pub api: Option<ApiSection>,
+    /// Where events are posted (Discord or generic JSON).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// The HTTP control API (`/v1`, see docs/operations.md).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSection {
+    /// Where the API listens. A non-loopback address needs TLS or `insecure_remote`.
+    pub listen: String,
+    /// PEM certificate chain and private key: serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
+    pub insecure_remote: bool,
+    /// Requests per second allowed per token.
+    pub rate_limit: u32,
+    /// Concurrent API connections.
+    pub max_connections: usize,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9941".into(),
+            tls_cert: None,
+            tls_key: None,
+            insecure_remote: false,
+            rate_limit: 50,
+            max_connections: 256,
+        }
+    }
+}
+
+/// One webhook: every matching event is POSTed to `url`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// `"json"` (the event as JSON) or `"discord"` (a Discord webhook message).
+    #[serde(default = "default_webhook_format")]
+    pub format: String,
+    /// Event names to send (`server_started`, `server_stopped`, `server_failed`,
+    /// `server_crashed`, `player_joined`, `player_left`, …); empty sends those six.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+fn default_webhook_format() -> String {
+    "json".into()
 }
 
 /// The waiting room for 1.20.5+ players while their server wakes or is restored.
@@ -151,11 +205,15 @@ impl Default for LifecycleSection {
 }
 
 /// How a managed server runs.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, serde::Serialize, Clone, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RuntimeConfig {
     /// A local command in a working directory (its data directory).
-    Process { command: Vec<String>, dir: PathBuf },
+    Process {
+        command: Vec<String>,
+        #[schema(value_type = String)]
+        dir: PathBuf,
+    },
     /// A Docker container with host networking and its data in a named volume.
     Docker {
         container: String,
@@ -176,26 +234,26 @@ pub enum RuntimeConfig {
 }
 
 /// RCON for graceful stops; the password comes from an environment variable.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Deserialize, serde::Serialize, Clone, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RconConfig {
     pub address: String,
     pub password_env: String,
 }
 
-pub(crate) fn default_sleep_after() -> Duration {
+pub fn default_sleep_after() -> Duration {
     Duration::from_secs(600)
 }
-pub(crate) fn default_archive_after() -> Duration {
+pub fn default_archive_after() -> Duration {
     Duration::from_secs(48 * 3600)
 }
-pub(crate) fn default_start_timeout() -> Duration {
+pub fn default_start_timeout() -> Duration {
     Duration::from_secs(300)
 }
-pub(crate) fn default_stop_timeout() -> Duration {
+pub fn default_stop_timeout() -> Duration {
     Duration::from_secs(60)
 }
-pub(crate) fn default_memory_gb() -> f64 {
+pub fn default_memory_gb() -> f64 {
     4.0
 }
 

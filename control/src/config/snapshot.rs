@@ -19,11 +19,12 @@ use super::ConfigError;
 const MAX_FAVICON_BYTES: u64 = 64 * 1024;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 
-/// A server found at run time (a labelled container) and the host it claims.
+/// A server defined at run time (a labelled container, the control API) and the hosts
+/// it claims.
 #[derive(Debug, Clone)]
 pub struct Discovered {
     pub server: Server,
-    pub host: String,
+    pub hosts: Vec<String>,
 }
 
 struct Ctx<'a> {
@@ -40,6 +41,18 @@ impl Ctx<'_> {
     ) -> Result<T, ConfigError> {
         Err(ConfigError::at(self.path, self.text, span, msg, hint))
     }
+}
+
+/// Adds `server` only if every one of its hosts is free.
+fn try_add(
+    builder: &mut RouteTableBuilder,
+    server: Server,
+    hosts: &[String],
+) -> Result<(), String> {
+    if let Some(h) = hosts.iter().find(|h| builder.claims(h)) {
+        return Err(format!("host {h} is already routed to another server"));
+    }
+    builder.add(server, hosts).map_err(|e| e.to_string())
 }
 
 impl Config {
@@ -80,6 +93,25 @@ impl Config {
                 ),
                 "use ip:port, e.g. \"127.0.0.1:9940\", or \"\" to disable",
             ));
+        }
+        if let Some(api) = &self.api {
+            check_api(path, api)?;
+        }
+        for w in &self.webhooks {
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                return Err(ConfigError::general(
+                    path,
+                    format!("webhooks: url `{}` is not an http(s) URL", w.url),
+                    "use e.g. \"https://discord.com/api/webhooks/…\"",
+                ));
+            }
+            if !matches!(w.format.as_str(), "json" | "discord") {
+                return Err(ConfigError::general(
+                    path,
+                    format!("webhooks: format `{}` is unknown", w.format),
+                    "use \"json\" or \"discord\"",
+                ));
+            }
         }
         let mut trusted = Vec::new();
         for cidr in &self.edge.trusted_proxies {
@@ -142,16 +174,19 @@ impl Config {
         }
         for d in discovered {
             let taken = self.servers.iter().any(|s| s.id.get_ref() == &*d.server.id);
-            let host = normalize_host(&d.host).map_err(|e| e.to_string());
-            let added = match host {
+            let hosts: Result<Vec<String>, String> = d
+                .hosts
+                .iter()
+                .map(|h| normalize_host(h).map_err(|e| format!("host {h:?}: {e}")))
+                .collect();
+            let added = match hosts {
                 Ok(_) if taken => Err("its id is a configured server's".to_string()),
-                Ok(h) => builder
-                    .add(d.server.clone(), &[h])
-                    .map_err(|e| e.to_string()),
+                // A builder that failed half-way must not leak the half: try on a copy.
+                Ok(h) => try_add(&mut builder, d.server.clone(), &h),
                 Err(e) => Err(e),
             };
             if let Err(why) = added {
-                tracing::warn!(server = %d.server.id, host = %d.host, %why, "discovered server not routed");
+                tracing::warn!(server = %d.server.id, hosts = ?d.hosts, %why, "run-time server not routed");
             }
         }
         let unknown = match self.edge.unknown_host.get_ref().as_str() {
@@ -331,6 +366,46 @@ fn load_favicon(cx: &Ctx<'_>, p: &Spanned<std::path::PathBuf>) -> Result<String,
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(bytes)
     ))
+}
+
+/// The API must not be reachable in plain text from the network by accident.
+fn check_api(path: &Path, api: &super::model::ApiSection) -> Result<(), ConfigError> {
+    let addr: SocketAddr = api.listen.parse().map_err(|_| {
+        ConfigError::general(
+            path,
+            format!("api.listen: `{}` is not an address", api.listen),
+            "use ip:port, e.g. \"127.0.0.1:9941\"",
+        )
+    })?;
+    let tls = match (&api.tls_cert, &api.tls_key) {
+        (Some(_), Some(_)) => true,
+        (None, None) => false,
+        _ => {
+            return Err(ConfigError::general(
+                path,
+                "api: tls_cert and tls_key go together",
+                "set both (PEM files) or neither",
+            ))
+        }
+    };
+    if !addr.ip().is_loopback() && !tls && !api.insecure_remote {
+        return Err(ConfigError::general(
+            path,
+            format!(
+                "api.listen = \"{}\" is reachable from the network but the API has no TLS",
+                api.listen
+            ),
+            "set api.tls_cert and api.tls_key, or api.insecure_remote = true if a TLS proxy fronts it",
+        ));
+    }
+    if api.rate_limit == 0 || api.max_connections == 0 {
+        return Err(ConfigError::general(
+            path,
+            "api.rate_limit and api.max_connections must be at least 1",
+            "the defaults are 50 requests/s per token and 256 connections",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

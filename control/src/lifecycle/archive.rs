@@ -10,45 +10,38 @@ use warden_store::{ArchiveRef, ArchiveUpdate, Change, ServerState};
 
 use super::{Engine, Slot};
 
-pub(super) async fn archive(engine: &Engine, slot: &Slot) {
+/// Archives a sleeping server's world (`why` goes into the transition). The error says
+/// what failed; the data is then still on the node.
+pub(super) async fn archive(engine: &Engine, slot: &Slot, why: &str) -> Result<(), String> {
     let spec = &slot.spec;
     let (Some(store), Some(data)) = (spec.archive.as_ref(), spec.data.as_ref()) else {
-        return;
+        return Err("no archive storage, or Warden does not own this server's data".into());
     };
-    if engine
-        .transition(slot, ServerState::Archiving, "asleep past archive_after")
+    engine
+        .transition(slot, ServerState::Archiving, why)
         .await
-        .is_err()
-    {
-        return;
-    }
+        .map_err(|e| e.to_string())?;
     let manifest = match data.archive(store.as_ref(), &spec.id).await {
         Ok(m) => m,
         Err(e) => {
-            let _ = engine
-                .transition(
-                    slot,
-                    ServerState::Failed,
-                    &format!("archive failed, data kept on the node: {e}"),
-                )
-                .await;
-            return;
+            let why = format!("archive failed, data kept on the node: {e}");
+            let _ = engine.transition(slot, ServerState::Failed, &why).await;
+            return Err(why);
         }
     };
     // Verified: now, and only now, the node copy may go.
     if let Err(e) = data.remove().await {
-        let _ = engine
-            .transition(
-                slot,
-                ServerState::Sleeping,
-                &format!("archived, but the node copy could not be removed: {e}"),
-            )
-            .await;
-        return;
+        let why = format!("archived, but the node copy could not be removed: {e}");
+        let _ = engine.transition(slot, ServerState::Sleeping, &why).await;
+        return Err(why);
     }
     let change = Change::to(ServerState::Archived, "archived and verified")
         .with_archive(ArchiveUpdate::Set(reference(&spec.id, &manifest)));
-    let _ = engine.change(slot, change).await;
+    engine
+        .change(slot, change)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// What the record keeps of a verified archive.
@@ -70,24 +63,27 @@ pub(super) fn is_archived(slot: &Slot) -> bool {
     )
 }
 
-pub(super) async fn restore(engine: &Engine, slot: &Slot) -> Result<(), String> {
+/// Brings the world back from the archive, then moves to `then` (`Starting` when a start
+/// follows, `Sleeping` for an operator's restore).
+pub(super) async fn restore(
+    engine: &Engine,
+    slot: &Slot,
+    why: &str,
+    then: ServerState,
+) -> Result<(), String> {
     let spec = &slot.spec;
     let (Some(store), Some(data)) = (spec.archive.as_ref(), spec.data.as_ref()) else {
         return Err("its world is archived but no archive storage is configured".into());
     };
     engine
-        .transition(
-            slot,
-            ServerState::Restoring,
-            "player joined an archived server",
-        )
+        .transition(slot, ServerState::Restoring, why)
         .await
         .map_err(|e| e.to_string())?;
     data.restore(store.as_ref(), &spec.id)
         .await
         .map_err(|e| format!("restore failed, archive kept: {e}"))?;
     engine
-        .transition(slot, ServerState::Starting, "restored and verified")
+        .transition(slot, then, "restored and verified")
         .await
         .map_err(|e| e.to_string())?;
     Ok(())

@@ -13,6 +13,7 @@ mod archive;
 mod data;
 mod eta;
 mod managed;
+mod operate;
 mod ready;
 mod reconcile;
 mod swap;
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::events::{Event, EventKind};
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -33,6 +35,7 @@ use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore,
 
 pub use data::ServerData;
 pub use managed::{LifecycleSettings, ManagedServer};
+pub use operate::{Action, ActionError, ServerView};
 pub use swap::SwapReport;
 
 /// One managed server's live view: the record as last written, and who waits on it.
@@ -64,6 +67,9 @@ pub struct Engine {
     store: Arc<dyn StateStore>,
     sessions: Sessions,
     settings: LifecycleSettings,
+    /// What this appliance changed (its transitions, its players), for webhooks: each
+    /// event is produced by exactly one appliance, so a fleet notifies once.
+    events: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl Engine {
@@ -91,6 +97,7 @@ impl Engine {
             store,
             sessions: sessions.clone(),
             settings,
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         for spec in servers {
             engine.add(spec).await?;
@@ -172,7 +179,9 @@ impl Engine {
                                 idle_since.remove(id);
                                 let (engine, slot) = (self.clone(), slot.clone());
                                 tokio::spawn(async move {
-                                    engine.sleep(&slot).await;
+                                    let _ = engine
+                                        .sleep(&slot, "no players", "stopped after idle")
+                                        .await;
                                     drop(busy);
                                 });
                             }
@@ -186,7 +195,12 @@ impl Engine {
                             if let Ok(busy) = slot.waking.clone().try_lock_owned() {
                                 let (engine, slot) = (self.clone(), slot.clone());
                                 tokio::spawn(async move {
-                                    archive::archive(&engine, &slot).await;
+                                    let _ = archive::archive(
+                                        &engine,
+                                        &slot,
+                                        "asleep past archive_after",
+                                    )
+                                    .await;
                                     drop(busy);
                                 });
                             }
@@ -288,7 +302,17 @@ impl Engine {
         match result {
             Ok(rec) => {
                 info!(server = %rec.id, state = rec.state.as_str(), reason = %rec.reason, "transition");
-                *slot.record.lock() = rec.clone();
+                let from = std::mem::replace(&mut *slot.record.lock(), rec.clone()).state;
+                let _ = self.events.send(Event {
+                    kind: EventKind::Transition,
+                    server: rec.id.clone(),
+                    at_unix_ms: rec.since_unix_ms,
+                    from: Some(from.as_str().to_string()),
+                    to: Some(rec.state.as_str().to_string()),
+                    reason: Some(rec.reason.clone()),
+                    player: None,
+                    session: None,
+                });
                 slot.state.send_replace(rec.state);
                 Ok(rec)
             }
@@ -299,26 +323,25 @@ impl Engine {
         }
     }
 
-    async fn sleep(&self, slot: &Slot) {
-        if self
-            .transition(slot, ServerState::Stopping, "no players")
+    /// Stops a running server: `why` goes into the stopping transition, `done` into the
+    /// sleeping one.
+    async fn sleep(&self, slot: &Slot, why: &str, done: &str) -> Result<(), String> {
+        self.transition(slot, ServerState::Stopping, why)
             .await
-            .is_err()
-        {
-            return;
-        }
+            .map_err(|e| e.to_string())?;
         match slot.spec.runtime.stop(slot.spec.stop_timeout).await {
             Ok(()) => {
                 slot.local
                     .store(false, std::sync::atomic::Ordering::Relaxed);
-                let _ = self
-                    .transition(slot, ServerState::Sleeping, "stopped after idle")
-                    .await;
+                self.transition(slot, ServerState::Sleeping, done)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(())
             }
             Err(e) => {
-                let _ = self
-                    .transition(slot, ServerState::Failed, &format!("stop failed: {e}"))
-                    .await;
+                let why = format!("stop failed: {e}");
+                let _ = self.transition(slot, ServerState::Failed, &why).await;
+                Err(why)
             }
         }
     }
@@ -341,13 +364,25 @@ impl SessionObserver for Engine {
         rec.id = self.session_id(s);
         rec.player_uuid = s.uuid.map(|u| format!("{u:032x}"));
         rec.start_unix_ms = millis(s.started);
+        for e in Event::from_session(&rec) {
+            let _ = self.events.send(e);
+        }
         let _ = self.session_writes.send(SessionWrite::Started(rec));
     }
 
     fn closed(&self, s: &SessionInfo) {
-        let _ = self
-            .session_writes
-            .send(SessionWrite::Ended(self.session_id(s), now_ms()));
+        let (id, end) = (self.session_id(s), now_ms());
+        let _ = self.events.send(Event {
+            kind: EventKind::PlayerLeft,
+            server: s.server.to_string(),
+            at_unix_ms: end,
+            from: None,
+            to: None,
+            reason: None,
+            player: Some(s.player.clone()),
+            session: Some(id.clone()),
+        });
+        let _ = self.session_writes.send(SessionWrite::Ended(id, end));
     }
 }
 

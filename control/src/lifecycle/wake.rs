@@ -159,7 +159,13 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
         }
     }
     if super::archive::is_archived(slot) {
-        super::archive::restore(engine, slot).await?;
+        super::archive::restore(
+            engine,
+            slot,
+            "player joined an archived server",
+            ServerState::Starting,
+        )
+        .await?;
     }
     if *slot.state.borrow() != ServerState::Starting {
         engine

@@ -31,6 +31,7 @@ pub struct RouteTable {
     wildcards: WildcardTrie<Arc<Server>>,
     unknown: UnknownHost,
     servers: Vec<Arc<Server>>,
+    hosts: Vec<(String, Arc<Server>)>,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -58,6 +59,7 @@ pub struct RouteTableBuilder {
     wildcards: WildcardTrie<Arc<Server>>,
     wildcard_owner: HashMap<String, String>,
     servers: Vec<Arc<Server>>,
+    hosts: Vec<(String, Arc<Server>)>,
 }
 
 impl RouteTableBuilder {
@@ -75,8 +77,15 @@ impl RouteTableBuilder {
                 });
             }
         }
+        self.hosts
+            .extend(hosts.iter().map(|h| (h.clone(), server.clone())));
         self.servers.push(server);
         Ok(())
+    }
+
+    /// Whether a host name or pattern is already claimed.
+    pub fn claims(&self, host: &str) -> bool {
+        self.exact.contains_key(host) || self.wildcard_owner.contains_key(host)
     }
 
     fn add_pattern(&mut self, pattern: &str, server: &Arc<Server>) -> Result<(), TableError> {
@@ -116,6 +125,7 @@ impl RouteTableBuilder {
             wildcards: self.wildcards,
             unknown,
             servers: self.servers,
+            hosts: self.hosts,
         }
     }
 }
@@ -148,6 +158,19 @@ impl RouteTable {
     /// Every server in the table, in config order.
     pub fn servers(&self) -> &[Arc<Server>] {
         &self.servers
+    }
+
+    /// Every host name and pattern with its server, in the order they were added.
+    pub fn hosts(&self) -> &[(String, Arc<Server>)] {
+        &self.hosts
+    }
+
+    /// The server unknown hosts go to, if any.
+    pub fn fallback(&self) -> Option<&Arc<Server>> {
+        match &self.unknown {
+            UnknownHost::Drop => None,
+            UnknownHost::Default(s) => Some(s),
+        }
     }
 
     pub fn server(&self, id: &str) -> Option<&Arc<Server>> {

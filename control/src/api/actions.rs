@@ -1,0 +1,174 @@
+//! Long operator actions (wake, sleep, archive, restore, restart, migrate): the request
+//! returns at once with an action id, and `GET /v1/actions/{id}` tells how it went. The
+//! list is this appliance's memory of its last [`KEEP`] actions; the lasting record is
+//! the server's transitions and the audit log.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use utoipa::ToSchema;
+use warden_store::now_unix_ms;
+
+use super::error::{ApiError, Json, Path};
+use super::ApiContext;
+use crate::lifecycle::{Action, ActionError};
+
+const KEEP: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Progress {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ActionInfo {
+    pub id: String,
+    pub server: String,
+    pub action: Action,
+    pub progress: Progress,
+    pub started_unix_ms: u64,
+    pub finished_unix_ms: Option<u64>,
+    /// What happened, or why it failed.
+    pub message: Option<String>,
+}
+
+/// Options of an action; every field is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// restart: start the replacement on this image (Docker servers).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// migrate: the appliance to move to.
+    #[serde(default)]
+    pub to: Option<String>,
+    /// sleep: stop even with players on it.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Default)]
+pub struct Actions {
+    recent: parking_lot::Mutex<VecDeque<ActionInfo>>,
+}
+
+impl Actions {
+    fn insert(&self, a: ActionInfo) {
+        let mut r = self.recent.lock();
+        if r.len() >= KEEP {
+            r.pop_front();
+        }
+        r.push_back(a);
+    }
+
+    fn finish(&self, id: &str, result: Result<String, String>) {
+        if let Some(a) = self.recent.lock().iter_mut().find(|a| a.id == id) {
+            a.finished_unix_ms = Some(now_unix_ms());
+            (a.progress, a.message) = match result {
+                Ok(m) => (Progress::Succeeded, Some(m)),
+                Err(m) => (Progress::Failed, Some(m)),
+            };
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<ActionInfo> {
+        self.recent.lock().iter().find(|a| a.id == id).cloned()
+    }
+}
+
+/// Starts an action; 202 with its id, or 404/409 if it cannot start.
+#[utoipa::path(post, path = "/v1/servers/{id}/actions/{action}", tag = "actions",
+    request_body = ActionRequest,
+    params(("id" = String, Path, description = "server id"),
+           ("action" = Action, Path, description = "what to do")),
+    responses((status = 202, body = ActionInfo), (status = 404, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+pub async fn start(
+    State(ctx): State<Arc<ApiContext>>,
+    Path((server, action)): Path<(String, Action)>,
+    Json(req): Json<ActionRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    if let Some(image) = &req.image {
+        if action != Action::Restart || image.is_empty() || image.chars().any(char::is_whitespace) {
+            return Err(ApiError::invalid(
+                "image: a non-empty image name, and only for restart",
+            ));
+        }
+    }
+    if req.to.is_some() && action != Action::Migrate {
+        return Err(ApiError::invalid("to: only for migrate"));
+    }
+    if ctx.engine.view(&server).is_none() && ctx.edge.snapshot().table.server(&server).is_some() {
+        return Err(ApiError::conflict(format!(
+            "`{server}` is always on: Warden does not manage it (it has no runtime)"
+        )));
+    }
+    let run = ctx
+        .engine
+        .prepare(&server, action, req.image.clone(), req.force)
+        .await
+        .map_err(|e| match e {
+            ActionError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ActionError::Refused(_) => ApiError::conflict(e.to_string()),
+        })?;
+    let id = uuid_like();
+    let info = ActionInfo {
+        id: id.clone(),
+        server: server.clone(),
+        action,
+        progress: Progress::Running,
+        started_unix_ms: now_unix_ms(),
+        finished_unix_ms: None,
+        message: None,
+    };
+    ctx.actions.insert(info.clone());
+    info!(action = action.as_str(), %server, %id, "action started");
+    let ctx2 = ctx.clone();
+    tokio::spawn(async move {
+        let result = run.await;
+        info!(action = action.as_str(), %server, %id, ?result, "action finished");
+        ctx2.actions.finish(&id, result);
+    });
+    Ok((StatusCode::ACCEPTED, Json(info)))
+}
+
+#[utoipa::path(get, path = "/v1/actions/{action_id}", tag = "actions",
+    params(("action_id" = String, Path, description = "the id a POST returned")),
+    responses((status = 200, body = ActionInfo), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get(
+    State(ctx): State<Arc<ApiContext>>,
+    Path(id): Path<String>,
+) -> Result<Json<ActionInfo>, ApiError> {
+    ctx.actions
+        .get(&id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no action `{id}` on this appliance")))
+}
+
+/// This appliance's recent actions, newest first.
+#[utoipa::path(get, path = "/v1/actions", tag = "actions",
+    responses((status = 200, body = Vec<ActionInfo>)))]
+pub async fn list(State(ctx): State<Arc<ApiContext>>) -> Json<Vec<ActionInfo>> {
+    Json(ctx.actions.recent.lock().iter().rev().cloned().collect())
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // Unique enough within one process: the time in nanoseconds.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        b = t.to_le_bytes();
+    }
+    format!("act-{}", hex::encode(b))
+}

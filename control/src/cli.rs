@@ -1,0 +1,264 @@
+//! The operator's side of the control API: `warden status`, `warden wake ID`, `warden
+//! events --follow`, `warden token …`. Each command is one or two HTTP calls; errors show
+//! the API's message.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::Value;
+
+/// Where the API is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// The control API's base URL.
+    #[arg(
+        long,
+        env = "WARDEN_API",
+        default_value = "http://127.0.0.1:9941",
+        global = true
+    )]
+    pub api: String,
+    /// A bearer token (`warden token create`); prefer the environment variable.
+    #[arg(long, env = "WARDEN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// A PEM CA certificate to trust for an HTTPS API with a private certificate.
+    #[arg(long, env = "WARDEN_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+}
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+        let mut b = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(None::<Duration>);
+        if let Some(path) = &args.cacert {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+            b = b.add_root_certificate(cert);
+        }
+        Ok(Client {
+            base: args.api.trim_end_matches('/').to_string(),
+            token: args.token.clone(),
+            http: b.build().context("building the HTTP client")?,
+        })
+    }
+
+    fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().with_context(|| {
+            format!("calling {url} (is `warden run` running with an [api] section?)")
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().unwrap_or(Value::Null);
+        let msg = body["error"]["message"].as_str().unwrap_or("no details");
+        let code = body["error"]["code"].as_str().unwrap_or("");
+        if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            bail!("{msg}: set WARDEN_TOKEN (HTTP 401)");
+        }
+        bail!("{msg} (HTTP {} {code})", status.as_u16())
+    }
+
+    pub fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let resp = self.send(method, path, body, Some(Duration::from_secs(60)))?;
+        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        resp.json().context("reading the API's answer")
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `warden status`: one line per server.
+pub fn status(client: &Client, json: bool) -> anyhow::Result<()> {
+    let servers = client.call(reqwest::Method::GET, "/v1/servers", None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&servers)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = servers
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            [
+                text(&s["id"]),
+                text(&s["state"]),
+                text(&s["players_online"]),
+                s["memory_gb"]
+                    .as_f64()
+                    .map_or("-".into(), |m| format!("{m} GB")),
+                s["eta_secs"]
+                    .as_u64()
+                    .map_or("-".into(), |e| format!("{e} s")),
+                text(&s["node"]),
+                s["hosts"]
+                    .as_array()
+                    .map(|h| h.iter().map(text).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let head = [
+        "SERVER", "STATE", "PLAYERS", "MEMORY", "ETA", "NODE", "HOSTS",
+    ]
+    .map(String::from);
+    let mut widths = head.clone().map(|h| h.len());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&head).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(())
+}
+
+/// `warden wake|sleep|archive|restore|restart|migrate ID`: starts the action and, unless
+/// `no_wait`, follows it to its end. Fails if the action fails.
+pub fn action(
+    client: &Client,
+    action: &str,
+    id: &str,
+    body: Value,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    let started = client.call(
+        reqwest::Method::POST,
+        &format!("/v1/servers/{id}/actions/{action}"),
+        Some(&body),
+    )?;
+    let action_id = text(&started["id"]);
+    if no_wait {
+        println!("{action} {id}: started as {action_id}");
+        return Ok(());
+    }
+    loop {
+        let a = client.call(
+            reqwest::Method::GET,
+            &format!("/v1/actions/{action_id}"),
+            None,
+        )?;
+        match a["progress"].as_str() {
+            Some("running") => std::thread::sleep(Duration::from_millis(250)),
+            Some("succeeded") => {
+                println!("{action} {id}: {}", text(&a["message"]));
+                return Ok(());
+            }
+            _ => bail!("{action} {id} failed: {}", text(&a["message"])),
+        }
+    }
+}
+
+fn print_event(e: &Value) {
+    let line = match e["kind"].as_str() {
+        Some("transition") => format!(
+            "{} {} → {} ({})",
+            text(&e["server"]),
+            e["from"].as_str().unwrap_or("new"),
+            text(&e["to"]),
+            text(&e["reason"])
+        ),
+        Some(kind) => format!("{} {kind} {}", text(&e["server"]), text(&e["player"])),
+        None => e.to_string(),
+    };
+    println!("{} {line}", text(&e["at_unix_ms"]));
+}
+
+/// `warden events [--follow]`.
+pub fn events(
+    client: &Client,
+    server: Option<&str>,
+    limit: usize,
+    follow: bool,
+) -> anyhow::Result<()> {
+    let filter = server.map(|s| format!("server={s}&")).unwrap_or_default();
+    if !follow {
+        let list = client.call(
+            reqwest::Method::GET,
+            &format!("/v1/events?{filter}limit={limit}"),
+            None,
+        )?;
+        for e in list.as_array().map(|a| a.as_slice()).unwrap_or_default() {
+            print_event(e);
+        }
+        return Ok(());
+    }
+    let resp = client.send(
+        reqwest::Method::GET,
+        &format!("/v1/events/stream?{}", filter.trim_end_matches('&')),
+        None,
+        None,
+    )?;
+    for line in BufReader::new(resp).lines() {
+        let line = line.context("reading the event stream")?;
+        if let Some(data) = line.strip_prefix("data:") {
+            if let Ok(e) = serde_json::from_str::<Value>(data.trim()) {
+                print_event(&e);
+            }
+        }
+    }
+    bail!("the event stream ended (the appliance stopped?)")
+}
+
+/// `warden token list`.
+pub fn token_list(client: &Client) -> anyhow::Result<()> {
+    let list = client.call(reqwest::Method::GET, "/v1/tokens", None)?;
+    println!("{:<14}  {:<8}  NAME", "ID", "ROLE");
+    for t in list.as_array().map(|a| a.as_slice()).unwrap_or_default() {
+        println!(
+            "{:<14}  {:<8}  {}",
+            text(&t["id"]),
+            text(&t["role"]),
+            text(&t["name"])
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! One event shape for everything that reports what happened: the API's event list and
+//! live stream, and the webhooks. Events are derived from the store's records (state
+//! transitions and player sessions), so a dashboard, a webhook and the audit trail can
+//! never tell different stories.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use warden_store::{ServerState, SessionRecord, Transition};
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A server changed state (`from` → `to`).
+    Transition,
+    /// A player joined a server.
+    PlayerJoined,
+    /// A player left a server.
+    PlayerLeft,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    pub kind: EventKind,
+    pub server: String,
+    pub at_unix_ms: u64,
+    /// Transitions: the state left (absent when the server was created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Transitions: the state entered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Transitions: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Player events: the player's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub player: Option<String>,
+    /// Player events: the session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+impl Event {
+    pub fn from_transition(t: &Transition) -> Self {
+        Event {
+            kind: EventKind::Transition,
+            server: t.server.clone(),
+            at_unix_ms: t.at_unix_ms,
+            from: t.from.map(|s| s.as_str().to_string()),
+            to: Some(t.to.as_str().to_string()),
+            reason: Some(t.reason.clone()),
+            player: None,
+            session: None,
+        }
+    }
+
+    /// The join, and the leave if the session has ended.
+    pub fn from_session(s: &SessionRecord) -> Vec<Self> {
+        let at = |kind, at_unix_ms| Event {
+            kind,
+            server: s.server.clone(),
+            at_unix_ms,
+            from: None,
+            to: None,
+            reason: None,
+            player: Some(s.player.clone()),
+            session: Some(s.id.clone()),
+        };
+        let mut out = vec![at(EventKind::PlayerJoined, s.start_unix_ms)];
+        if let Some(end) = s.end_unix_ms {
+            out.push(at(EventKind::PlayerLeft, end));
+        }
+        out
+    }
+
+    /// The name webhooks filter on: `server_started`, `server_stopped`, `server_failed`,
+    /// `server_crashed`, `player_joined`, `player_left`, or `server_<state>` for the rest.
+    pub fn name(&self) -> String {
+        match self.kind {
+            EventKind::PlayerJoined => "player_joined".into(),
+            EventKind::PlayerLeft => "player_left".into(),
+            EventKind::Transition => {
+                let to = self.to.as_deref().unwrap_or_default();
+                let from = self.from.as_deref().unwrap_or_default();
+                match (from, to) {
+                    (_, "active") => "server_started".into(),
+                    ("active", "sleeping") => "server_crashed".into(),
+                    ("stopping", "sleeping") => "server_stopped".into(),
+                    (_, "failed") => "server_failed".into(),
+                    (_, other) => format!("server_{other}"),
+                }
+            }
+        }
+    }
+
+    /// A one-line human description, for chat webhooks and the CLI.
+    pub fn describe(&self) -> String {
+        let who = self.player.as_deref().unwrap_or("a player");
+        match self.kind {
+            EventKind::PlayerJoined => format!("{who} joined {}", self.server),
+            EventKind::PlayerLeft => format!("{who} left {}", self.server),
+            EventKind::Transition => format!(
+                "{}: {} → {} ({})",
+                self.server,
+                self.from.as_deref().unwrap_or("new"),
+                self.to.as_deref().unwrap_or("?"),
+                self.reason.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// The state names, for documentation and validation.
+pub fn state_names() -> Vec<&'static str> {
+    ServerState::ALL.iter().map(|s| s.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(from: Option<ServerState>, to: ServerState) -> Event {
+        Event::from_transition(&Transition {
+            server: "s".into(),
+            from,
+            to,
+            reason: "r".into(),
+            at_unix_ms: 1,
+            duration_ms: None,
+            epoch: 1,
+        })
+    }
+
+    #[test]
+    fn webhook_names_follow_the_transition() {
+        use ServerState::*;
+        assert_eq!(t(Some(Starting), Active).name(), "server_started");
+        assert_eq!(t(Some(Stopping), Sleeping).name(), "server_stopped");
+        assert_eq!(t(Some(Active), Sleeping).name(), "server_crashed");
+        assert_eq!(t(Some(Starting), Failed).name(), "server_failed");
+        assert_eq!(t(None, Sleeping).name(), "server_sleeping");
+    }
+}
