@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything Warden's integration tests need besides Rust itself:
 #   * npm packages of the real-peer test clients/servers (tests/peers, pinned by package-lock.json)
-#   * a Python venv at <repo>/.venv with tests/peers/requirements.txt (mcstatus, pinned)
+#   * a Python venv at <repo>/.venv with tests/peers/requirements.txt (mcstatus), moto and
+#     schemathesis (control/archive/test-requirements.txt, control/api-test-requirements.txt; pinned)
 #   * Debian packages redis-server, docker.io, iproute2 -- only if their commands are missing
 #
 # Idempotent and fast when everything is already in place (each step is skipped when its
@@ -108,13 +109,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP_STAMP="$VENV/.warden-requirements.sha256"
 ARCHIVE_REQ="$REPO_ROOT/control/archive/test-requirements.txt"
-REQ_SHA="$(cat "$PEERS/requirements.txt" "$ARCHIVE_REQ" 2>/dev/null | sha256sum | cut -d' ' -f1)"
+API_REQ="$REPO_ROOT/control/api-test-requirements.txt"
+REQ_SHA="$(cat "$PEERS/requirements.txt" "$ARCHIVE_REQ" "$API_REQ" 2>/dev/null | sha256sum | cut -d' ' -f1)"
 if [ "$FORCE" = 0 ] && [ -f "$PIP_STAMP" ] && [ "$(cat "$PIP_STAMP")" = "$REQ_SHA" ] \
-   && "$VENV/bin/python" -c 'import mcstatus, moto' >/dev/null 2>&1; then
+   && "$VENV/bin/python" -c 'import mcstatus, moto, schemathesis' >/dev/null 2>&1; then
   log "pip: .venv up to date"
 else
-  log "pip install -r tests/peers/requirements.txt -r control/archive/test-requirements.txt (mcstatus, moto)"
-  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$PEERS/requirements.txt" -r "$ARCHIVE_REQ"
+  log "pip install (mcstatus, moto, schemathesis; pinned)"
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$PEERS/requirements.txt" -r "$ARCHIVE_REQ" -r "$API_REQ"
   printf '%s\n' "$REQ_SHA" > "$PIP_STAMP"
 fi
 

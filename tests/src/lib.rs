@@ -100,6 +100,45 @@ pub fn server(id: &str, host: &str, backend: &str) -> String {
     format!("[[servers]]\nid = \"{id}\"\nhosts = [\"{host}\"]\nbackend = \"{backend}\"\n")
 }
 
+/// `[store]` and `[archive]` sections inside `dir`.
+pub fn stores_in(dir: &Path) -> String {
+    format!(
+        "[store]\npath = \"{}/store\"\n[archive]\npath = \"{}/archive\"\n",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// A managed `[[servers]]` entry: `backend.js` (protocol `version`) on `port`, started by
+/// Warden as a process in `data`, asleep after `sleep_after`.
+pub fn node_server(id: &str, host: &str, port: u16, data: &Path, sleep_after: &str) -> String {
+    let _ = std::fs::create_dir_all(data);
+    format!(
+        "{}sleep_after = \"{sleep_after}\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
+         runtime = {{ kind = \"process\", command = [\"node\", \"{}\", \"--version\", \"1.20.4\", \"--port\", \"{port}\"], dir = \"{}\" }}\n",
+        server(id, host, &format!("127.0.0.1:{port}")),
+        peers_dir().join("backend.js").display(),
+        data.display()
+    )
+}
+
+/// Polls `ok` every 200 ms until it holds; panics with `what` and `log()` after `within`.
+pub fn wait_for(
+    what: &str,
+    within: Duration,
+    log: impl Fn() -> String,
+    mut ok: impl FnMut() -> bool,
+) {
+    let until = Instant::now() + within;
+    while Instant::now() < until {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out waiting for {what}\n{}", log());
+}
+
 /// A running `warden run` process; killed when dropped.
 pub struct Warden {
     pub child: Child,

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{AuditEntry, AUDIT_LOG};
+use super::auth::{AuditEntry, Caller, AUDIT_LOG};
 use super::error::{ApiError, Json, Path, Query};
 use super::tokens::{self, Role, TokenInfo};
 use super::ApiContext;
@@ -47,13 +47,21 @@ pub async fn create(
 
 #[utoipa::path(delete, path = "/v1/tokens/{token_id}", tag = "tokens",
     params(("token_id" = String, Path, description = "the token's id (not its secret)")),
-    responses((status = 204), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 204), (status = 404, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody)))]
 pub async fn revoke(
     State(ctx): State<Arc<ApiContext>>,
+    caller: Option<axum::Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::not_found(format!("no token `{id}`")));
+    }
+    // Nobody locks themselves out by accident: another admin token revokes this one.
+    if caller.is_some_and(|c| c.token.id == id) {
+        return Err(ApiError::conflict(
+            "this is the token making the request; revoke it with another admin token",
+        ));
     }
     if tokens::revoke(ctx.store.as_ref(), &id).await? {
         Ok(StatusCode::NO_CONTENT)

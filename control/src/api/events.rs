@@ -18,7 +18,6 @@ use super::error::{ApiError, Json, Query, MAX_LIMIT};
 use super::ApiContext;
 use crate::events::Event;
 
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventParams {
