@@ -414,6 +414,7 @@ fn cli_status_actions_and_a_followed_wake_in_order() {
         followed.push_str(&line);
     }
     let _ = follow.kill();
+    let _ = follow.wait();
     let (i, j) = (followed.find("→ starting"), followed.find("→ active"));
     assert!(i.is_some() && i < j, "{followed}");
 
@@ -421,7 +422,7 @@ fn cli_status_actions_and_a_followed_wake_in_order() {
     let (ok, said) = w.cli(&op, &["sleep", "survival"]);
     assert!(ok, "{said}");
     assert!(
-        !TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
         "still running"
     );
     let (ok, said) = w.cli(&op, &["archive", "survival"]);
@@ -443,8 +444,11 @@ fn cli_status_actions_and_a_followed_wake_in_order() {
     );
 }
 
-/// A tiny webhook receiver: the first `fail_first` requests get 500, the rest 200.
-fn receiver(fail_first: usize) -> (u16, Arc<Mutex<Vec<(String, Value)>>>) {
+/// What the receiver got: (path, JSON body) per delivered request.
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A tiny webhook receiver: the first `fail_first` requests get 500, the rest 204.
+fn receiver(fail_first: usize) -> (u16, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let got = Arc::new(Mutex::new(Vec::new()));
