@@ -96,6 +96,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
             engine.clone(),
             control_metrics.server_state.clone(),
         ));
+        control.spawn(crate::control_metrics::track_wakes(
+            engine.subscribe(),
+            control_metrics.wakes.clone(),
+            control_metrics.wake_duration.clone(),
+        ));
         // Subscribe here, on this thread: no event between now and the task's start is lost.
         let events = engine.subscribe();
         let hooks = cfg.webhooks.clone();

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use warden_store::ServerState;
 
 use crate::lifecycle::Engine;
@@ -14,6 +14,10 @@ pub struct ControlMetrics {
     pub server_state: IntGaugeVec,
     pub api_requests: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
+    /// `warden_wakes_total{result}`: starts this appliance ran, `ok` or `failed`.
+    pub wakes: IntCounterVec,
+    /// `warden_wake_duration_seconds`: from leaving sleep (or the archive) to ready.
+    pub wake_duration: Histogram,
 }
 
 impl ControlMetrics {
@@ -39,6 +43,24 @@ impl ControlMetrics {
             ),
             &["result"],
         )?;
+        let wakes = IntCounterVec::new(
+            Opts::new(
+                "warden_wakes_total",
+                "Server starts run by this appliance, by result",
+            ),
+            &["result"],
+        )?;
+        let wake_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "warden_wake_duration_seconds",
+                "Time from a server leaving sleep or the archive to being ready",
+            )
+            .buckets(vec![
+                0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+            ]),
+        )?;
+        registry.register(Box::new(wakes.clone()))?;
+        registry.register(Box::new(wake_duration.clone()))?;
         registry.register(Box::new(server_state.clone()))?;
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(webhook_deliveries.clone()))?;
@@ -46,6 +68,8 @@ impl ControlMetrics {
             server_state,
             api_requests,
             webhook_deliveries,
+            wakes,
+            wake_duration,
         })
     }
 }
@@ -72,5 +96,44 @@ pub async fn track_states(engine: Arc<Engine>, gauge: IntGaugeVec) {
             }
         }
         known = ids;
+    }
+}
+
+/// Counts wakes and their durations from this appliance's events: a wake begins when a
+/// server leaves `sleeping` or `archived` and ends at `active` (ok) or `failed`/back to
+/// `archived` (failed).
+pub async fn track_wakes(
+    mut events: tokio::sync::broadcast::Receiver<crate::events::Event>,
+    wakes: IntCounterVec,
+    duration: Histogram,
+) {
+    use crate::events::EventKind;
+    let mut began: std::collections::HashMap<String, u64> = Default::default();
+    loop {
+        let e = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => return,
+        };
+        if e.kind != EventKind::Transition {
+            continue;
+        }
+        match (e.from.as_deref(), e.to.as_deref()) {
+            (Some("sleeping" | "archived"), Some("starting" | "restoring")) => {
+                began.insert(e.server.clone(), e.at_unix_ms);
+            }
+            (_, Some(end @ ("active" | "failed" | "archived"))) => {
+                if let Some(t0) = began.remove(&e.server) {
+                    let ok = end == "active";
+                    wakes
+                        .with_label_values(&[if ok { "ok" } else { "failed" }])
+                        .inc();
+                    if ok {
+                        duration.observe(e.at_unix_ms.saturating_sub(t0) as f64 / 1000.0);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }

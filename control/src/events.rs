@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warden_store::{ServerState, SessionRecord, Transition};
+use warden_store::{SessionRecord, Transition};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -111,14 +111,10 @@ impl Event {
     }
 }
 
-/// The state names, for documentation and validation.
-pub fn state_names() -> Vec<&'static str> {
-    ServerState::ALL.iter().map(|s| s.as_str()).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warden_store::ServerState;
 
     fn t(from: Option<ServerState>, to: ServerState) -> Event {
         Event::from_transition(&Transition {
