@@ -290,12 +290,34 @@ fn roles_endpoints_bad_input_and_api_servers_reach_the_data_plane() {
         "{routes}"
     );
 
+    // Update: a new host replaces the old one in the routing table at once.
+    let mut changed = creative.clone();
+    changed["hosts"] = json!(["build.test"]);
+    let (s, b) = w.api(
+        "PUT",
+        "/v1/servers/creative",
+        Some(&admin),
+        Some(&changed.to_string()),
+    );
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["hosts"], json!(["build.test"]), "{b}");
+    let (s, _) = w.api(
+        "GET",
+        "/v1/routes/resolve?host=creative.test",
+        Some(&viewer),
+        None,
+    );
+    assert_eq!(s, 404, "the old host is no longer routed");
+    let (_, actions) = w.api("GET", "/v1/actions", Some(&viewer), None);
+    assert_eq!(actions[0]["action"], "wake", "{actions}");
+    assert_eq!(actions[0]["progress"], "succeeded", "{actions}");
+
     // Delete: refused for the config's server, allowed for the API's (stopped first).
     let (s, _) = w.api("DELETE", "/v1/servers/creative", Some(&admin), None);
     assert_eq!(s, 204, "{}", w.log());
     let (s, _) = w.api(
         "GET",
-        "/v1/routes/resolve?host=creative.test",
+        "/v1/routes/resolve?host=build.test",
         Some(&viewer),
         None,
     );
