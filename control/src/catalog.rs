@@ -64,6 +64,9 @@ pub struct ServerSpec {
     pub proxy_protocol: bool,
     #[serde(default)]
     pub accepts_transfers: bool,
+    /// The server's `ip:port` on each appliance (by name), for placement and migration.
+    #[serde(default)]
+    pub node_backends: BTreeMap<String, String>,
 }
 
 fn default_sleep_after_secs() -> u64 {
@@ -128,6 +131,11 @@ impl ServerSpec {
         within("stop_timeout_secs", self.stop_timeout_secs, 1, 3600)?;
         if !(self.memory_gb.is_finite() && self.memory_gb >= 0.1 && self.memory_gb <= 4096.0) {
             return Err(format!("memory_gb = {}: use 0.1 to 4096", self.memory_gb));
+        }
+        for (node, addr) in &self.node_backends {
+            if node.is_empty() || addr.parse::<SocketAddr>().is_err() {
+                return Err(format!("node_backends.{node} = {addr:?}: use ip:port"));
+            }
         }
         match &self.runtime {
             None => {}
@@ -290,6 +298,7 @@ impl Catalog {
             start_timeout: Duration::from_secs(spec.start_timeout_secs),
             stop_timeout: Duration::from_secs(spec.stop_timeout_secs),
             memory_gb: spec.memory_gb,
+            node_backends: &spec.node_backends,
         };
         let managed = managed_server(&parts, self.archive.clone()).await?;
         self.engine.add(managed).await?;

@@ -163,6 +163,7 @@ impl Discovery {
             memory_gb: d.memory_gb.unwrap_or_else(config::default_memory_gb),
             archive: None,
             rcon: None,
+            node_backends: Default::default(),
         })
     }
 }

@@ -60,6 +60,7 @@ pub async fn engine(
             start_timeout: s.start_timeout,
             stop_timeout: s.stop_timeout,
             memory_gb: s.memory_gb,
+            node_backends: &s.node_backends,
         };
         servers.push(managed_server(&spec, archive.clone()).await?);
     }
@@ -95,6 +96,7 @@ pub struct ServerSpecParts<'a> {
     pub start_timeout: Duration,
     pub stop_timeout: Duration,
     pub memory_gb: f64,
+    pub node_backends: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// Builds the engine's view of one server: its runtime (a process or a container), its
@@ -160,6 +162,7 @@ pub async fn managed_server(
         memory_gb: s.memory_gb,
         archive: Some(archive),
         rcon,
+        node_backends: s.node_backends.clone(),
     })
 }
 

@@ -78,6 +78,12 @@ pub trait Lifecycle: Send + Sync {
     /// Called for every login (intent 2 or 3). May wake the server and wait for it (the
     /// hold); the caller bounds nothing here, so implementations bound their own waits.
     async fn admit(&self, server: &Arc<Server>, player: &Player) -> Admission;
+
+    /// Where the server runs now, when that is not the route's backend (it was moved to
+    /// another node). Must be cheap: asked on every status ping and login.
+    fn backend(&self, _server: &Server) -> Option<Arc<str>> {
+        None
+    }
 }
 
 /// Every server is always up: pure routing, no lifecycle.

@@ -103,8 +103,10 @@ pub async fn start(
             ));
         }
     }
-    if req.to.is_some() && action != Action::Migrate {
-        return Err(ApiError::invalid("to: only for migrate"));
+    if req.to.is_some() != (action == Action::Migrate) {
+        return Err(ApiError::invalid(
+            "to: the target appliance, required for migrate and only for it",
+        ));
     }
     if ctx.engine.view(&server).is_none() && ctx.edge.snapshot().table.server(&server).is_some() {
         return Err(ApiError::conflict(format!(
@@ -113,7 +115,12 @@ pub async fn start(
     }
     let run = ctx
         .engine
-        .prepare(&server, action, req.image.clone(), req.force)
+        .prepare(
+            &server,
+            action,
+            req.image.clone().or(req.to.clone()),
+            req.force,
+        )
         .await
         .map_err(|e| match e {
             ActionError::NotFound(_) => ApiError::not_found(e.to_string()),

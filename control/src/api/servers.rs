@@ -44,7 +44,7 @@ pub struct ServerInfo {
     pub players_online: u64,
     pub hosts: Vec<String>,
     pub backend: String,
-    /// The appliance running it, when it is this one.
+    /// The appliance it is placed on (after a migration), or this one when it runs here.
     pub node: Option<String>,
     pub memory_gb: Option<f64>,
     /// Expected time to start, from recent starts.
@@ -112,10 +112,11 @@ async fn info(ctx: &ApiContext, id: &str, specs: &[ServerSpec]) -> Result<Server
             .map(|s| s.backend.clone())
             .or_else(|| view.as_ref().map(|v| v.backend.clone()))
             .unwrap_or_default(),
-        node: view
-            .as_ref()
-            .filter(|v| v.local)
-            .map(|_| ctx.engine.appliance().to_string()),
+        node: view.as_ref().and_then(|v| {
+            v.placed
+                .clone()
+                .or_else(|| v.local.then(|| ctx.engine.appliance().to_string()))
+        }),
         memory_gb: view.as_ref().map(|v| v.memory_gb),
         eta_secs: view.as_ref().and_then(|v| v.eta).map(|d| d.as_secs()),
         last_transition: last.last().map(Event::from_transition),

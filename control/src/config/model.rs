@@ -412,6 +412,10 @@ pub struct ServerConfig {
     pub stop_timeout: Duration,
     #[serde(default = "default_memory_gb")]
     pub memory_gb: f64,
+    /// The server's address on each appliance (by `lifecycle.appliance` name), for fleets:
+    /// after `warden migrate ID --to NODE`, every edge forwards to NODE's address.
+    #[serde(default)]
+    pub node_backends: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -152,6 +152,18 @@ impl Config {
                     "add hosts = [\"name.example.com\"]",
                 );
             }
+            for (node, addr) in &sc.node_backends {
+                if addr.parse::<SocketAddr>().is_err() {
+                    return cx.err(
+                        sc.id.span(),
+                        format!(
+                            "server `{}`: node_backends.{node} = `{addr}` is not an address",
+                            sc.id.get_ref()
+                        ),
+                        "use ip:port, e.g. node_backends = { edge-2 = \"10.0.0.2:25566\" }",
+                    );
+                }
+            }
             let hosts = self.hosts(&cx, &sc.hosts)?;
             add(&cx, &mut builder, server.clone(), &hosts, &sc.hosts)?;
             servers.push((sc.id.clone(), server));

@@ -26,6 +26,8 @@ pub struct ManagedServer {
     pub rcon: Option<(String, String)>,
     /// Where archives go; None disables archiving.
     pub archive: Option<Arc<dyn ArchiveStore>>,
+    /// The server's address on each appliance, for placement and migration.
+    pub node_backends: std::collections::BTreeMap<String, String>,
 }
 
 /// Engine-wide settings.

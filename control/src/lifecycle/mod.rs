@@ -13,6 +13,7 @@ mod archive;
 mod data;
 mod eta;
 mod managed;
+mod migrate;
 mod operate;
 mod ready;
 mod reconcile;
@@ -157,14 +158,22 @@ impl Engine {
         loop {
             tick.tick().await;
             let _ = self.store.heartbeat(&self.settings.appliance).await;
+            wake::answer_requests(&self).await;
             let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
             for slot in &slots {
                 let id = &slot.spec.id;
+                if self.placed_elsewhere(slot) {
+                    self.mirror(slot).await;
+                    continue;
+                }
                 let state = *slot.state.borrow();
                 if state == ServerState::Active {
                     self.check_still_running(slot);
                 }
                 match state {
+                    // Only the appliance running a server stops it.
+                    ServerState::Active
+                        if !slot.local.load(std::sync::atomic::Ordering::Relaxed) => {}
                     ServerState::Active => {
                         if self.sessions.count(id) > 0 || !self.sessions_idle(id).await {
                             idle_since.remove(id);
@@ -208,6 +217,30 @@ impl Engine {
                     }
                     _ => {}
                 }
+            }
+        }
+    }
+
+    /// Placed on another appliance (migrated there): that one runs, sleeps and archives it.
+    fn placed_elsewhere(&self, slot: &Slot) -> bool {
+        slot.record
+            .lock()
+            .node
+            .as_ref()
+            .is_some_and(|n| *n != self.settings.appliance)
+    }
+
+    /// Keeps this appliance's copy of a server placed elsewhere current, so its edge shows
+    /// the right state and wakes it (through the other appliance) when it sleeps there.
+    async fn mirror(&self, slot: &Slot) {
+        if slot.waking.try_lock().is_err() {
+            return;
+        }
+        if let Ok(Some(rec)) = self.store.get(&slot.spec.id).await {
+            let state = rec.state;
+            *slot.record.lock() = rec;
+            if *slot.state.borrow() != state {
+                slot.state.send_replace(state);
             }
         }
     }
@@ -432,6 +465,18 @@ impl Lifecycle for Engine {
 
     fn eta(&self, server: &Server) -> Option<Duration> {
         self.slot(server).and_then(|s| *s.eta.lock())
+    }
+
+    fn backend(&self, server: &Server) -> Option<Arc<str>> {
+        let slot = self.slot(server)?;
+        let node = slot.record.lock().node.clone()?;
+        if node == self.settings.appliance {
+            return None;
+        }
+        slot.spec
+            .node_backends
+            .get(&node)
+            .map(|b| Arc::from(b.as_str()))
     }
 
     async fn admit(&self, server: &Arc<Server>, player: &Player) -> Admission {

@@ -68,6 +68,8 @@ pub struct ServerView {
     pub memory_gb: f64,
     /// This appliance runs it.
     pub local: bool,
+    /// The appliance it is placed on (after a migration).
+    pub placed: Option<String>,
     pub archive_bytes: Option<u64>,
     pub backend: String,
 }
@@ -85,6 +87,7 @@ impl Engine {
             eta,
             memory_gb: slot.spec.memory_gb,
             local: slot.local.load(std::sync::atomic::Ordering::Relaxed),
+            placed: rec.node.clone(),
             archive_bytes: rec.archive.map(|a| a.bytes),
             backend: slot.spec.backend.clone(),
         })
@@ -104,13 +107,14 @@ impl Engine {
         self.events.subscribe()
     }
 
-    /// Checks that `action` can run on `id` now and returns it ready to run. `force` lets
-    /// a sleep stop a server with players on it.
+    /// Checks that `action` can run on `id` now and returns it ready to run. `arg` is the
+    /// image for a restart or the target appliance for a migration; `force` lets a sleep
+    /// stop a server with players on it.
     pub async fn prepare(
         self: &Arc<Self>,
         id: &str,
         action: Action,
-        image: Option<String>,
+        arg: Option<String>,
         force: bool,
     ) -> Result<ActionRun, ActionError> {
         let slot = self
@@ -199,7 +203,7 @@ impl Engine {
                 }
                 let id = id.to_string();
                 Ok(Box::pin(async move {
-                    let r = me.restart(&id, image.as_deref()).await?;
+                    let r = me.restart(&id, arg.as_deref()).await?;
                     Ok(format!(
                         "restarted{} in {:.1} s: {} players moved to the anteroom, {} told to rejoin",
                         r.image.map(|i| format!(" on {i}")).unwrap_or_default(),
@@ -209,14 +213,22 @@ impl Engine {
                     ))
                 }))
             }
-            Action::Migrate => Err(ActionError::Refused(
-                "migrate is not available: this deployment has no placement (see docs/operations.md, Migration)".into(),
-            )),
+            Action::Migrate => {
+                let Some(to) = arg else {
+                    return Err(ActionError::Refused(
+                        "migrate needs the target appliance (`to`)".into(),
+                    ));
+                };
+                self.check_migrate(&slot, &to)
+                    .map_err(ActionError::Refused)?;
+                let busy = claim(&slot)?;
+                Ok(Box::pin(async move { me.migrate(&slot, &to, busy).await }))
+            }
         }
     }
 
     /// Waits for a wake to end: Ok once the server is active, the reason otherwise.
-    async fn until_awake(&self, slot: &Slot) -> Result<String, String> {
+    pub(super) async fn until_awake(&self, slot: &Slot) -> Result<String, String> {
         let mut rx = slot.state.subscribe();
         loop {
             let state = *rx.borrow_and_update();

@@ -11,7 +11,7 @@ use super::{LifecycleSettings, ManagedServer};
 pub(super) async fn reconcile(
     spec: &ManagedServer,
     store: &dyn StateStore,
-    _s: &LifecycleSettings,
+    settings: &LifecycleSettings,
 ) -> Result<ServerRecord, StoreError> {
     let running = spec.runtime.running().await.unwrap_or(false);
     let record = match store.get(&spec.id).await? {
@@ -27,6 +27,14 @@ pub(super) async fn reconcile(
                 .await;
         }
     };
+    // Placed on another appliance: what runs (or not) here says nothing about it.
+    if record
+        .node
+        .as_ref()
+        .is_some_and(|n| *n != settings.appliance)
+    {
+        return Ok(record);
+    }
     let present = match &spec.data {
         Some(d) => d.present().await,
         None => Ok(true),

@@ -137,7 +137,7 @@ impl Engine {
     /// rejoin), then waits (bounded) until they have left. A player still logging in is not
     /// yet known to the server's console, so whoever is still there is asked again every
     /// second. Without RCON nobody can be moved; the stop then disconnects them.
-    async fn move_players(&self, slot: &Slot) -> SwapReport {
+    pub(super) async fn move_players(&self, slot: &Slot) -> SwapReport {
         let mut report = SwapReport::default();
         let Some((addr, password)) = &slot.spec.rcon else {
             warn!(server = %slot.spec.id, "warm-swap without RCON: players are disconnected by the stop");

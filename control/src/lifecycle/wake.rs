@@ -80,6 +80,27 @@ async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, mine: OwnedMutexGuard<()
 
 async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
     let id = slot.spec.id.clone();
+    // Another appliance may have moved it on (started it, placed it elsewhere): decide
+    // from the store's record, not this appliance's last copy.
+    if let Ok(Some(rec)) = engine.store.get(&id).await {
+        let state = rec.state;
+        *slot.record.lock() = rec;
+        slot.state.send_replace(state);
+        if state == ServerState::Active {
+            return;
+        }
+    }
+    let placed = slot.record.lock().node.clone();
+    if let Some(node) = placed.filter(|n| *n != engine.settings.appliance) {
+        // Its world is on another appliance: ask that one, and mirror its progress.
+        info!(server = %id, %node, "asking the appliance the server is placed on to wake it");
+        if let Err(e) = request(engine, &id).await {
+            *slot.blocked.lock() = Some(format!("cannot ask {node} to start it: {e}"));
+            slot.state.send_modify(|_| {});
+            return;
+        }
+        return follow(engine, slot).await;
+    }
     let lease = match engine
         .store
         .acquire_wake(&id, &engine.settings.appliance, WAKE_LEASE)
@@ -199,10 +220,54 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
     Ok(())
 }
 
+/// The store's document kind for "please wake this server" between appliances.
+const WAKE_REQUEST: &str = "wake-request";
+
+/// Asks whichever appliance the server is placed on to wake it.
+pub(super) async fn request(engine: &Engine, id: &str) -> Result<(), warden_store::StoreError> {
+    let ask = serde_json::json!({ "by": engine.settings.appliance, "at_unix_ms": super::now_ms() });
+    engine
+        .store
+        .put_doc(WAKE_REQUEST, id, &ask.to_string(), false)
+        .await
+}
+
+/// Wakes the servers placed on this appliance that another appliance asked for.
+pub(super) async fn answer_requests(engine: &Arc<Engine>) {
+    let Ok(asked) = engine.store.list_docs(WAKE_REQUEST).await else {
+        return;
+    };
+    for (id, _) in asked {
+        let Some(slot) = engine.slots.read().get(&id).cloned() else {
+            continue;
+        };
+        // The asker saw the placement in the store; this appliance's copy may be older.
+        let Ok(Some(rec)) = engine.store.get(&id).await else {
+            continue;
+        };
+        if rec.node.as_deref() != Some(engine.settings.appliance.as_str()) {
+            continue;
+        }
+        if slot.waking.try_lock().is_err() {
+            continue;
+        }
+        let _ = engine.store.delete_doc(WAKE_REQUEST, &id).await;
+        let state = rec.state;
+        *slot.record.lock() = rec;
+        slot.state.send_replace(state);
+        if state != ServerState::Active {
+            info!(server = %id, "woken at another appliance's request");
+            begin(engine, &slot);
+        }
+    }
+}
+
 /// Another appliance holds the wake lock: mirror the store until the server is up.
-async fn follow(engine: &Engine, slot: &Slot) {
+pub(super) async fn follow(engine: &Engine, slot: &Slot) {
     let mut changes = engine.store.watch();
-    let until = Instant::now() + slot.spec.start_timeout;
+    // A start gets start_timeout; an archive or restore (any length) up to an hour.
+    let mut until = Instant::now() + slot.spec.start_timeout;
+    let mut last = None;
     loop {
         if let Ok(Some(rec)) = engine.store.get(&slot.spec.id).await {
             let state = rec.state;
@@ -210,6 +275,14 @@ async fn follow(engine: &Engine, slot: &Slot) {
             slot.state.send_replace(state);
             if matches!(state, ServerState::Active | ServerState::Failed) {
                 return;
+            }
+            if last != Some(state) {
+                last = Some(state);
+                let patience = match state {
+                    ServerState::Archiving | ServerState::Restoring => Duration::from_secs(3600),
+                    _ => slot.spec.start_timeout,
+                };
+                until = Instant::now() + patience;
             }
         }
         if timeout_at(until, changes.changed()).await.is_err() {

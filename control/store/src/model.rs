@@ -74,6 +74,11 @@ pub struct ServerRecord {
     pub last_session_end_unix_ms: Option<u64>,
     #[serde(default)]
     pub archive: Option<ArchiveRef>,
+    /// The appliance the server is placed on: only it starts the server, and every edge
+    /// forwards to its backend. None: whichever appliance wins the wake lock (a migration
+    /// sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl ServerRecord {
@@ -87,6 +92,7 @@ impl ServerRecord {
             epoch: 0,
             last_session_end_unix_ms: None,
             archive: None,
+            node: None,
         }
     }
 }
@@ -124,6 +130,8 @@ pub struct Change {
     pub to: ServerState,
     pub reason: String,
     pub archive: ArchiveUpdate,
+    /// Places the server on this appliance (in the same atomic step).
+    pub place: Option<String>,
 }
 
 impl Change {
@@ -132,7 +140,13 @@ impl Change {
             to,
             reason: reason.into(),
             archive: ArchiveUpdate::Keep,
+            place: None,
         }
+    }
+
+    pub fn with_place(mut self, node: impl Into<String>) -> Self {
+        self.place = Some(node.into());
+        self
     }
 
     pub fn with_archive(mut self, archive: ArchiveUpdate) -> Self {
@@ -152,6 +166,9 @@ impl Change {
             ArchiveUpdate::Keep => {}
             ArchiveUpdate::Set(a) => next.archive = Some(a.clone()),
             ArchiveUpdate::Clear => next.archive = None,
+        }
+        if let Some(node) = &self.place {
+            next.node = Some(node.clone());
         }
         let t = Transition {
             server: current.id.clone(),

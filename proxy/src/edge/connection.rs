@@ -55,10 +55,14 @@ pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
             edge.metrics.handshake_error("bad_host");
             return edge.metrics.reject(Reject::BadHandshake);
         };
-        let Some(target) = snap.table.lookup(&host) else {
+        let Some(mut target) = snap.table.lookup(&host) else {
             debug!(%host, "unknown host");
             return edge.metrics.reject(Reject::UnknownHost);
         };
+        // A server moved to another node is reached there.
+        if let Some(placed) = edge.lifecycle.backend(&target.server) {
+            target.backend = placed;
+        }
         match handshake.intent {
             Intent::Status => {
                 super::status::answer(&edge, pre, &snap, &handshake, &host, &target, client_addr)
