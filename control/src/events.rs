@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warden_store::{SessionRecord, Transition};
+use warden_store::{ServerState, SessionRecord, Transition};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -42,31 +42,53 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn from_transition(t: &Transition) -> Self {
+    /// A state change of `server`.
+    pub fn transition(
+        server: &str,
+        from: Option<ServerState>,
+        to: ServerState,
+        reason: &str,
+        at_unix_ms: u64,
+    ) -> Self {
         Event {
             kind: EventKind::Transition,
-            server: t.server.clone(),
-            at_unix_ms: t.at_unix_ms,
-            from: t.from.map(|s| s.as_str().to_string()),
-            to: Some(t.to.as_str().to_string()),
-            reason: Some(t.reason.clone()),
+            server: server.to_string(),
+            at_unix_ms,
+            from: from.map(|s| s.as_str().to_string()),
+            to: Some(to.as_str().to_string()),
+            reason: Some(reason.to_string()),
             player: None,
             session: None,
         }
     }
 
-    /// The join, and the leave if the session has ended.
-    pub fn from_session(s: &SessionRecord) -> Vec<Self> {
-        let at = |kind, at_unix_ms| Event {
+    /// A player joining or leaving (`kind`) in session `session`.
+    pub fn player(
+        kind: EventKind,
+        server: &str,
+        player: &str,
+        session: &str,
+        at_unix_ms: u64,
+    ) -> Self {
+        Event {
             kind,
-            server: s.server.clone(),
+            server: server.to_string(),
             at_unix_ms,
             from: None,
             to: None,
             reason: None,
-            player: Some(s.player.clone()),
-            session: Some(s.id.clone()),
-        };
+            player: Some(player.to_string()),
+            session: Some(session.to_string()),
+        }
+    }
+
+    pub fn from_transition(t: &Transition) -> Self {
+        Self::transition(&t.server, t.from, t.to, &t.reason, t.at_unix_ms)
+    }
+
+    /// The join, and the leave if the session has ended.
+    pub fn from_session(s: &SessionRecord) -> Vec<Self> {
+        let at = |kind, at| Self::player(kind, &s.server, &s.player, &s.id, at);
         let mut out = vec![at(EventKind::PlayerJoined, s.start_unix_ms)];
         if let Some(end) = s.end_unix_ms {
             out.push(at(EventKind::PlayerLeft, end));
@@ -114,7 +136,6 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warden_store::ServerState;
 
     fn t(from: Option<ServerState>, to: ServerState) -> Event {
         Event::from_transition(&Transition {

@@ -387,22 +387,12 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// A minimal HTTP/1.0 GET, enough for /metrics.
+/// A GET's body, enough for /metrics; None if the connection failed.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or(out),
-    )
+    match http_request(addr, "GET", path, None, None) {
+        (0, _) => None,
+        (_, body) => Some(body),
+    }
 }
 
 /// A `backend.js` process: one nmp server per version.

@@ -36,13 +36,6 @@ fn sleeper(id: &str, version: &str, port: u16, dir: &Path) -> String {
     )
 }
 
-fn stores(dir: &Path) -> String {
-    format!(
-        "[store]\npath = \"{d}/store\"\n[archive]\npath = \"{d}/archive\"\n",
-        d = dir.display()
-    )
-}
-
 fn last_result(lines: &[Value]) -> &Value {
     lines.last().expect("player printed a result")
 }
@@ -52,7 +45,7 @@ fn every_transfer_capable_version_waits_in_the_anteroom_then_plays() {
     let versions = transfer_versions();
     assert!(versions.len() >= 9, "{versions:?}");
     let dir = tempdir("anteroom");
-    let mut rest = stores(&dir);
+    let mut rest = stores_in(&dir);
     let mut guards = Vec::new();
     for (i, v) in versions.iter().enumerate() {
         let id = format!("v{i}");
@@ -100,7 +93,7 @@ fn forged_tickets_are_fresh_joins_and_transfers_never_loop() {
     let dir = tempdir("anteroom-forged");
     std::fs::create_dir_all(dir.join("forged")).expect("mkdir");
     let port = free_port();
-    let rest = stores(&dir) + &sleeper("forged", "1.21.4", port, &dir);
+    let rest = stores_in(&dir) + &sleeper("forged", "1.21.4", port, &dir);
     let _server = ServerProcess(dir.join("forged"));
     let warden = Warden::start("anteroom-forged", &config("", None, &rest));
     let p = warden.port.to_string();
@@ -174,7 +167,7 @@ fn a_minute_long_restore_keeps_players_connected_until_they_arrive() {
         // Archive at full speed first.
         let warden = Warden::start(
             "anteroom-slow-a",
-            &config("", None, &(stores(&dir) + &server_cfg)),
+            &config("", None, &(stores_in(&dir) + &server_cfg)),
         );
         let until = std::time::Instant::now() + std::time::Duration::from_secs(90);
         while data.exists() || !warden.log().contains("archived and verified") {
@@ -188,7 +181,7 @@ fn a_minute_long_restore_keeps_players_connected_until_they_arrive() {
     }
     // 30 MiB of incompressible world at 0.5 MiB/s: about a minute of restore.
     let slow =
-        stores(&dir).replace("[archive]\n", "[archive]\nmax_mib_per_sec = 0.5\n") + &server_cfg;
+        stores_in(&dir).replace("[archive]\n", "[archive]\nmax_mib_per_sec = 0.5\n") + &server_cfg;
     let warden = Warden::start("anteroom-slow-b", &config("", None, &slow));
     let players: Vec<_> = (0..3)
         .map(|i| {
@@ -233,7 +226,7 @@ fn warm_swap_restart_keeps_twenty_players_and_brings_them_back() {
     std::fs::create_dir_all(&data).expect("mkdir");
     let (port, rcon) = (free_port(), free_port());
     let backend = peers_dir().join("backend.js");
-    let rest = stores(&dir)
+    let rest = stores_in(&dir)
         + &format!(
             "{}sleep_after = \"1h\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
              rcon = {{ address = \"127.0.0.1:{rcon}\", password_env = \"WARDEN_TEST_RCON_PASSWORD\" }}\n\
@@ -302,7 +295,7 @@ fn a_failed_start_disconnects_the_waiting_player_with_the_reason() {
     let dir = tempdir("anteroom-fail");
     std::fs::create_dir_all(dir.join("broken")).expect("mkdir");
     let port = free_port();
-    let rest = stores(&dir)
+    let rest = stores_in(&dir)
         + &format!(
             "{}start_timeout = \"3s\"\nruntime = {{ kind = \"process\", command = [\"node\", \"-e\", \"process.exit(3)\"], dir = \"{}\" }}\n",
             server("broken", "broken.ante.test", &format!("127.0.0.1:{port}")),

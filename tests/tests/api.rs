@@ -21,6 +21,16 @@ fn appliance(name: &str, extra: &str) -> (Warden, u16) {
     (Warden::start(name, &config("", None, &rest)), port)
 }
 
+/// `GET /v1/routes/resolve?host=HOST`: (status, body).
+fn resolve(w: &Warden, token: &str, host: &str) -> (u16, Value) {
+    w.api(
+        "GET",
+        &format!("/v1/routes/resolve?host={host}"),
+        Some(token),
+        None,
+    )
+}
+
 fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("")
 }
@@ -202,19 +212,9 @@ fn roles_endpoints_bad_input_and_api_servers_reach_the_data_plane() {
         (made["source"].as_str(), made["state"].as_str()),
         (Some("api"), Some("sleeping"))
     );
-    let (s, r) = w.api(
-        "GET",
-        "/v1/routes/resolve?host=Creative.TEST.",
-        Some(&viewer),
-        None,
-    );
+    let (s, r) = resolve(&w, &viewer, "Creative.TEST.");
     assert_eq!((s, r["server"].as_str()), (200, Some("creative")), "{r}");
-    let (s, _) = w.api(
-        "GET",
-        "/v1/routes/resolve?host=nowhere.test",
-        Some(&viewer),
-        None,
-    );
+    let (s, _) = resolve(&w, &viewer, "nowhere.test");
     assert_eq!(s, 404);
     let p = w.port.to_string();
     let (ok, lines) = player(&[
@@ -301,12 +301,7 @@ fn roles_endpoints_bad_input_and_api_servers_reach_the_data_plane() {
     );
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["hosts"], json!(["build.test"]), "{b}");
-    let (s, _) = w.api(
-        "GET",
-        "/v1/routes/resolve?host=creative.test",
-        Some(&viewer),
-        None,
-    );
+    let (s, _) = resolve(&w, &viewer, "creative.test");
     assert_eq!(s, 404, "the old host is no longer routed");
     let (_, actions) = w.api("GET", "/v1/actions", Some(&viewer), None);
     assert_eq!(actions[0]["action"], "wake", "{actions}");
@@ -315,12 +310,7 @@ fn roles_endpoints_bad_input_and_api_servers_reach_the_data_plane() {
     // Delete: refused for the config's server, allowed for the API's (stopped first).
     let (s, _) = w.api("DELETE", "/v1/servers/creative", Some(&admin), None);
     assert_eq!(s, 204, "{}", w.log());
-    let (s, _) = w.api(
-        "GET",
-        "/v1/routes/resolve?host=build.test",
-        Some(&viewer),
-        None,
-    );
+    let (s, _) = resolve(&w, &viewer, "build.test");
     assert_eq!(s, 404);
     assert!(data2.exists(), "the world is kept");
 
@@ -622,15 +612,7 @@ fn api_servers_and_tokens_reach_every_appliance_through_redis() {
         "B to route lobby.test",
         Duration::from_secs(15),
         || b.log(),
-        || {
-            b.api(
-                "GET",
-                "/v1/routes/resolve?host=lobby.test",
-                Some(&admin),
-                None,
-            )
-            .0 == 200
-        },
+        || resolve(&b, &admin, "lobby.test").0 == 200,
     );
     let taken = json!({"id": "lobby2", "hosts": ["lobby.test"], "backend": "127.0.0.1:1"});
     let (s, _) = b.api(
@@ -646,15 +628,7 @@ fn api_servers_and_tokens_reach_every_appliance_through_redis() {
         "A to drop lobby.test",
         Duration::from_secs(15),
         || a.log(),
-        || {
-            a.api(
-                "GET",
-                "/v1/routes/resolve?host=lobby.test",
-                Some(&admin),
-                None,
-            )
-            .0 == 404
-        },
+        || resolve(&a, &admin, "lobby.test").0 == 404,
     );
 }
 

@@ -162,17 +162,6 @@ fn volume_hashes(volume: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn wait(what: &str, within: Duration, log: impl Fn() -> String, mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}:\n{}", log());
-}
-
 fn join(port: u16, chat: &str) -> (bool, Vec<serde_json::Value>) {
     let p = port.to_string();
     player(&[
@@ -224,7 +213,7 @@ fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
     assert!(ok, "{lines:?}\n{}", warden.log());
 
     // Idle → sleeping → archiving: kill Warden while it archives.
-    wait(
+    wait_for(
         "archiving to start",
         Duration::from_secs(90),
         || warden.log(),
@@ -238,13 +227,13 @@ fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
     );
 
     // It archives (again); the volume goes only after verification.
-    wait(
+    wait_for(
         "the volume to be archived and removed",
         Duration::from_secs(120),
         || warden.log_named("after-archive-crash.log"),
         || !docker_ok(&["volume", "inspect", &volume]),
     );
-    wait(
+    wait_for(
         "the archived state",
         Duration::from_secs(30),
         || warden.log_named("after-archive-crash.log"),
@@ -266,7 +255,7 @@ fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
         "--timeout-ms",
         "40000",
     ]);
-    wait(
+    wait_for(
         "the restore to start",
         Duration::from_secs(60),
         || warden.log_named("after-archive-crash.log"),
@@ -351,7 +340,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
     let warden = Warden::start("discovery", &config("", None, &rest));
     let addr = format!("127.0.0.1:{}", warden.port);
     let found = || motd(&addr, "found.test");
-    wait(
+    wait_for(
         "the container to be routed",
         Duration::from_secs(30),
         || warden.log(),
@@ -372,7 +361,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
     ]);
     // The game server answers pings, but its healthcheck says "starting": not ready yet.
     let game = SocketAddr::from(([127, 0, 0, 1], port));
-    wait(
+    wait_for(
         "the container to listen",
         Duration::from_secs(30),
         || warden.log(),
@@ -388,7 +377,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
     assert!(docker_ok(&["exec", &name, "touch", "/tmp/healthy"]));
     let (ok, lines) = player_wait(joining);
     assert!(ok, "{lines:?}\n{}", warden.log());
-    wait(
+    wait_for(
         "the idle container to stop",
         Duration::from_secs(60),
         || warden.log(),
@@ -401,7 +390,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         format!("/{name}")
     );
     docker(&["rm", "-f", &name]);
-    wait(
+    wait_for(
         "the host to be unrouted",
         Duration::from_secs(30),
         || warden.log(),
@@ -452,7 +441,7 @@ fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
             )
         })
         .collect();
-    wait(
+    wait_for(
         "three players on the server",
         Duration::from_secs(60),
         || warden.log(),
@@ -476,7 +465,7 @@ fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
     assert_eq!(image(), "warden-test-node:2");
 
     // Everyone is back on the server before the next restart.
-    wait(
+    wait_for(
         "the players back on the server",
         Duration::from_secs(30),
         || warden.log(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use warden_tests::*;
 
@@ -19,14 +19,6 @@ fn managed(id: &str, port: u16, dir: &Path, sleep_after: &str, archive_after: &s
     )
 }
 
-fn stores(dir: &Path) -> String {
-    format!(
-        "[store]\npath = \"{}/store\"\n[archive]\npath = \"{}/archive\"\n",
-        dir.display(),
-        dir.display()
-    )
-}
-
 fn up(port: u16) -> bool {
     TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
@@ -35,22 +27,15 @@ fn up(port: u16) -> bool {
     .is_ok()
 }
 
-fn wait(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while Instant::now() < until {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("timed out waiting for {what}");
+fn wait(what: &str, within: Duration, ok: impl FnMut() -> bool) {
+    wait_for(what, within, String::new, ok)
 }
 
 #[test]
 fn join_wakes_once_and_idle_puts_the_server_back_to_sleep() {
     let dir = tempdir("wake");
     let port = free_port();
-    let rest = stores(&dir) + &managed("survival", port, &dir.join("data"), "3s", "48h");
+    let rest = stores_in(&dir) + &managed("survival", port, &dir.join("data"), "3s", "48h");
     let _server = ServerProcess(dir.join("data"));
     let warden = Warden::start("wake", &config("", None, &rest));
     let addr = format!("127.0.0.1:{}", warden.port);
@@ -113,7 +98,7 @@ fn join_wakes_once_and_idle_puts_the_server_back_to_sleep() {
 fn a_playing_player_is_never_cut_by_the_idle_timer() {
     let dir = tempdir("busy");
     let port = free_port();
-    let rest = stores(&dir) + &managed("busy", port, &dir.join("data"), "2s", "48h");
+    let rest = stores_in(&dir) + &managed("busy", port, &dir.join("data"), "2s", "48h");
     let _server = ServerProcess(dir.join("data"));
     let warden = Warden::start("busy", &config("", None, &rest));
     let p = warden.port.to_string();
@@ -157,7 +142,7 @@ fn archived_server_is_restored_byte_identical_on_join() {
         files.insert(name.to_string(), bytes);
     }
     let port = free_port();
-    let rest = stores(&dir) + &managed("old", port, &data, "2s", "1s");
+    let rest = stores_in(&dir) + &managed("old", port, &data, "2s", "1s");
     let _server = ServerProcess(data.clone());
     let warden = Warden::start("archive", &config("", None, &rest));
 
@@ -255,7 +240,7 @@ fn kill_dash_9_mid_archive_and_mid_restore_loses_nothing() {
         files.insert(name, bytes);
     }
     let port = free_port();
-    let rest = stores(&dir) + &managed("crashy", port, &data, "2s", "1s");
+    let rest = stores_in(&dir) + &managed("crashy", port, &data, "2s", "1s");
     let _server = ServerProcess(data.clone());
     let mut warden = Warden::start("crash", &config("", None, &rest));
 
@@ -411,7 +396,7 @@ fn a_crashed_server_is_noticed_and_the_next_join_wakes_it() {
     let dir = tempdir("crashed-server");
     let port = free_port();
     let data = dir.join("data");
-    let rest = stores(&dir) + &managed("fragile", port, &data, "1h", "48h");
+    let rest = stores_in(&dir) + &managed("fragile", port, &data, "1h", "48h");
     let _server = ServerProcess(data.clone());
     let warden = Warden::start("crashed-server", &config("", None, &rest));
     let p = warden.port.to_string();

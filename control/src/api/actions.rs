@@ -126,7 +126,7 @@ pub async fn start(
             ActionError::NotFound(_) => ApiError::not_found(e.to_string()),
             ActionError::Refused(_) => ApiError::conflict(e.to_string()),
         })?;
-    let id = uuid_like();
+    let id = format!("act-{}", super::tokens::random_hex(8)?);
     let info = ActionInfo {
         id: id.clone(),
         server: server.clone(),
@@ -165,17 +165,4 @@ pub async fn get(
     responses((status = 200, body = Vec<ActionInfo>)))]
 pub async fn list(State(ctx): State<Arc<ApiContext>>) -> Json<Vec<ActionInfo>> {
     Json(ctx.actions.recent.lock().iter().rev().cloned().collect())
-}
-
-fn uuid_like() -> String {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        // Unique enough within one process: the time in nanoseconds.
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        b = t.to_le_bytes();
-    }
-    format!("act-{}", hex::encode(b))
 }

@@ -63,7 +63,8 @@ fn digest(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> Result<String, StoreError> {
+/// `bytes` random bytes as hex (token ids and secrets, action ids).
+pub fn random_hex(bytes: usize) -> Result<String, StoreError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf)
         .map_err(|e| StoreError::Backend(format!("no randomness for a token: {e}")))?;

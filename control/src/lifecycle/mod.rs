@@ -336,16 +336,13 @@ impl Engine {
             Ok(rec) => {
                 info!(server = %rec.id, state = rec.state.as_str(), reason = %rec.reason, "transition");
                 let from = std::mem::replace(&mut *slot.record.lock(), rec.clone()).state;
-                let _ = self.events.send(Event {
-                    kind: EventKind::Transition,
-                    server: rec.id.clone(),
-                    at_unix_ms: rec.since_unix_ms,
-                    from: Some(from.as_str().to_string()),
-                    to: Some(rec.state.as_str().to_string()),
-                    reason: Some(rec.reason.clone()),
-                    player: None,
-                    session: None,
-                });
+                let _ = self.events.send(Event::transition(
+                    &rec.id,
+                    Some(from),
+                    rec.state,
+                    &rec.reason,
+                    rec.since_unix_ms,
+                ));
                 slot.state.send_replace(rec.state);
                 Ok(rec)
             }
@@ -405,16 +402,13 @@ impl SessionObserver for Engine {
 
     fn closed(&self, s: &SessionInfo) {
         let (id, end) = (self.session_id(s), now_ms());
-        let _ = self.events.send(Event {
-            kind: EventKind::PlayerLeft,
-            server: s.server.to_string(),
-            at_unix_ms: end,
-            from: None,
-            to: None,
-            reason: None,
-            player: Some(s.player.clone()),
-            session: Some(id.clone()),
-        });
+        let _ = self.events.send(Event::player(
+            EventKind::PlayerLeft,
+            &s.server,
+            &s.player,
+            &id,
+            end,
+        ));
         let _ = self.session_writes.send(SessionWrite::Ended(id, end));
     }
 }
