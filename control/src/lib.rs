@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod control_metrics;
+pub mod demo;
 pub mod discovery;
 pub mod events;
 pub mod lifecycle;

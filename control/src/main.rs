@@ -101,6 +101,15 @@ enum Command {
     Completions { shell: clap_complete::Shell },
     /// Print the control API's OpenAPI document.
     Openapi,
+    /// A tiny Minecraft-speaking server to try Warden with (the quickstart's sleeping server):
+    /// answers pings, and ends each visit with a message saying how long ago it woke.
+    DemoServer {
+        #[arg(long, default_value = "127.0.0.1:25570")]
+        listen: std::net::SocketAddr,
+        /// The name it greets players with.
+        #[arg(long, default_value = "demo")]
+        name: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -175,6 +184,7 @@ fn main() -> ExitCode {
             println!("{}", warden_control::api::openapi_json());
             Ok(())
         }
+        Command::DemoServer { listen, name } => warden_control::demo::run(listen, name),
         Command::Forecast { command } => {
             warden_forecast::cli::run(command).map_err(anyhow::Error::from)
         }

@@ -72,7 +72,7 @@ impl Runtime for ProcessRuntime {
             .create(true)
             .append(true)
             .open(self.dir.join(LOG_FILE))?;
-        let child = Command::new(program)
+        let child = Command::new(resolve_program(program))
             .args(args)
             .current_dir(&self.dir)
             .stdin(std::process::Stdio::null())
@@ -128,6 +128,18 @@ impl Runtime for ProcessRuntime {
     fn data(&self) -> DataLocation {
         DataLocation::Dir(self.dir.clone())
     }
+}
+
+/// `warden` as a command's first word is this very binary, so a config can run
+/// `warden demo-server` (or any other subcommand) without knowing where it is installed,
+/// and always at the same version as the appliance that starts it.
+fn resolve_program(program: &str) -> std::ffi::OsString {
+    if program == "warden" {
+        if let Ok(exe) = std::env::current_exe() {
+            return exe.into_os_string();
+        }
+    }
+    program.into()
 }
 
 #[cfg(test)]
