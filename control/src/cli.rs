@@ -209,7 +209,14 @@ fn print_event(e: &Value) {
         Some(kind) => format!("{} {kind} {}", text(&e["server"]), text(&e["player"])),
         None => e.to_string(),
     };
-    println!("{} {line}", text(&e["at_unix_ms"]));
+    let at = e["at_unix_ms"].as_u64().map_or_else(
+        || text(&e["at_unix_ms"]),
+        |ms| {
+            let t = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+            humantime::format_rfc3339_millis(t).to_string()
+        },
+    );
+    println!("{at} {line}");
 }
 
 /// `warden events [--follow]`.
