@@ -7,11 +7,17 @@
 # forbid bridge networks. The storage driver is the default (overlay2) if that works here, else
 # vfs (slow, but needs nothing from the kernel). The daemon logs to /tmp/warden-dockerd.log.
 #
+# A daemon this script starts is LEFT RUNNING (every Docker test calls this script, and they
+# share one daemon); its pid is recorded in /tmp/warden-dockerd.pid. `scripts/dockerd.sh --stop`
+# stops that daemon (and only one this script started: a daemon that was already running, e.g.
+# the machine's own, is never touched). scripts/test.sh runs --stop when the suite ends.
+#
 # Last stdout line: WARDEN_DOCKER_SOCKET=unix:///var/run/docker.sock
 # On failure: exit 1 and the reason on stderr, with the tail of the daemon log.
 set -euo pipefail
 
 LOG=/tmp/warden-dockerd.log
+PID_FILE=/tmp/warden-dockerd.pid
 SOCK=/var/run/docker.sock
 WAIT_SECS=${WARDEN_DOCKERD_WAIT:-60}
 # Storage drivers to try in order; "default" lets dockerd choose (overlay2 where it works).
@@ -35,6 +41,24 @@ done_ok() {
   echo "WARDEN_DOCKER_SOCKET=unix://$SOCK"
   exit 0
 }
+
+if [[ ${1:-} == --stop ]]; then
+  pid=$(cat "$PID_FILE" 2>/dev/null || true)
+  if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null || [[ $(ps -o comm= -p "$pid") != dockerd ]]; then
+    say "no dockerd started by this script is running; nothing to stop"
+    rm -f "$PID_FILE"
+    exit 0
+  fi
+  say "stopping dockerd pid $pid (started by this script)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "dockerd did not stop in 30 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PID_FILE"
+  exit 0
+fi
 
 if docker info >/dev/null 2>&1; then
   done_ok
@@ -80,6 +104,7 @@ start_dockerd() {
   # setsid: the daemon must outlive this script and the test process that ran it.
   setsid dockerd "${args[@]}" >>"$LOG" 2>&1 </dev/null &
   DOCKERD_PID=$!
+  echo "$DOCKERD_PID" >"$PID_FILE"
 }
 
 pid=$(running_pid)

@@ -7,6 +7,7 @@
 # Usage: scripts/test.sh            (CI runs exactly this through .ci/run)
 # Env:   FUZZ_SECONDS=N             seconds per fuzz target (default 15)
 #        WARDEN_SKIP_FUZZ=1         skip the fuzz smoke (local iterations)
+#        WARDEN_SKIP_QUICKSTART=1   skip the fresh-clone quickstart (a release build)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -25,6 +26,9 @@ step() {
 }
 
 step "install test dependencies" scripts/install-test-deps.sh
+# The Docker tests start a daemon if none answers (scripts/dockerd.sh); stop it at the end,
+# whatever happens (it stops only a daemon that script started).
+trap 'scripts/dockerd.sh --stop || true' EXIT
 export WARDEN_TEST_PYTHON="$ROOT/.venv/bin/python"
 
 step "cargo fmt" cargo fmt --all -- --check
@@ -47,8 +51,16 @@ if [ -x scripts/forecast-ci.sh ]; then
   step "forecast eval and simulate" scripts/forecast-ci.sh
 fi
 
+# The README's "Try it", from a fresh clone, as a newcomer runs it (builds the release binary).
+quick_rc=0
+if [ "${WARDEN_SKIP_QUICKSTART:-0}" != 1 ]; then
+  step "quickstart (README: Try it)" scripts/quickstart-ci.sh || quick_rc=$?
+fi
+
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG_DIR/test.log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -E 'test result:' "$LOG_DIR/test.log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo
 echo "tests: $passed passed, $failed failed"
-exit "$test_rc"
+[ "$quick_rc" = 0 ] || echo "quickstart: FAILED (exit $quick_rc)"
+[ "$test_rc" = 0 ] || exit "$test_rc"
+exit "$quick_rc"
