@@ -311,6 +311,37 @@ impl Drop for Warden {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Game servers Warden started outlive it by design; the test's end is theirs too.
+        kill_processes_under(&self.dir);
+    }
+}
+
+/// SIGKILLs every process whose working directory is `dir` or below it, with its process
+/// group (the process runtime makes each server a group leader). This catches a server
+/// whatever happened to its pid file: a start racing the test's end, a stop that gave up.
+pub fn kill_processes_under(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    let me = std::process::id() as i32;
+    for entry in procs.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else { continue };
+        if !cwd.starts_with(&dir) {
+            continue;
+        }
+        // SAFETY: getpgid/kill on a pid read from /proc; at worst it no longer exists.
+        unsafe {
+            let pgid = libc::getpgid(pid);
+            if pgid == pid {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            libc::kill(pid, libc::SIGKILL);
+        }
     }
 }
 
@@ -671,6 +702,7 @@ impl Drop for ServerProcess {
                 }
             }
         }
+        kill_processes_under(&self.0);
     }
 }
 
