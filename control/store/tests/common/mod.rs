@@ -947,3 +947,27 @@ async fn usage(store: &dyn StateStore) {
     assert!(close(usage.player_minutes, 1.0), "{usage:?}");
     assert!(close(usage.archived_byte_hours, 0.0));
 }
+
+/// A one-minute session as a store written before the time index holds it.
+pub fn legacy_session() -> SessionRecord {
+    SessionRecord {
+        id: "legacy".into(),
+        start_unix_ms: AGGREGATE_MS,
+        end_unix_ms: Some(AGGREGATE_MS + 60_000),
+        ..SessionRecord::start("old", "Alex", "edge-1")
+    }
+}
+
+/// After a store with [`legacy_session`] and no index opened (and ran its retention), the
+/// session is in the time index, the retention removes it and usage keeps its minute.
+pub async fn legacy_sessions_are_indexed(store: &dyn StateStore) {
+    let p = store.prune_history(1, 100).await.unwrap();
+    assert_eq!(p.sessions, 0, "nothing ended before 1 ms");
+    let events = store.session_events(Some("old"), 0, 10).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let p = store.prune_history(now_unix_ms(), 100).await.unwrap();
+    assert_eq!(p.sessions, 1);
+    assert!(store.sessions(None, false).await.unwrap().is_empty());
+    let usage = store.usage("old", 0, 2 * AGGREGATE_MS, 1.0).await.unwrap();
+    assert!((usage.player_minutes - 1.0).abs() < 1e-9, "{usage:?}");
+}
