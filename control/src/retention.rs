@@ -76,3 +76,21 @@ async fn prune(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{parse, DEFAULT_SESSION_RETENTION};
+
+    #[test]
+    fn the_retention_defaults_to_30_days_and_is_at_least_an_hour() {
+        let path = Path::new("warden.toml");
+        let cfg = parse(path, "").unwrap();
+        assert_eq!(cfg.store.session_retention, DEFAULT_SESSION_RETENTION);
+        let cfg = parse(path, "[store]\nsession_retention = \"90d\"\n").unwrap();
+        assert_eq!(cfg.store.session_retention.as_secs(), 90 * 86_400);
+        let e = parse(path, "[store]\nsession_retention = \"10m\"\n").unwrap_err();
+        assert!(e.to_string().contains("session_retention"), "{e}");
+    }
+}
