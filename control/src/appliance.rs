@@ -88,6 +88,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();
     if let (Some(engine), Some(archive)) = (&engine, archive) {
         let store = engine.store().clone();
+        crate::retention::spawn(
+            &control,
+            store.clone(),
+            cfg.store.session_retention,
+            metrics.registry(),
+        )
+        .context("registering retention metrics")?;
         control.spawn(crate::admin::serve(
             crate::admin::socket_path(&cfg.store.path),
             store.clone(),

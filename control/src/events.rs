@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
-use warden_store::{ServerState, SessionRecord, Transition};
+use warden_store::{HistoryEvent, ServerState, SessionRecord, Transition};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -84,6 +84,27 @@ impl Event {
 
     pub fn from_transition(t: &Transition) -> Self {
         Self::transition(&t.server, t.from, t.to, &t.reason, t.at_unix_ms)
+    }
+
+    /// An entry of the store's history (feed or session time index).
+    pub fn from_history(h: &HistoryEvent) -> Self {
+        match h {
+            HistoryEvent::Transition(t) => Self::from_transition(t),
+            HistoryEvent::Joined(s) => Self::player(
+                EventKind::PlayerJoined,
+                &s.server,
+                &s.player,
+                &s.id,
+                h.at_unix_ms(),
+            ),
+            HistoryEvent::Left(s) => Self::player(
+                EventKind::PlayerLeft,
+                &s.server,
+                &s.player,
+                &s.id,
+                h.at_unix_ms(),
+            ),
+        }
     }
 
     /// The join, and the leave if the session has ended.

@@ -17,5 +17,6 @@ pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;
+pub mod retention;
 pub mod ticket_key;
 pub mod webhooks;

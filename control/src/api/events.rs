@@ -2,7 +2,6 @@
 //! Events. Both read the store, so a dashboard attached to any appliance sees the whole
 //! fleet's events, in the order they happened.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +11,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::IntoParams;
-use warden_store::{now_unix_ms, StateStore, StoreError, TransitionFilter};
+use warden_store::{StateStore, StoreError, TransitionFilter};
 
-use super::error::{ApiError, Json, Query, MAX_LIMIT};
+use super::error::{ApiError, Json, Query};
 use super::ApiContext;
 use crate::events::Event;
 
@@ -37,7 +36,8 @@ pub struct StreamParams {
     pub server: Option<String>,
 }
 
-/// Transitions and player joins/leaves, oldest first (the newest `limit`).
+/// Transitions and player joins/leaves, oldest first (the newest `limit`). Both come from
+/// time indexes, so the cost follows `limit`, not the length of the history.
 async fn fetch(
     store: &dyn StateStore,
     server: Option<&str>,
@@ -52,15 +52,69 @@ async fn fetch(
         })
         .await?;
     let mut events: Vec<Event> = transitions.iter().map(Event::from_transition).collect();
-    for s in store.sessions(server, false).await? {
-        events.extend(Event::from_session(&s));
-    }
-    let since = since_ms.unwrap_or(0);
-    events.retain(|e| e.at_unix_ms >= since);
+    let sessions = store
+        .session_events(server, since_ms.unwrap_or(0), limit)
+        .await?;
+    events.extend(sessions.iter().map(Event::from_history));
     // Stable: transitions of the same millisecond keep the store's order.
     events.sort_by_key(|e| e.at_unix_ms);
     let skip = events.len().saturating_sub(limit);
     Ok(events.split_off(skip))
+}
+
+/// Feed entries read per store call while a stream catches up.
+const PAGE: usize = 1000;
+
+/// Sends what the store records after the stream started, read from the history feed's
+/// cursor: each wake-up reads only the entries that are new, never the history.
+async fn follow(
+    store: Arc<dyn StateStore>,
+    server: Option<String>,
+    tx: tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>,
+) {
+    let mut changes = store.watch();
+    // None until the store answers: the stream starts at the feed's head.
+    let mut cursor: Option<u64> = None;
+    loop {
+        let mut caught_up = true;
+        match cursor {
+            None => cursor = store.history_head().await.ok(),
+            Some(at) => {
+                if let Ok(page) = store.history_after(at, PAGE).await {
+                    if page.head < at {
+                        // The store lost its history (a Redis without persistence
+                        // restarted): follow its new positions.
+                        cursor = Some(page.head);
+                        continue;
+                    }
+                    caught_up = page.entries.len() < PAGE;
+                    for (position, h) in page.entries {
+                        cursor = Some(position);
+                        if server.as_deref().is_some_and(|s| s != h.server()) {
+                            continue;
+                        }
+                        let e = Event::from_history(&h);
+                        let Ok(data) = serde_json::to_string(&e) else {
+                            continue;
+                        };
+                        let msg = SseEvent::default().event(e.name()).data(data);
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        if !caught_up {
+            continue;
+        }
+        // Read on every store change; the timeout notices a client that left.
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = tx.closed() => return,
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventParams),
@@ -84,42 +138,6 @@ pub async fn stream(
     Query(p): Query<StreamParams>,
 ) -> impl axum::response::IntoResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(256);
-    let store = ctx.store.clone();
-    tokio::spawn(async move {
-        let mut changes = store.watch();
-        let mut cursor = now_unix_ms();
-        // Events at the cursor's millisecond already sent (the next read includes it).
-        let mut sent_at_cursor: HashSet<String> = HashSet::new();
-        loop {
-            if let Ok(events) =
-                fetch(store.as_ref(), p.server.as_deref(), Some(cursor), MAX_LIMIT).await
-            {
-                for e in events {
-                    let key = format!("{:?}|{}|{:?}|{:?}", e.kind, e.server, e.to, e.session);
-                    if e.at_unix_ms == cursor && sent_at_cursor.contains(&key) {
-                        continue;
-                    }
-                    if e.at_unix_ms > cursor {
-                        cursor = e.at_unix_ms;
-                        sent_at_cursor.clear();
-                    }
-                    sent_at_cursor.insert(key);
-                    let Ok(data) = serde_json::to_string(&e) else {
-                        continue;
-                    };
-                    let msg = SseEvent::default().event(e.name()).data(data);
-                    if tx.send(Ok(msg)).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            // Re-read on every store change; the timeout notices a client that left.
-            tokio::select! {
-                _ = changes.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = tx.closed() => return,
-            }
-        }
-    });
+    tokio::spawn(follow(ctx.store.clone(), p.server, tx));
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }

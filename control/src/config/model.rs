@@ -141,7 +141,16 @@ pub struct StoreSection {
     pub path: PathBuf,
     /// `redis://host:port` for `kind = "redis"`.
     pub url: Option<String>,
+    /// How long ended sessions (and the event feed) are kept; their player time stays in
+    /// hourly aggregates, so usage of older periods is still reported. At least 1 hour.
+    #[serde(with = "humantime_serde")]
+    pub session_retention: Duration,
 }
+
+/// The default `store.session_retention`: 30 days.
+pub const DEFAULT_SESSION_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// The shortest `store.session_retention` accepted.
+pub const MIN_SESSION_RETENTION: Duration = Duration::from_secs(3600);
 
 impl Default for StoreSection {
     fn default() -> Self {
@@ -149,6 +158,7 @@ impl Default for StoreSection {
             kind: "embedded".into(),
             path: PathBuf::from("/var/lib/warden"),
             url: None,
+            session_retention: DEFAULT_SESSION_RETENTION,
         }
     }
 }

@@ -12,7 +12,7 @@ use warden_proxy::route::{RouteTableBuilder, Server, StatusTexts, TableError, Un
 use warden_proxy::settings::{EdgeSettings, Snapshot};
 use warden_proxy::wire::normalize_host;
 
-use super::model::{parse_cidr, Config, MotdConfig};
+use super::model::{parse_cidr, Config, MotdConfig, MIN_SESSION_RETENTION};
 use super::ConfigError;
 
 /// Largest favicon accepted; vanilla's are a few KiB.
@@ -96,6 +96,13 @@ impl Config {
         }
         if let Some(api) = &self.api {
             check_api(path, api)?;
+        }
+        if self.store.session_retention < MIN_SESSION_RETENTION {
+            return Err(ConfigError::general(
+                path,
+                "store.session_retention is shorter than 1 hour",
+                "use e.g. \"30d\" (the default) or \"90d\"",
+            ));
         }
         for w in &self.webhooks {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {

@@ -13,12 +13,16 @@ use redb::{Database, ReadTransaction, ReadableTable, TableDefinition, WriteTrans
 use tokio::sync::watch;
 
 use crate::error::{check_id, decode, encode, StoreError};
+use crate::history::{
+    feed_payload, newest_in_order, parse_payload, payload_time, player_ms_by_hour, HistoryEvent,
+    HistoryPage, Pruned, AGGREGATE_MS,
+};
 use crate::lock::LeaseTable;
 use crate::model::{
     creation, new_token, now_unix_ms, Change, ServerRecord, SessionRecord, Transition,
     TransitionFilter, WakeLease,
 };
-use crate::store::StateStore;
+use crate::store::{StateStore, LOG_CAPACITY};
 
 const SERVERS: TableDefinition<&str, &str> = TableDefinition::new("servers");
 /// Global sequence number → transition; the sequence is the append order.
@@ -28,6 +32,19 @@ const TRANSITIONS_BY_SERVER: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("transitions_by_server");
 const SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("sessions");
 const OPEN_SESSIONS: TableDefinition<&str, ()> = TableDefinition::new("open_sessions");
+/// Sessions by (start, id) and by (end, id): the event list reads the newest, the
+/// retention the oldest, neither scans the history.
+const SESSION_STARTS: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_starts");
+const SESSION_ENDS: TableDefinition<(u64, &str), ()> = TableDefinition::new("session_ends");
+/// The same, per server: (server, time, id).
+const SERVER_SESSION_STARTS: TableDefinition<(&str, u64, &str), ()> =
+    TableDefinition::new("server_session_starts");
+const SERVER_SESSION_ENDS: TableDefinition<(&str, u64, &str), ()> =
+    TableDefinition::new("server_session_ends");
+/// (server, hour start) → player ms of pruned sessions.
+const PLAYER_MS: TableDefinition<(&str, u64), u64> = TableDefinition::new("player_ms");
+/// Feed position → `time|event JSON` (see `history::feed_payload`).
+const FEED: TableDefinition<u64, &str> = TableDefinition::new("feed");
 const WAKE_EPOCHS: TableDefinition<&str, u64> = TableDefinition::new("wake_epochs");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (kind, id) → JSON document.
@@ -37,6 +54,9 @@ const LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("logs");
 
 const META_VERSION: &str = "version";
 const META_TRANSITION_SEQ: &str = "transition_seq";
+const META_FEED_SEQ: &str = "feed_seq";
+/// Set once the sessions of a store written before the time index are indexed.
+const META_SESSION_INDEX: &str = "session_index";
 
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "state.redb";
@@ -90,6 +110,15 @@ impl EmbeddedStore {
             txn.open_table(WAKE_EPOCHS).map_err(|e| db_err(&path, e))?;
             txn.open_table(DOCS).map_err(|e| db_err(&path, e))?;
             txn.open_table(LOGS).map_err(|e| db_err(&path, e))?;
+            txn.open_table(SESSION_STARTS)
+                .map_err(|e| db_err(&path, e))?;
+            txn.open_table(SESSION_ENDS).map_err(|e| db_err(&path, e))?;
+            txn.open_table(SERVER_SESSION_STARTS)
+                .map_err(|e| db_err(&path, e))?;
+            txn.open_table(SERVER_SESSION_ENDS)
+                .map_err(|e| db_err(&path, e))?;
+            txn.open_table(PLAYER_MS).map_err(|e| db_err(&path, e))?;
+            txn.open_table(FEED).map_err(|e| db_err(&path, e))?;
             let meta = txn.open_table(META).map_err(|e| db_err(&path, e))?;
             let v = meta
                 .get(META_VERSION)
@@ -99,13 +128,15 @@ impl EmbeddedStore {
         };
         txn.commit().map_err(|e| db_err(&path, e))?;
         let (version_tx, _) = watch::channel(version);
+        let inner = Inner {
+            db,
+            path,
+            version_tx,
+            leases: LeaseTable::default(),
+        };
+        inner.index_old_sessions()?;
         Ok(EmbeddedStore {
-            inner: Arc::new(Inner {
-                db,
-                path,
-                version_tx,
-                leases: LeaseTable::default(),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -155,7 +186,194 @@ impl Inner {
             .map_err(|e| self.err(e))?
             .insert((t.server.as_str(), seq), ())
             .map_err(|e| self.err(e))?;
+        self.append_feed(txn, &HistoryEvent::Transition(t.clone()))
+    }
+
+    /// Appends `event` to the feed, dropping the entry [`LOG_CAPACITY`] positions back.
+    fn append_feed(&self, txn: &WriteTransaction, event: &HistoryEvent) -> Result<(), StoreError> {
+        let seq = bump(self, txn, META_FEED_SEQ)?;
+        let payload = feed_payload(event, now_unix_ms())?;
+        let mut feed = txn.open_table(FEED).map_err(|e| self.err(e))?;
+        feed.insert(seq, payload.as_str())
+            .map_err(|e| self.err(e))?;
+        let capacity = LOG_CAPACITY as u64;
+        if seq > capacity {
+            feed.remove(seq - capacity).map_err(|e| self.err(e))?;
+        }
         Ok(())
+    }
+
+    /// Adds `s` to the start index, and to the end index if it has ended.
+    fn index_session(&self, txn: &WriteTransaction, s: &SessionRecord) -> Result<(), StoreError> {
+        let (id, server) = (s.id.as_str(), s.server.as_str());
+        txn.open_table(SESSION_STARTS)
+            .map_err(|e| self.err(e))?
+            .insert((s.start_unix_ms, id), ())
+            .map_err(|e| self.err(e))?;
+        txn.open_table(SERVER_SESSION_STARTS)
+            .map_err(|e| self.err(e))?
+            .insert((server, s.start_unix_ms, id), ())
+            .map_err(|e| self.err(e))?;
+        if let Some(end) = s.end_unix_ms {
+            txn.open_table(SESSION_ENDS)
+                .map_err(|e| self.err(e))?
+                .insert((end, id), ())
+                .map_err(|e| self.err(e))?;
+            txn.open_table(SERVER_SESSION_ENDS)
+                .map_err(|e| self.err(e))?
+                .insert((server, end, id), ())
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// A store written before the time index existed: index its sessions once.
+    fn index_old_sessions(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let done = txn
+            .open_table(META)
+            .map_err(|e| self.err(e))?
+            .get(META_SESSION_INDEX)
+            .map_err(|e| self.err(e))?
+            .is_some();
+        if done {
+            return Ok(());
+        }
+        let mut all = Vec::new();
+        {
+            let table = txn.open_table(SESSIONS).map_err(|e| self.err(e))?;
+            for item in table.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                all.push(decode::<SessionRecord>(
+                    &format!("session {}", k.value()),
+                    v.value(),
+                )?);
+            }
+        }
+        for s in &all {
+            self.index_session(&txn, s)?;
+        }
+        txn.open_table(META)
+            .map_err(|e| self.err(e))?
+            .insert(META_SESSION_INDEX, 1)
+            .map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    /// The newest `limit` ids of a time index at or after `since`, newest first.
+    fn newest(
+        &self,
+        txn: &ReadTransaction,
+        ends: bool,
+        server: Option<&str>,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        if let Some(server) = server {
+            let def = if ends {
+                SERVER_SESSION_ENDS
+            } else {
+                SERVER_SESSION_STARTS
+            };
+            let table = txn.open_table(def).map_err(|e| self.err(e))?;
+            let range = table
+                .range((server, since, "")..(server, u64::MAX, ""))
+                .map_err(|e| self.err(e))?;
+            for item in range.rev().take(limit) {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                out.push(k.value().2.to_string());
+            }
+        } else {
+            let def = if ends { SESSION_ENDS } else { SESSION_STARTS };
+            let table = txn.open_table(def).map_err(|e| self.err(e))?;
+            let range = table.range((since, "")..).map_err(|e| self.err(e))?;
+            for item in range.rev().take(limit) {
+                let (k, _) = item.map_err(|e| self.err(e))?;
+                out.push(k.value().1.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes up to `batch` sessions that ended before `before`, folding their player
+    /// time into [`PLAYER_MS`]. Returns how many went.
+    fn prune_sessions(
+        &self,
+        txn: &WriteTransaction,
+        before: u64,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        let mut ends = txn.open_table(SESSION_ENDS).map_err(|e| self.err(e))?;
+        let mut victims = Vec::new();
+        for item in ends
+            .range(..(before, ""))
+            .map_err(|e| self.err(e))?
+            .take(batch)
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            let (end, id) = k.value();
+            victims.push((end, id.to_string()));
+        }
+        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.err(e))?;
+        let mut starts = txn.open_table(SESSION_STARTS).map_err(|e| self.err(e))?;
+        let mut server_starts = txn
+            .open_table(SERVER_SESSION_STARTS)
+            .map_err(|e| self.err(e))?;
+        let mut server_ends = txn
+            .open_table(SERVER_SESSION_ENDS)
+            .map_err(|e| self.err(e))?;
+        let mut player_ms = txn.open_table(PLAYER_MS).map_err(|e| self.err(e))?;
+        for (end, id) in &victims {
+            ends.remove((*end, id.as_str())).map_err(|e| self.err(e))?;
+            let removed = sessions.remove(id.as_str()).map_err(|e| self.err(e))?;
+            let Some(json) = removed.map(|g| g.value().to_string()) else {
+                continue;
+            };
+            let s: SessionRecord = decode(&format!("session {id}"), &json)?;
+            let server = s.server.as_str();
+            starts
+                .remove((s.start_unix_ms, id.as_str()))
+                .map_err(|e| self.err(e))?;
+            server_starts
+                .remove((server, s.start_unix_ms, id.as_str()))
+                .map_err(|e| self.err(e))?;
+            server_ends
+                .remove((server, *end, id.as_str()))
+                .map_err(|e| self.err(e))?;
+            for (hour, ms) in player_ms_by_hour(s.start_unix_ms, *end) {
+                let old = player_ms
+                    .get((server, hour))
+                    .map_err(|e| self.err(e))?
+                    .map_or(0, |g| g.value());
+                player_ms
+                    .insert((server, hour), old.saturating_add(ms))
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(victims.len() as u64)
+    }
+
+    /// Removes up to `batch` of the oldest feed entries, those recorded before `before`.
+    fn prune_feed(
+        &self,
+        txn: &WriteTransaction,
+        before: u64,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        let mut feed = txn.open_table(FEED).map_err(|e| self.err(e))?;
+        let mut old = Vec::new();
+        for item in feed.iter().map_err(|e| self.err(e))?.take(batch) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if payload_time(v.value())? >= before {
+                break;
+            }
+            old.push(k.value());
+        }
+        for seq in &old {
+            feed.remove(*seq).map_err(|e| self.err(e))?;
+        }
+        Ok(old.len() as u64)
     }
 }
 
@@ -387,7 +605,9 @@ impl StateStore for EmbeddedStore {
                     .map_err(|e| inner.err(e))?
                     .insert(session.id.as_str(), ())
                     .map_err(|e| inner.err(e))?;
-                Ok(())
+                drop(table);
+                inner.index_session(txn, &session)?;
+                inner.append_feed(txn, &HistoryEvent::Joined(session.clone()))
             })
         })
         .await
@@ -427,6 +647,9 @@ impl StateStore for EmbeddedStore {
                     .map_err(|e| inner.err(e))?
                     .remove(id.as_str())
                     .map_err(|e| inner.err(e))?;
+                drop(table);
+                inner.index_session(txn, &session)?;
+                inner.append_feed(txn, &HistoryEvent::Left(session.clone()))?;
                 let mut servers = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
                 if let Some(mut record) = get_server(inner, &servers, &session.server)? {
                     let end = session.end_unix_ms;
@@ -471,6 +694,142 @@ impl StateStore for EmbeddedStore {
             out.retain(|s| server.as_deref().is_none_or(|srv| s.server == srv));
             out.sort_by(|a, b| (a.start_unix_ms, &a.id).cmp(&(b.start_unix_ms, &b.id)));
             Ok(out)
+        })
+        .await
+    }
+
+    async fn sessions_overlapping(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let server = server.to_string();
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
+            let mut out = Vec::new();
+            let ends = txn
+                .open_table(SERVER_SESSION_ENDS)
+                .map_err(|e| inner.err(e))?;
+            for item in ends
+                .range((server.as_str(), from_ms, "")..(server.as_str(), u64::MAX, ""))
+                .map_err(|e| inner.err(e))?
+            {
+                let (k, _) = item.map_err(|e| inner.err(e))?;
+                if let Some(s) = get_session(inner, &table, k.value().2)? {
+                    out.push(s);
+                }
+            }
+            let open = txn.open_table(OPEN_SESSIONS).map_err(|e| inner.err(e))?;
+            for item in open.iter().map_err(|e| inner.err(e))? {
+                let (k, _) = item.map_err(|e| inner.err(e))?;
+                if let Some(s) = get_session(inner, &table, k.value())? {
+                    if s.server == server && s.end_unix_ms.is_none() {
+                        out.push(s);
+                    }
+                }
+            }
+            out.retain(|s| s.start_unix_ms < to_ms);
+            out.sort_by(|a, b| (a.start_unix_ms, &a.id).cmp(&(b.start_unix_ms, &b.id)));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn history_head(&self) -> Result<u64, StoreError> {
+        self.blocking(|inner| {
+            let txn = inner.read()?;
+            let meta = txn.open_table(META).map_err(|e| inner.err(e))?;
+            let head = meta.get(META_FEED_SEQ).map_err(|e| inner.err(e))?;
+            Ok(head.map_or(0, |g| g.value()))
+        })
+        .await
+    }
+
+    async fn history_after(&self, cursor: u64, limit: usize) -> Result<HistoryPage, StoreError> {
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let meta = txn.open_table(META).map_err(|e| inner.err(e))?;
+            let head = meta
+                .get(META_FEED_SEQ)
+                .map_err(|e| inner.err(e))?
+                .map_or(0, |g| g.value());
+            let mut entries = Vec::new();
+            if let Some(first) = cursor.checked_add(1) {
+                let feed = txn.open_table(FEED).map_err(|e| inner.err(e))?;
+                for item in feed.range(first..).map_err(|e| inner.err(e))?.take(limit) {
+                    let (k, v) = item.map_err(|e| inner.err(e))?;
+                    entries.push((k.value(), parse_payload(v.value())?.1));
+                }
+            }
+            Ok(HistoryPage { entries, head })
+        })
+        .await
+    }
+
+    async fn session_events(
+        &self,
+        server: Option<&str>,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let server = server.map(str::to_string);
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
+            let mut out = Vec::new();
+            for ends in [false, true] {
+                for id in inner.newest(&txn, ends, server.as_deref(), since_ms, limit)? {
+                    let Some(s) = get_session(inner, &table, &id)? else {
+                        continue;
+                    };
+                    out.push(if ends {
+                        HistoryEvent::Left(s)
+                    } else {
+                        HistoryEvent::Joined(s)
+                    });
+                }
+            }
+            Ok(newest_in_order(out, limit))
+        })
+        .await
+    }
+
+    async fn player_time_aggregates(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let server = server.to_string();
+        self.blocking(move |inner| {
+            let txn = inner.read()?;
+            let table = txn.open_table(PLAYER_MS).map_err(|e| inner.err(e))?;
+            let first = from_ms - from_ms % AGGREGATE_MS;
+            let mut out = Vec::new();
+            for item in table
+                .range((server.as_str(), first)..(server.as_str(), to_ms))
+                .map_err(|e| inner.err(e))?
+            {
+                let (k, v) = item.map_err(|e| inner.err(e))?;
+                out.push((k.value().1, v.value()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_history(&self, before_ms: u64, batch: usize) -> Result<Pruned, StoreError> {
+        self.blocking(move |inner| {
+            // No version bump: nobody re-reads because old history went away.
+            let txn = inner.db.begin_write().map_err(|e| inner.err(e))?;
+            let pruned = Pruned {
+                sessions: inner.prune_sessions(&txn, before_ms, batch)?,
+                feed_entries: inner.prune_feed(&txn, before_ms, batch)?,
+            };
+            txn.commit().map_err(|e| inner.err(e))?;
+            Ok(pruned)
         })
         .await
     }

@@ -2,9 +2,12 @@
 //! lifecycle engine (issue 3), behind one trait with two backends: an
 //! embedded redb file for a single appliance (the default, zero set-up) and
 //! Redis for a fleet of appliances sharing state. Switching is one config line.
+//! Sessions are indexed by time and feed a history cursor; a retention removes old ones
+//! and keeps their player time as hourly aggregates (see `history`).
 
 mod embedded;
 mod error;
+mod history;
 mod lock;
 mod model;
 mod redis_store;
@@ -16,6 +19,7 @@ use std::sync::Arc;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
+pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
 pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
     Transition, TransitionFilter, WakeLease,

@@ -18,11 +18,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{check_id, decode, encode, StoreError};
+use crate::history::{
+    feed_payload, newest_in_order, parse_payload, payload_time, player_ms_by_hour, HistoryEvent,
+    HistoryPage, Pruned, AGGREGATE_MS,
+};
 use crate::model::{
     creation, new_token, now_unix_ms, Change, ServerRecord, SessionRecord, Transition,
     TransitionFilter, WakeLease,
 };
-use crate::store::StateStore;
+use crate::store::{StateStore, LOG_CAPACITY};
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -54,8 +58,10 @@ impl RedisConfig {
 /// Shared helpers for the scripts below: append a transition to the global
 /// and the per-server sorted sets (score = time, member = zero-padded
 /// sequence + JSON, so members are unique and order within a millisecond is
-/// append order), and bump + publish the version. By convention KEYS[1] is
-/// the version key and ARGV[1] the change channel in every writing script.
+/// append order), append to the history feed (score = position, member = zero-padded
+/// position + `time|event JSON`, trimmed to `cap` entries), and bump + publish the version.
+/// By convention KEYS[1] is the version key and ARGV[1] the change channel in every
+/// writing script.
 macro_rules! prelude {
     () => {
         r#"
@@ -65,6 +71,11 @@ local function append(all, one, seqkey, at, json)
   redis.call('ZADD', all, at, m)
   redis.call('ZADD', one, at, m)
 end
+local function feed(key, seqkey, payload, cap)
+  local seq = redis.call('INCR', seqkey)
+  redis.call('ZADD', key, seq, string.format('%020d', seq) .. '|' .. payload)
+  redis.call('ZREMRANGEBYRANK', key, 0, -(tonumber(cap) + 1))
+end
 local function bump()
   local v = redis.call('INCR', KEYS[1])
   redis.call('PUBLISH', ARGV[1], v)
@@ -73,19 +84,22 @@ end
     };
 }
 
-// KEYS: version servers tr_all tr_one tr_seq; ARGV: channel id record transition at
+// KEYS: version servers tr_all tr_one tr_seq feed feed_seq;
+// ARGV: channel id record transition at feed_payload feed_cap
 const PUT_NEW: &str = concat!(
     prelude!(),
     r#"
 if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
 append(KEYS[3], KEYS[4], KEYS[5], ARGV[5], ARGV[4])
+feed(KEYS[6], KEYS[7], ARGV[6], ARGV[7])
 bump()
 return 1
 "#
 );
 
 // Compare-and-set on the exact stored JSON (which includes the epoch).
-// KEYS: version servers tr_all tr_one tr_seq; ARGV: channel id old new transition at
+// KEYS: version servers tr_all tr_one tr_seq feed feed_seq;
+// ARGV: channel id old new transition at feed_payload feed_cap
 const APPLY: &str = concat!(
     prelude!(),
     r#"
@@ -94,6 +108,7 @@ if not cur then return 0 end
 if cur ~= ARGV[3] then return 1 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 append(KEYS[3], KEYS[4], KEYS[5], ARGV[6], ARGV[5])
+feed(KEYS[6], KEYS[7], ARGV[7], ARGV[8])
 bump()
 return 2
 "#
@@ -134,7 +149,8 @@ return 1
 "#
 );
 
-// KEYS: version sessions open live appliances; ARGV: channel id json server appliance ttl_ms
+// KEYS: version sessions open live appliances starts server_starts feed feed_seq;
+// ARGV: channel id json server appliance ttl_ms start feed_payload feed_cap
 const SESSION_START: &str = concat!(
     prelude!(),
     r#"
@@ -143,13 +159,17 @@ redis.call('SADD', KEYS[3], ARGV[2])
 redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
 redis.call('PEXPIRE', KEYS[4], ARGV[6])
 redis.call('SADD', KEYS[5], ARGV[5])
+redis.call('ZADD', KEYS[6], ARGV[7], ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[7], ARGV[2])
+feed(KEYS[8], KEYS[9], ARGV[8], ARGV[9])
 bump()
 return 1
 "#
 );
 
 // A count that expired with its appliance is not driven below zero.
-// KEYS: version sessions open live lastend; ARGV: channel id old new server end_ms
+// KEYS: version sessions open live lastend ends server_ends feed feed_seq;
+// ARGV: channel id old new server end_ms feed_payload feed_cap
 const SESSION_END: &str = concat!(
     prelude!(),
     r#"
@@ -157,6 +177,9 @@ local cur = redis.call('HGET', KEYS[2], ARGV[2])
 if not cur then return 0 end
 if cur ~= ARGV[3] then return 1 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+redis.call('ZADD', KEYS[6], ARGV[6], ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[6], ARGV[2])
+feed(KEYS[8], KEYS[9], ARGV[7], ARGV[8])
 if redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
   local c = tonumber(redis.call('HGET', KEYS[4], ARGV[5]) or '0')
   if c > 0 then redis.call('HINCRBY', KEYS[4], ARGV[5], -1) end
@@ -167,6 +190,29 @@ bump()
 return 2
 "#
 );
+
+// Removes ended sessions whose player time the caller split into hours, adding that
+// time to the hourly aggregates; a session another appliance pruned first is skipped, so
+// its time is added once. KEYS: sessions starts ends; ARGV, per session: id server_starts
+// server_ends player_ms n, then n pairs of hour start and ms.
+const PRUNE_SESSIONS: &str = r#"
+local i, n = 1, 0
+while i <= #ARGV do
+  local id, nb = ARGV[i], tonumber(ARGV[i + 4])
+  redis.call('ZREM', KEYS[3], id)
+  if redis.call('HDEL', KEYS[1], id) == 1 then
+    n = n + 1
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('ZREM', ARGV[i + 1], id)
+    redis.call('ZREM', ARGV[i + 2], id)
+    for b = 0, nb - 1 do
+      redis.call('HINCRBY', ARGV[i + 3], ARGV[i + 5 + 2 * b], ARGV[i + 6 + 2 * b])
+    end
+  end
+  i = i + 5 + 2 * nb
+end
+return n
+"#;
 
 // Sums the live counts of every appliance whose counts have not expired.
 // Reads keys derived from the appliance set, which is fine on a single Redis
@@ -255,6 +301,33 @@ impl Keys {
     fn open(&self) -> String {
         format!("{}:open-sessions", self.p)
     }
+    /// Session ids scored by start time and by end time, fleet-wide and per server.
+    fn starts(&self) -> String {
+        format!("{}:session-starts", self.p)
+    }
+    fn ends(&self) -> String {
+        format!("{}:session-ends", self.p)
+    }
+    fn server_starts(&self, server: &str) -> String {
+        format!("{}:session-starts:{server}", self.p)
+    }
+    fn server_ends(&self, server: &str) -> String {
+        format!("{}:session-ends:{server}", self.p)
+    }
+    /// Hour start → player ms of pruned sessions.
+    fn player_ms(&self, server: &str) -> String {
+        format!("{}:player-ms:{server}", self.p)
+    }
+    /// Set once the sessions written before the time index are indexed.
+    fn session_index(&self) -> String {
+        format!("{}:session-index", self.p)
+    }
+    fn feed(&self) -> String {
+        format!("{}:feed", self.p)
+    }
+    fn feed_seq(&self) -> String {
+        format!("{}:feed-seq", self.p)
+    }
     fn live_prefix(&self) -> String {
         format!("{}:live:", self.p)
     }
@@ -290,6 +363,7 @@ struct Scripts {
     delete: Script,
     session_start: Script,
     session_end: Script,
+    prune_sessions: Script,
     live_count: Script,
     heartbeat: Script,
     wake_acquire: Script,
@@ -387,6 +461,7 @@ impl RedisStore {
                 delete: Script::new(DELETE),
                 session_start: Script::new(SESSION_START),
                 session_end: Script::new(SESSION_END),
+                prune_sessions: Script::new(PRUNE_SESSIONS),
                 live_count: Script::new(LIVE_COUNT),
                 heartbeat: Script::new(HEARTBEAT),
                 wake_acquire: Script::new(WAKE_ACQUIRE),
@@ -498,6 +573,136 @@ impl RedisStore {
             }
             None => Ok(None),
         }
+    }
+
+    /// The records of `ids` that exist, in the order given.
+    async fn sessions_by_id(&self, ids: &[String]) -> Result<Vec<SessionRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<String>> = self
+            .query(redis::cmd("HMGET").arg(self.keys.sessions()).arg(ids), true)
+            .await?;
+        raw.into_iter()
+            .flatten()
+            .map(|json| decode("session", &json))
+            .collect()
+    }
+
+    /// A store written before the time index existed: index its sessions, once.
+    async fn index_old_sessions(&self) -> Result<(), StoreError> {
+        let k = &self.keys;
+        let done: bool = self
+            .query(redis::cmd("EXISTS").arg(k.session_index()), true)
+            .await?;
+        if done {
+            return Ok(());
+        }
+        let all: Vec<String> = self
+            .query(redis::cmd("HVALS").arg(k.sessions()), true)
+            .await?;
+        for chunk in all.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for json in chunk {
+                let s: SessionRecord = decode("session", json)?;
+                for key in [k.starts(), k.server_starts(&s.server)] {
+                    pipe.cmd("ZADD")
+                        .arg(key)
+                        .arg(s.start_unix_ms)
+                        .arg(&s.id)
+                        .ignore();
+                }
+                if let Some(end) = s.end_unix_ms {
+                    for key in [k.ends(), k.server_ends(&s.server)] {
+                        pipe.cmd("ZADD").arg(key).arg(end).arg(&s.id).ignore();
+                    }
+                }
+            }
+            let pipe = &pipe;
+            self.call(
+                true,
+                |mut c| async move { pipe.query_async::<()>(&mut c).await },
+            )
+            .await?;
+        }
+        self.query::<()>(redis::cmd("SET").arg(k.session_index()).arg(1), true)
+            .await
+    }
+
+    /// Removes up to `batch` sessions that ended before `before`; see [`PRUNE_SESSIONS`].
+    async fn prune_sessions(&self, before: u64, batch: usize) -> Result<u64, StoreError> {
+        let k = &self.keys;
+        let ids: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(k.ends())
+                    .arg("-inf")
+                    .arg(format!("({before}"))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(i64::try_from(batch).unwrap_or(i64::MAX)),
+                true,
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let raw: Vec<Option<String>> = self
+            .query(redis::cmd("HMGET").arg(k.sessions()).arg(&ids), true)
+            .await?;
+        let mut args = Vec::new();
+        for (id, json) in ids.iter().zip(raw) {
+            args.push(id.clone());
+            let Some(json) = json else {
+                // Already gone: only its index entry is left to remove.
+                args.extend([String::new(), String::new(), String::new(), "0".into()]);
+                continue;
+            };
+            let s: SessionRecord = decode(&format!("session {id}"), &json)?;
+            let hours =
+                player_ms_by_hour(s.start_unix_ms, s.end_unix_ms.unwrap_or(s.start_unix_ms));
+            args.extend([
+                k.server_starts(&s.server),
+                k.server_ends(&s.server),
+                k.player_ms(&s.server),
+                hours.len().to_string(),
+            ]);
+            for (hour, ms) in hours {
+                args.extend([hour.to_string(), ms.to_string()]);
+            }
+        }
+        let _removed_here: i64 = self
+            .invoke(
+                &self.scripts.prune_sessions,
+                &[k.sessions(), k.starts(), k.ends()],
+                &args,
+                true,
+            )
+            .await?;
+        // What left the index, whichever appliance removed the record.
+        Ok(ids.len() as u64)
+    }
+
+    /// Removes up to `batch` of the oldest feed entries, those recorded before `before`.
+    async fn prune_feed(&self, before: u64, batch: usize) -> Result<u64, StoreError> {
+        let key = self.keys.feed();
+        let stop = i64::try_from(batch).unwrap_or(i64::MAX).saturating_sub(1);
+        let members: Vec<String> = self
+            .query(redis::cmd("ZRANGE").arg(&key).arg(0).arg(stop), true)
+            .await?;
+        let mut old = Vec::new();
+        for m in members {
+            let payload = m.split_once('|').map_or("", |(_, p)| p);
+            if payload_time(payload)? >= before {
+                break;
+            }
+            old.push(m);
+        }
+        if !old.is_empty() {
+            self.query::<()>(redis::cmd("ZREM").arg(&key).arg(&old), true)
+                .await?;
+        }
+        Ok(old.len() as u64)
     }
 
     async fn read_version(&self) -> Result<u64, StoreError> {
@@ -659,6 +864,8 @@ impl StateStore for RedisStore {
                     k.tr_all(),
                     k.tr_one(&record.id),
                     k.tr_seq(),
+                    k.feed(),
+                    k.feed_seq(),
                 ],
                 &[
                     k.channel(),
@@ -666,6 +873,8 @@ impl StateStore for RedisStore {
                     encode(&record)?,
                     encode(&creation(&record, at))?,
                     at.to_string(),
+                    feed_payload(&HistoryEvent::Transition(creation(&record, at)), at)?,
+                    LOG_CAPACITY.to_string(),
                 ],
                 false,
             )
@@ -727,6 +936,8 @@ impl StateStore for RedisStore {
                         k.tr_all(),
                         k.tr_one(id),
                         k.tr_seq(),
+                        k.feed(),
+                        k.feed_seq(),
                     ],
                     &[
                         k.channel(),
@@ -735,6 +946,8 @@ impl StateStore for RedisStore {
                         encode(&next)?,
                         encode(&t)?,
                         at.to_string(),
+                        feed_payload(&HistoryEvent::Transition(t.clone()), at)?,
+                        LOG_CAPACITY.to_string(),
                     ],
                     false,
                 )
@@ -812,6 +1025,10 @@ impl StateStore for RedisStore {
                     k.open(),
                     k.live(&session.appliance),
                     k.appliances(),
+                    k.starts(),
+                    k.server_starts(&session.server),
+                    k.feed(),
+                    k.feed_seq(),
                 ],
                 &[
                     k.channel(),
@@ -820,6 +1037,9 @@ impl StateStore for RedisStore {
                     session.server.clone(),
                     session.appliance.clone(),
                     self.cfg.live_ttl.as_millis().to_string(),
+                    session.start_unix_ms.to_string(),
+                    feed_payload(&HistoryEvent::Joined(session.clone()), now_unix_ms())?,
+                    LOG_CAPACITY.to_string(),
                 ],
                 false,
             )
@@ -854,6 +1074,10 @@ impl StateStore for RedisStore {
                         k.open(),
                         k.live(&session.appliance),
                         k.last_end(),
+                        k.ends(),
+                        k.server_ends(&session.server),
+                        k.feed(),
+                        k.feed_seq(),
                     ],
                     &[
                         k.channel(),
@@ -862,6 +1086,8 @@ impl StateStore for RedisStore {
                         encode(&session)?,
                         session.server.clone(),
                         end.to_string(),
+                        feed_payload(&HistoryEvent::Left(session.clone()), now_unix_ms())?,
+                        LOG_CAPACITY.to_string(),
                     ],
                     // Compare-and-set on the old JSON: a repeat is a no-op.
                     true,
@@ -916,6 +1142,152 @@ impl StateStore for RedisStore {
         }
         out.sort_by(|a, b| (a.start_unix_ms, &a.id).cmp(&(b.start_unix_ms, &b.id)));
         Ok(out)
+    }
+
+    async fn sessions_overlapping(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        // Atomic: a session is either open or ended, never missed in between.
+        pipe.atomic()
+            .cmd("ZRANGEBYSCORE")
+            .arg(k.server_ends(server))
+            .arg(from_ms)
+            .arg("+inf")
+            .cmd("SMEMBERS")
+            .arg(k.open());
+        let pipe = &pipe;
+        let (mut ids, open): (Vec<String>, Vec<String>) = self
+            .call(true, |mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        ids.extend(open);
+        ids.sort();
+        ids.dedup();
+        let mut out: Vec<SessionRecord> = self
+            .sessions_by_id(&ids)
+            .await?
+            .into_iter()
+            .filter(|s| s.server == server && s.start_unix_ms < to_ms)
+            .collect();
+        out.sort_by(|a, b| (a.start_unix_ms, &a.id).cmp(&(b.start_unix_ms, &b.id)));
+        Ok(out)
+    }
+
+    async fn history_head(&self) -> Result<u64, StoreError> {
+        let head: Option<u64> = self
+            .query(redis::cmd("GET").arg(self.keys.feed_seq()), true)
+            .await?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn history_after(&self, cursor: u64, limit: usize) -> Result<HistoryPage, StoreError> {
+        let k = &self.keys;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZRANGEBYSCORE")
+            .arg(k.feed())
+            .arg(format!("({cursor}"))
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(i64::try_from(limit).unwrap_or(i64::MAX))
+            .cmd("GET")
+            .arg(k.feed_seq());
+        let pipe = &pipe;
+        let (members, head): (Vec<String>, Option<u64>) = self
+            .call(true, |mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut entries = Vec::with_capacity(members.len());
+        for m in &members {
+            let parsed = m
+                .split_once('|')
+                .and_then(|(seq, payload)| Some((seq.parse::<u64>().ok()?, payload)));
+            let Some((seq, payload)) = parsed else {
+                return Err(StoreError::Corrupt {
+                    key: k.feed(),
+                    detail: format!("no position in `{m}`"),
+                });
+            };
+            entries.push((seq, parse_payload(payload)?.1));
+        }
+        Ok(HistoryPage {
+            entries,
+            head: head.unwrap_or(0),
+        })
+    }
+
+    async fn session_events(
+        &self,
+        server: Option<&str>,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let (starts, ends) = match server {
+            Some(s) => (k.server_starts(s), k.server_ends(s)),
+            None => (k.starts(), k.ends()),
+        };
+        let limit_arg = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut pipe = redis::pipe();
+        for key in [&starts, &ends] {
+            pipe.cmd("ZREVRANGEBYSCORE")
+                .arg(key)
+                .arg("+inf")
+                .arg(since_ms)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit_arg);
+        }
+        let pipe = &pipe;
+        let (joined, left): (Vec<String>, Vec<String>) = self
+            .call(true, |mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        let mut out: Vec<HistoryEvent> = self
+            .sessions_by_id(&joined)
+            .await?
+            .into_iter()
+            .map(HistoryEvent::Joined)
+            .collect();
+        out.extend(
+            self.sessions_by_id(&left)
+                .await?
+                .into_iter()
+                .filter(|s| s.end_unix_ms.is_some())
+                .map(HistoryEvent::Left),
+        );
+        Ok(newest_in_order(out, limit))
+    }
+
+    async fn player_time_aggregates(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let all: HashMap<u64, u64> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.player_ms(server)), true)
+            .await?;
+        let mut out: Vec<(u64, u64)> = all
+            .into_iter()
+            .filter(|&(hour, _)| hour.saturating_add(AGGREGATE_MS) > from_ms && hour < to_ms)
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    async fn prune_history(&self, before_ms: u64, batch: usize) -> Result<Pruned, StoreError> {
+        self.index_old_sessions().await?;
+        Ok(Pruned {
+            sessions: self.prune_sessions(before_ms, batch).await?,
+            feed_entries: self.prune_feed(before_ms, batch).await?,
+        })
     }
 
     async fn live_count(&self, server: &str) -> Result<u64, StoreError> {

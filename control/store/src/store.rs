@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
+use crate::history::{HistoryEvent, HistoryPage, Pruned};
 use crate::model::{
     Change, ServerRecord, ServerState, SessionRecord, Transition, TransitionFilter, WakeLease,
 };
@@ -145,6 +146,50 @@ pub trait StateStore: Send + Sync {
         Ok(n)
     }
 
+    /// Sessions of `server` that overlap `[from_ms, to_ms)` (open ones included), from the
+    /// time index: the cost follows the sessions that ended since `from_ms`, not the history.
+    async fn sessions_overlapping(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+
+    // --- history ---------------------------------------------------------
+
+    /// The feed's newest position: a reader that starts here sees only what comes next.
+    async fn history_head(&self) -> Result<u64, StoreError>;
+
+    /// Feed entries (transitions, joins, leaves) after position `cursor`, in the order the
+    /// store committed them, at most `limit`. The feed keeps the newest [`LOG_CAPACITY`]
+    /// entries, and none recorded longer ago than the retention ([`StateStore::prune_history`]).
+    async fn history_after(&self, cursor: u64, limit: usize) -> Result<HistoryPage, StoreError>;
+
+    /// Joins and leaves (of one server, or all) at or after `since_ms`: the newest `limit`,
+    /// oldest first. Read from the session time index, so the cost follows `limit`.
+    async fn session_events(
+        &self,
+        server: Option<&str>,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError>;
+
+    /// `(hour start, player ms)` of `server` folded from pruned sessions, for the hours
+    /// that overlap `[from_ms, to_ms)`.
+    async fn player_time_aggregates(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<(u64, u64)>, StoreError>;
+
+    /// Retention: removes up to `batch` sessions that ended before `before_ms`, adding
+    /// their player time to the hourly aggregates in the same atomic step (usage for the
+    /// period stays right), and up to `batch` feed entries recorded before `before_ms`. Open
+    /// sessions and transitions (the audit trail and billing input) stay. Call again while
+    /// [`Pruned::more`] says so. Safe to run on several appliances at once.
+    async fn prune_history(&self, before_ms: u64, batch: usize) -> Result<Pruned, StoreError>;
+
     // --- wake lock -----------------------------------------------------
 
     /// Takes the right to start `server` for `ttl`, if nobody holds it.
@@ -201,8 +246,8 @@ pub trait StateStore: Send + Sync {
 
     // --- usage ---------------------------------------------------------
 
-    /// Usage of one server in `[from_ms, to_ms)`, from its transitions and
-    /// sessions (see [`compute_usage`]).
+    /// Usage of one server in `[from_ms, to_ms)`, from its transitions, its sessions and
+    /// the aggregates of pruned sessions (see [`compute_usage`]).
     async fn usage(
         &self,
         server: &str,
@@ -216,7 +261,8 @@ pub trait StateStore: Send + Sync {
             limit: usize::MAX,
         };
         let transitions = self.transitions(&filter).await?;
-        let sessions = self.sessions(Some(server), false).await?;
+        let sessions = self.sessions_overlapping(server, from_ms, to_ms).await?;
+        let aggregates = self.player_time_aggregates(server, from_ms, to_ms).await?;
         let archived_bytes = self
             .get(server)
             .await?
@@ -225,6 +271,7 @@ pub trait StateStore: Send + Sync {
         Ok(compute_usage(
             &transitions,
             &sessions,
+            &aggregates,
             from_ms,
             to_ms,
             memory_gb,

@@ -77,3 +77,23 @@ async fn embedded_refuses_a_second_owner() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("already open"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_indexes_the_sessions_of_an_older_store() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The tables an earlier version wrote: sessions, but no time index.
+        let db = redb::Database::create(dir.path().join("state.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let def = redb::TableDefinition::<&str, &str>::new("sessions");
+            let mut t = txn.open_table(def).unwrap();
+            let s = common::legacy_session();
+            let json = serde_json::to_string(&s).unwrap();
+            t.insert(s.id.as_str(), json.as_str()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let store = EmbeddedStore::open(dir.path()).await.unwrap();
+    common::legacy_sessions_are_indexed(&store).await;
+}

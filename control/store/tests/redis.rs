@@ -309,3 +309,20 @@ async fn redis_frozen_server_times_out() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_indexes_the_sessions_of_an_older_store() {
+    let server = RedisServer::start();
+    // What an earlier version wrote: the session hash, but no time index.
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let s = common::legacy_session();
+    let _: i64 = redis::cmd("HSET")
+        .arg("warden:sessions")
+        .arg(&s.id)
+        .arg(serde_json::to_string(&s).unwrap())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    common::legacy_sessions_are_indexed(&store(&server)).await;
+}

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use warden_store::{
-    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
-    StateStore, StoreError, TransitionFilter, WakeLease,
+    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, HistoryEvent, ServerRecord, ServerState,
+    SessionRecord, StateStore, StoreError, TransitionFilter, WakeLease, AGGREGATE_MS,
 };
 
 pub struct RedisServer {
@@ -142,6 +142,271 @@ pub async fn conformance(store: &dyn StateStore) {
     change_version(store).await;
     usage(store).await;
     documents_and_logs(store).await;
+    history_feed(store).await;
+    session_time_index(store).await;
+    retention(store).await;
+}
+
+/// A session of `server` from `start` to `end` (open if None), written through the store.
+async fn played(store: &dyn StateStore, id: &str, server: &str, start: u64, end: Option<u64>) {
+    let mut s = session(id, server, "edge-1");
+    s.start_unix_ms = start;
+    store.session_started(s).await.unwrap();
+    if let Some(end) = end {
+        store.session_ended(id, end).await.unwrap();
+    }
+}
+
+/// The feed returns what was committed after a cursor, in order, and nothing else.
+async fn history_feed(store: &dyn StateStore) {
+    let head = store.history_head().await.unwrap();
+    let page = store.history_after(head, 100).await.unwrap();
+    assert!(page.entries.is_empty(), "{page:?}");
+    assert_eq!(page.head, head);
+
+    store
+        .put_new(ServerRecord::new("h", ServerState::Sleeping, "configured"))
+        .await
+        .unwrap();
+    let t0 = now_unix_ms();
+    played(store, "hs1", "h", t0, Some(t0 + 10)).await;
+    store
+        .transition("h", 0, ServerState::Starting, "login")
+        .await
+        .unwrap();
+
+    let page = store.history_after(head, 100).await.unwrap();
+    let kinds: Vec<String> = page
+        .entries
+        .iter()
+        .map(|(_, e)| match e {
+            HistoryEvent::Transition(t) => format!("{}:{}", t.server, t.to),
+            HistoryEvent::Joined(s) => format!("joined:{}", s.id),
+            HistoryEvent::Left(s) => format!("left:{}@{:?}", s.id, s.end_unix_ms),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "h:sleeping".to_string(),
+            "joined:hs1".to_string(),
+            format!("left:hs1@Some({})", t0 + 10),
+            "h:starting".to_string(),
+        ]
+    );
+    let positions: Vec<u64> = page.entries.iter().map(|(p, _)| *p).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(positions[0] > head);
+    assert_eq!(page.head, positions[3]);
+    assert_eq!(store.history_head().await.unwrap(), positions[3]);
+    // A cursor reads only what is newer; the limit holds.
+    let rest = store.history_after(positions[1], 100).await.unwrap();
+    assert_eq!(rest.entries.len(), 2);
+    assert_eq!(rest.entries[0].0, positions[2]);
+    let one = store.history_after(head, 1).await.unwrap();
+    assert_eq!(one.entries.len(), 1);
+    assert_eq!(one.entries[0].0, positions[0]);
+    assert!(store
+        .history_after(positions[3], 100)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    // Events carry their server and time.
+    assert_eq!(rest.entries[0].1.server(), "h");
+    assert_eq!(rest.entries[0].1.at_unix_ms(), t0 + 10);
+}
+
+/// Joins and leaves by time: the newest `limit`, oldest first, per server or fleet-wide.
+async fn session_time_index(store: &dyn StateStore) {
+    let base = now_unix_ms() - 3_600_000;
+    for i in 0..30u64 {
+        let start = base + i * 1000;
+        let end = (i < 29).then_some(start + 500);
+        played(store, &format!("ti{i}"), "ti", start, end).await;
+    }
+    played(store, "other1", "ti-other", base + 29_900, None).await;
+
+    let events = store.session_events(Some("ti"), 0, 5).await.unwrap();
+    let got: Vec<(String, u64)> = events
+        .iter()
+        .map(|e| {
+            let kind = match e {
+                HistoryEvent::Joined(s) => format!("j{}", &s.id[2..]),
+                HistoryEvent::Left(s) => format!("l{}", &s.id[2..]),
+                HistoryEvent::Transition(_) => "t".into(),
+            };
+            (kind, e.at_unix_ms() - base)
+        })
+        .collect();
+    let want: Vec<(String, u64)> = [
+        ("l27", 27_500),
+        ("j28", 28_000),
+        ("l28", 28_500),
+        ("j29", 29_000),
+    ]
+    .iter()
+    .map(|(k, t)| (k.to_string(), *t))
+    .collect();
+    assert_eq!(got[1..], want[..], "{got:?}");
+    assert_eq!(got[0], ("j27".to_string(), 27_000), "{got:?}");
+
+    // `since` cuts; fleet-wide includes the other server.
+    let since = store
+        .session_events(Some("ti"), base + 27_200, 100)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 4, "{since:?}");
+    let all = store
+        .session_events(None, base + 27_200, 100)
+        .await
+        .unwrap();
+    let mine: Vec<&str> = all
+        .iter()
+        .map(|e| e.server())
+        .filter(|s| s.starts_with("ti"))
+        .collect();
+    assert_eq!(mine, ["ti", "ti", "ti", "ti", "ti-other"], "{all:?}");
+    assert!(store
+        .session_events(Some("ti"), base + 60_000, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Overlapping a window: ended ones clipped by time, the open one included.
+    let over = store
+        .sessions_overlapping("ti", base + 10_200, base + 12_100)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = over.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["ti10", "ti11", "ti12"], "{ids:?}");
+    let over = store
+        .sessions_overlapping("ti", base + 28_600, base + 100_000)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = over.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["ti29"], "{ids:?}");
+}
+
+/// Old sessions go; their player time stays in usage; open ones and recent ones stay.
+async fn retention(store: &dyn StateStore) {
+    let now = now_unix_ms();
+    // Ten days ago, on an hour boundary: 60 one-minute sessions in one hour, and one
+    // that crosses into the next hour (30 s before, 90 s after).
+    let old = (now - 10 * 86_400_000) / AGGREGATE_MS * AGGREGATE_MS;
+    for i in 0..60u64 {
+        let start = old + i * 60_000;
+        played(store, &format!("old{i}"), "r", start, Some(start + 60_000)).await;
+    }
+    let cross = old + AGGREGATE_MS - 30_000;
+    played(store, "cross", "r", cross, Some(cross + 120_000)).await;
+    // Still open since then, and a recent one.
+    played(store, "still", "r", old + 1000, None).await;
+    played(store, "recent", "r", now - 60_000, Some(now - 1000)).await;
+
+    let period = (old, old + 2 * AGGREGATE_MS);
+    let before = store.usage("r", period.0, period.1, 1.0).await.unwrap();
+    let hours_open = 2.0 * 60.0 - 1000.0 / 60_000.0;
+    assert!(
+        (before.player_minutes - (60.0 + 2.0 + hours_open)).abs() < 1e-6,
+        "{before:?}"
+    );
+    let head_before = store.history_head().await.unwrap();
+
+    // Small batches: the caller goes on while a full batch went.
+    let cutoff = now - 86_400_000;
+    let mut pruned = 0;
+    let mut calls = 0;
+    loop {
+        let p = store.prune_history(cutoff, 25).await.unwrap();
+        pruned += p.sessions;
+        calls += 1;
+        assert!(calls < 20, "pruning does not converge");
+        if !p.more(25) {
+            break;
+        }
+    }
+    assert_eq!(pruned, 61, "the 61 old ended sessions");
+    assert!(calls >= 3);
+
+    let left: Vec<String> = store
+        .sessions(Some("r"), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, ["still", "recent"]);
+    assert_eq!(store.live_count("r").await.unwrap(), 1);
+    // Usage of the pruned period is unchanged: whole hours come from the aggregates.
+    let after = store.usage("r", period.0, period.1, 1.0).await.unwrap();
+    assert!(
+        (after.player_minutes - before.player_minutes).abs() < 1e-6,
+        "{before:?} → {after:?}"
+    );
+    let agg = store
+        .player_time_aggregates("r", period.0, period.1)
+        .await
+        .unwrap();
+    assert_eq!(
+        agg,
+        [(old, 60 * 60_000 + 30_000), (old + AGGREGATE_MS, 90_000)]
+    );
+    // Half of the first hour: half its aggregated minutes, pro rata.
+    let half = store
+        .usage("r", old, old + AGGREGATE_MS / 2, 1.0)
+        .await
+        .unwrap();
+    let want = 60.5 / 2.0 + 30.0 - 1000.0 / 60_000.0;
+    assert!((half.player_minutes - want).abs() < 1e-6, "{half:?}");
+
+    // The pruned sessions left the time index; the feed (pruned by when entries were
+    // recorded, which is now for all of them) stays.
+    let events = store.session_events(Some("r"), 0, 1000).await.unwrap();
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::Joined(s) | HistoryEvent::Left(s) => Some(s.id.as_str()),
+            HistoryEvent::Transition(_) => None,
+        })
+        .collect();
+    assert_eq!(ids, ["still", "recent", "recent"], "{events:?}");
+    let feed = store.history_after(0, 100_000).await.unwrap();
+    assert!(feed
+        .entries
+        .iter()
+        .any(|(_, e)| matches!(e, HistoryEvent::Left(s) if s.id == "old0")));
+    assert_eq!(store.history_head().await.unwrap(), head_before);
+
+    // Pruning again finds nothing and counts nothing twice.
+    let again = store.prune_history(cutoff, 25).await.unwrap();
+    assert_eq!((again.sessions, again.feed_entries), (0, 0));
+    let twice = store.usage("r", period.0, period.1, 1.0).await.unwrap();
+    assert!((twice.player_minutes - before.player_minutes).abs() < 1e-6);
+
+    // A cutoff past everything recorded empties the feed (the position goes on) and
+    // leaves only open sessions.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let all = now_unix_ms();
+    while store.prune_history(all, 10_000).await.unwrap().more(10_000) {}
+    assert!(store
+        .history_after(0, 100_000)
+        .await
+        .unwrap()
+        .entries
+        .is_empty());
+    assert_eq!(store.history_head().await.unwrap(), head_before);
+    let kept = store.sessions(None, false).await.unwrap();
+    assert!(kept.iter().any(|s| s.id == "still"));
+    assert!(
+        kept.iter()
+            .all(|s| s.end_unix_ms.is_none_or(|end| end >= all)),
+        "{kept:?}"
+    );
+    played(store, "after", "r", now_unix_ms(), None).await;
+    let next = store.history_after(head_before, 10).await.unwrap();
+    assert_eq!(next.entries.len(), 1);
+    assert!(next.entries[0].0 > head_before);
 }
 
 async fn documents_and_logs(store: &dyn StateStore) {
@@ -681,4 +946,28 @@ async fn usage(store: &dyn StateStore) {
     assert!(close(usage.sleeping_gb_hours, 4.0), "{usage:?}");
     assert!(close(usage.player_minutes, 1.0), "{usage:?}");
     assert!(close(usage.archived_byte_hours, 0.0));
+}
+
+/// A one-minute session as a store written before the time index holds it.
+pub fn legacy_session() -> SessionRecord {
+    SessionRecord {
+        id: "legacy".into(),
+        start_unix_ms: AGGREGATE_MS,
+        end_unix_ms: Some(AGGREGATE_MS + 60_000),
+        ..SessionRecord::start("old", "Alex", "edge-1")
+    }
+}
+
+/// After a store with [`legacy_session`] and no index opened (and ran its retention), the
+/// session is in the time index, the retention removes it and usage keeps its minute.
+pub async fn legacy_sessions_are_indexed(store: &dyn StateStore) {
+    let p = store.prune_history(1, 100).await.unwrap();
+    assert_eq!(p.sessions, 0, "nothing ended before 1 ms");
+    let events = store.session_events(Some("old"), 0, 10).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let p = store.prune_history(now_unix_ms(), 100).await.unwrap();
+    assert_eq!(p.sessions, 1);
+    assert!(store.sessions(None, false).await.unwrap().is_empty());
+    let usage = store.usage("old", 0, 2 * AGGREGATE_MS, 1.0).await.unwrap();
+    assert!((usage.player_minutes - 1.0).abs() < 1e-9, "{usage:?}");
 }
