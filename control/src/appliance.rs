@@ -27,6 +27,7 @@ use crate::catalog::Catalog;
 use crate::config;
 use crate::control_metrics::ControlMetrics;
 use crate::discovery::Discovery;
+use crate::http_guard::{Admission, Limits};
 use crate::metrics_http::MetricsHttp;
 use crate::reload::Reloader;
 
@@ -126,10 +127,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
                 engine.clone(),
                 edge.clone(),
                 catalog,
-                section.rate_limit,
+                &section,
                 configured.clone(),
                 cfg.listen_addrs(),
                 control_metrics.api_requests.clone(),
+                control_metrics.http.clone(),
             ));
             control.spawn(crate::api::serve(section, ctx));
         }
@@ -176,10 +178,18 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     server.add_service(edge_svc);
 
     if !cfg.metrics.listen.is_empty() {
+        let c = &cfg.metrics;
+        let limits = Limits {
+            max_connections: c.max_connections,
+            per_source: c.max_connections_per_source,
+            idle_timeout: c.idle_timeout,
+            request_timeout: c.request_timeout,
+        };
         let mut m = Service::new(
             "metrics".to_string(),
             MetricsHttp {
                 metrics: metrics.clone(),
+                admission: Admission::new("metrics", limits, control_metrics.http.clone()),
             },
         );
         m.threads = Some(1);

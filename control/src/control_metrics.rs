@@ -1,5 +1,6 @@
 //! The control plane's Prometheus metrics, served with the edge's on `/metrics`: server
-//! states, API requests and webhook deliveries (docs/grafana/ charts them).
+//! states, API requests, HTTP listener refusals and webhook deliveries (docs/grafana/
+//! charts them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use warden_store::ServerState;
 
+use crate::http_guard::HttpMetrics;
 use crate::lifecycle::Engine;
 
 pub struct ControlMetrics {
@@ -18,6 +20,8 @@ pub struct ControlMetrics {
     pub wakes: IntCounterVec,
     /// `warden_wake_duration_seconds`: from leaving sleep (or the archive) to ready.
     pub wake_duration: Histogram,
+    /// The API's and the metrics listener's refusals and connections.
+    pub http: HttpMetrics,
 }
 
 impl ControlMetrics {
@@ -70,6 +74,7 @@ impl ControlMetrics {
             webhook_deliveries,
             wakes,
             wake_duration,
+            http: HttpMetrics::register(registry)?,
         })
     }
 }

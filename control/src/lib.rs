@@ -13,6 +13,7 @@ pub mod control_metrics;
 pub mod demo;
 pub mod discovery;
 pub mod events;
+pub mod http_guard;
 pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;

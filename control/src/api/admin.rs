@@ -64,6 +64,7 @@ pub async fn revoke(
         ));
     }
     if tokens::revoke(ctx.store.as_ref(), &id).await? {
+        ctx.streams.revoke(&id);
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no token `{id}`")))

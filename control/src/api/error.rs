@@ -26,7 +26,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `rate_limited`, `unavailable`, `internal`.
+    /// `not_found`, `conflict`, `method_not_allowed`, `rate_limited`, `too_many_streams`,
+    /// `request_timeout`, `busy`, `unavailable`, `internal`.
     pub code: String,
     /// For people.
     pub message: String,

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::IntoParams;
 use warden_store::{StateStore, StoreError, TransitionFilter};
 
+use super::auth::Caller;
 use super::error::{ApiError, Json, Query};
 use super::ApiContext;
 use crate::events::Event;
@@ -131,13 +132,19 @@ pub async fn list(
 
 /// Live events as `text/event-stream`: each event's `event:` is its kind and `data:` the
 /// event as JSON. Starts with what happens after the request.
+/// A token has at most `api.max_streams_per_token` open (429 beyond); a stream ends when
+/// its token is revoked.
 #[utoipa::path(get, path = "/v1/events/stream", tag = "events", params(StreamParams),
-    responses((status = 200, description = "Server-Sent Events, one Event per message", content_type = "text/event-stream")))]
+    responses((status = 200, description = "Server-Sent Events, one Event per message", content_type = "text/event-stream"),
+              (status = 429, body = super::error::ErrorBody)))]
 pub async fn stream(
     State(ctx): State<Arc<ApiContext>>,
+    caller: Option<axum::Extension<Caller>>,
     Query(p): Query<StreamParams>,
-) -> impl axum::response::IntoResponse {
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let token = caller.map(|c| c.token.id.clone()).unwrap_or_default();
+    let permit = ctx.streams.open(&token)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(256);
     tokio::spawn(follow(ctx.store.clone(), p.server, tx));
-    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+    Ok(Sse::new(permit.guard(ReceiverStream::new(rx))).keep_alive(KeepAlive::default()))
 }

@@ -2,36 +2,36 @@
 //! the `warden` CLI drive Warden through. JSON under `/v1`, described by an OpenAPI 3
 //! document generated from these handlers (`/v1/openapi.json`), so it cannot drift.
 //!
-//! A request's path: [`serve`] accepts (TLS when configured) → [`auth::layer`] checks the
-//! bearer token, its role and its rate limit, and audits writes → a handler in
-//! [`servers`], [`actions`], [`events`], … → the store, the catalog of API-defined servers
-//! and the lifecycle engine. Every error is an [`error::ApiError`] with a JSON body.
+//! A request's path: [`serve`] accepts under the connection limits of
+//! [`crate::http_guard`] and [`conn`] serves the connection (TLS when configured) →
+//! [`auth::layer`] checks the bearer token, its role and its rate limit, and audits writes →
+//! [`conn::read_body`] reads the body by its deadline → a handler in [`servers`],
+//! [`actions`], [`events`], … → the store, the catalog of API-defined servers and the
+//! lifecycle engine. Every error is an [`error::ApiError`] with a JSON body.
 
 mod actions;
 mod admin;
 pub mod auth;
+mod conn;
 pub mod error;
 mod events;
 mod health;
 mod routes;
 mod servers;
+mod streams;
 mod tls;
 pub mod tokens;
 mod usage;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use prometheus::IntCounterVec;
-use tower::ServiceExt;
 use tracing::{info, warn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
@@ -40,13 +40,10 @@ use warden_store::StateStore;
 
 use crate::catalog::Catalog;
 use crate::config::ApiSection;
+use crate::http_guard::{Admission, HttpMetrics, Limits};
 use crate::lifecycle::Engine;
 use error::ApiError;
-
-/// Largest request body accepted (a server spec is well under 4 KiB).
-const MAX_BODY: usize = 64 * 1024;
-/// A client must send its request head (and finish TLS) within this.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+use streams::Streams;
 
 /// What the handlers work with.
 pub struct ApiContext {
@@ -63,6 +60,12 @@ pub struct ApiContext {
     pub edge_listen: Vec<String>,
     /// `warden_api_requests_total{method,status}`.
     pub requests: IntCounterVec,
+    /// Refusals and open connections (`warden_http_*`).
+    pub http: HttpMetrics,
+    /// Open event streams per token.
+    pub streams: Arc<Streams>,
+    /// A request's head and body must arrive within this of its first byte.
+    pub request_timeout: Duration,
 }
 
 impl ApiContext {
@@ -72,10 +75,11 @@ impl ApiContext {
         engine: Arc<Engine>,
         edge: Arc<Edge>,
         catalog: Arc<Catalog>,
-        rate_limit: u32,
+        section: &ApiSection,
         configured: Vec<String>,
         edge_listen: Vec<String>,
         requests: IntCounterVec,
+        http: HttpMetrics,
     ) -> Self {
         ApiContext {
             store,
@@ -84,10 +88,17 @@ impl ApiContext {
             catalog,
             actions: Default::default(),
             limiter: pingora_limits::rate::Rate::new(Duration::from_secs(1)),
-            rate_limit,
+            rate_limit: section.rate_limit,
             configured,
             edge_listen,
             requests,
+            streams: Streams::new(
+                section.max_streams_per_token,
+                section.max_streams,
+                http.clone(),
+            ),
+            http,
+            request_timeout: section.request_timeout,
         }
     }
 }
@@ -194,9 +205,9 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .route("/health/ready", get(health::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(ctx.clone(), conn::read_body))
         .layer(middleware::from_fn_with_state(ctx.clone(), auth::layer))
         .layer(middleware::from_fn_with_state(ctx.clone(), count))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(ctx)
 }
 
@@ -227,8 +238,15 @@ pub async fn serve(section: ApiSection, ctx: Arc<ApiContext>) {
         }
     };
     info!(listen = %section.listen, tls = tls.is_some(), "control API listening");
+    tokio::spawn(ctx.streams.clone().end_revoked(ctx.store.clone()));
+    let limits = Limits {
+        max_connections: section.max_connections,
+        per_source: section.max_connections_per_source,
+        idle_timeout: section.idle_timeout,
+        request_timeout: section.request_timeout,
+    };
+    let admission = Admission::new("api", limits, ctx.http.clone());
     let app = router(ctx);
-    let slots = Arc::new(tokio::sync::Semaphore::new(section.max_connections));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -238,30 +256,16 @@ pub async fn serve(section: ApiSection, ctx: Arc<ApiContext>) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Full: closing is the cheapest answer, and a client retries.
+        // Refused: closing is the cheapest answer, and a client retries.
+        let Some(admitted) = admission.admit(peer.ip()) else {
             continue;
         };
-        let (app, tls) = (app.clone(), tls.clone());
-        tokio::spawn(async move {
-            let svc = app.map_request(move |mut r: axum::http::Request<hyper::body::Incoming>| {
-                r.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                r
-            });
-            let svc = TowerToHyperService::new(svc);
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT);
-            let _ = match tls {
-                Some(acceptor) => {
-                    match tokio::time::timeout(HEAD_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => http.serve_connection(TokioIo::new(s), svc).await,
-                        _ => return,
-                    }
-                }
-                None => http.serve_connection(TokioIo::new(stream), svc).await,
-            };
-            drop(slot);
-        });
+        tokio::spawn(conn::serve(
+            admitted,
+            stream,
+            peer,
+            app.clone(),
+            tls.clone(),
+        ));
     }
 }

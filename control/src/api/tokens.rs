@@ -118,6 +118,11 @@ pub async fn revoke(store: &dyn StateStore, id: &str) -> Result<bool, StoreError
     store.delete_doc(KIND, id).await
 }
 
+/// Whether the token `id` still exists (is not revoked).
+pub async fn exists(store: &dyn StateStore, id: &str) -> Result<bool, StoreError> {
+    Ok(store.get_doc(KIND, id).await?.is_some())
+}
+
 /// The token's record if `presented` is a live token; None for anything else.
 pub async fn verify(
     store: &dyn StateStore,

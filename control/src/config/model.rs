@@ -53,8 +53,22 @@ pub struct ApiSection {
     pub insecure_remote: bool,
     /// Requests per second allowed per token.
     pub rate_limit: u32,
-    /// Concurrent API connections.
+    /// Concurrent API connections. When all are taken, a new connection takes the place of
+    /// an idle one (from the source address holding the most); an eighth is kept for health
+    /// checks.
     pub max_connections: usize,
+    /// Concurrent connections from one source address.
+    pub max_connections_per_source: usize,
+    /// A connection with no request in progress (new, or kept alive) is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request (TLS handshake, head and body) must arrive within this of its first byte.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Open `/v1/events/stream` streams per token.
+    pub max_streams_per_token: usize,
+    /// Open `/v1/events/stream` streams in all.
+    pub max_streams: usize,
 }
 
 impl Default for ApiSection {
@@ -66,6 +80,11 @@ impl Default for ApiSection {
             insecure_remote: false,
             rate_limit: 50,
             max_connections: 256,
+            max_connections_per_source: 16,
+            idle_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_streams_per_token: 8,
+            max_streams: 64,
         }
     }
 }
@@ -382,12 +401,26 @@ impl Default for StatusConfig {
 pub struct MetricsConfig {
     /// Where `/metrics` is served; empty to disable.
     pub listen: String,
+    /// Concurrent connections (one request each); as for the API, a new one takes an idle
+    /// one's place when all are taken.
+    pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// A connection that has not started its request is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A request's head must arrive within this of its first byte.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9940".into(),
+            max_connections: 64,
+            max_connections_per_source: 16,
+            idle_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }

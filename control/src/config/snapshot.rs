@@ -94,6 +94,13 @@ impl Config {
                 "use ip:port, e.g. \"127.0.0.1:9940\", or \"\" to disable",
             ));
         }
+        let m = &self.metrics;
+        check_http_limits(
+            path,
+            "metrics",
+            [m.max_connections, m.max_connections_per_source],
+            [m.idle_timeout, m.request_timeout],
+        )?;
         if let Some(api) = &self.api {
             check_api(path, api)?;
         }
@@ -417,11 +424,37 @@ fn check_api(path: &Path, api: &super::model::ApiSection) -> Result<(), ConfigEr
             "set api.tls_cert and api.tls_key, or api.insecure_remote = true if a TLS proxy fronts it",
         ));
     }
-    if api.rate_limit == 0 || api.max_connections == 0 {
+    if api.rate_limit == 0 || api.max_streams == 0 || api.max_streams_per_token == 0 {
         return Err(ConfigError::general(
             path,
-            "api.rate_limit and api.max_connections must be at least 1",
-            "the defaults are 50 requests/s per token and 256 connections",
+            "api.rate_limit, api.max_streams and api.max_streams_per_token must be at least 1",
+            "the defaults are 50 requests/s per token, 64 streams, 8 per token",
+        ));
+    }
+    check_http_limits(
+        path,
+        "api",
+        [api.max_connections, api.max_connections_per_source],
+        [api.idle_timeout, api.request_timeout],
+    )
+}
+
+/// The connection limits the API and metrics listeners share: counts of at least 1,
+/// timeouts above zero.
+fn check_http_limits(
+    path: &Path,
+    section: &str,
+    [max, per_source]: [usize; 2],
+    [idle, request]: [std::time::Duration; 2],
+) -> Result<(), ConfigError> {
+    if max == 0 || per_source == 0 || idle.is_zero() || request.is_zero() {
+        return Err(ConfigError::general(
+            path,
+            format!(
+                "{section}.max_connections, max_connections_per_source, idle_timeout and \
+                 request_timeout must be above zero"
+            ),
+            "leave them out for the defaults (see examples/warden.toml)",
         ));
     }
     Ok(())
