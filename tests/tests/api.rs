@@ -595,7 +595,7 @@ fn webhooks_are_delivered_retried_and_never_hold_up_a_wake() {
 fn api_servers_and_tokens_reach_every_appliance_through_redis() {
     let redis = Redis::start();
     let store = format!(
-        "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+        "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\npath = \"{{dir}}\"\n",
         redis.port
     );
     let make = |name: &str| {
