@@ -14,6 +14,8 @@
 #
 # Usage: scripts/quickstart-ci.sh     (needs tests/peers/node_modules and .venv:
 #                                      scripts/install-test-deps.sh)
+# Env:   WARDEN_QUICKSTART_TARGET=DIR  keep the release build in DIR between local runs
+#                                      (CI leaves it unset: the clone builds from nothing)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="$ROOT/tests/peers"
@@ -55,18 +57,23 @@ say "README command in a fresh clone: scripts/run.sh"
 keep_env=(HOME="$HOME" PATH="$PATH" LANG=C.UTF-8 USER="${USER:-root}")
 [ -n "${CARGO_HOME:-}" ] && keep_env+=(CARGO_HOME="$CARGO_HOME")
 [ -n "${RUSTUP_HOME:-}" ] && keep_env+=(RUSTUP_HOME="$RUSTUP_HOME")
+TARGET="$CLONE/target"
+if [ -n "${WARDEN_QUICKSTART_TARGET:-}" ]; then
+  TARGET="$WARDEN_QUICKSTART_TARGET"
+  keep_env+=(CARGO_TARGET_DIR="$TARGET")
+fi
 (cd "$CLONE" && exec setsid env -i "${keep_env[@]}" scripts/run.sh >"$WORK/run.log" 2>&1 </dev/null) &
 RUN_PID=$!
-WARDEN="$CLONE/target/release/warden"
+WARDEN="$TARGET/release/warden"
 
 ping() { "$PY" "$PEERS/status.py" --addr 127.0.0.1:25565 --host localhost --timeout 3 2>/dev/null; }
 json_field() { "$PY" -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d.get('$1'))"; }
 
 # ---- 2. the server list: asleep, answered by Warden
-deadline=$((SECONDS + 1800))
+deadline=$((SECONDS + 2400))
 until out="$(ping)" && [ "$(printf '%s' "$out" | json_field ok)" = True ]; do
   kill -0 "$RUN_PID" 2>/dev/null || fail "scripts/run.sh exited before Warden answered"
-  [ "$SECONDS" -lt "$deadline" ] || fail "Warden did not answer a status ping within 30 min"
+  [ "$SECONDS" -lt "$deadline" ] || fail "Warden did not answer a status ping within 40 min"
   sleep 3
 done
 say "build and start took ${SECONDS} s; the ping says: $(printf '%s' "$out" | json_field motd)"
