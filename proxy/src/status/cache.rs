@@ -173,7 +173,10 @@ impl Inner {
         self.order.remove(&old);
         self.order.insert(seq, key.clone());
         self.expire(now, policy);
+        // The answer just stored stays even if it alone is over budget: evicting it would
+        // send the next ping to the backend again.
         while (self.bytes > policy.max_bytes || self.slots.len() > max_entries)
+            && self.order.len() > 1
             && self.evict_first()
         {}
         result
@@ -415,6 +418,19 @@ mod tests {
             .get(key("b99.test"), p, || async { Err(FetchError::Timeout) })
             .await;
         assert!(matches!(hit, Lookup::Hit(_)));
+        // Even one answer over the whole budget is kept (until the next one comes).
+        p.max_bytes = 1;
+        let got = cache
+            .get(key("huge.test"), p, || async {
+                status(r#"{"description":"x"}"#)
+            })
+            .await;
+        assert!(matches!(got, Lookup::Fetched(_)));
+        let hit = cache
+            .get(key("huge.test"), p, || async { Err(FetchError::Timeout) })
+            .await;
+        assert!(matches!(hit, Lookup::Hit(_)));
+        assert_eq!(cache.usage().0, 1);
     }
 
     #[tokio::test]
