@@ -120,6 +120,26 @@ seeds["login_start"] = [
     sel(255, login_start("Notch", UUID), raw=772),  # raw protocol number
 ]
 
+# status_response: u16 LE (limit - 1), i32 LE (protocol to serve), then what the backend sends.
+def status_seed(json, limit=65536, protocol=767, raw=None):
+    body = raw if raw is not None else varint(0) + string(json)
+    return struct.pack("<Hi", limit - 1, protocol) + frame(body)
+
+
+VANILLA = '{"version":{"name":"1.21","protocol":767},"players":{"max":20,"online":3,"sample":[]},"description":{"text":"A Minecraft Server"},"enforcesSecureChat":false}'
+seeds["status_response"] = [
+    status_seed(VANILLA),
+    status_seed(VANILLA, protocol=47),
+    status_seed(VANILLA + "\x00\x00junk", protocol=-1),  # bytes after the document (Gate #297)
+    status_seed('{"description":"old style","version":{"name":"Paper 1.8.8","protocol":47},"favicon":"data:image/png;base64,' + "A" * 3000 + '"}'),
+    status_seed('{"description":{"text":"A","extra":[{"text":"B","bold":true},"C"]},"forgeData":{"d":"' + "\\u0000" * 200 + '"}}'),
+    status_seed('{"version":{"protocol":2147483647},"n":[1e15,1e15,1e15,-0.0,1.5e300]}', limit=80),
+    status_seed('{"players":{"online":-5}}', limit=20),
+    status_seed(VANILLA, limit=100),  # over the limit: refused from the prefix alone
+    status_seed("", raw=varint(1) + string("{}")),  # wrong packet id
+    status_seed("{broken"),
+]
+
 if ROOT.exists():
     shutil.rmtree(ROOT)
 for target, inputs in seeds.items():

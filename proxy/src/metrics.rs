@@ -50,6 +50,8 @@ pub struct Metrics {
     pub backend_connect: Histogram,
     backend_errors: IntCounterVec,
     status_cache: IntCounterVec,
+    status_cache_entries: IntGauge,
+    status_cache_bytes: IntGauge,
     handshake_errors: IntCounterVec,
     pub legacy_pings: IntCounter,
     pub reloads: IntCounterVec,
@@ -107,6 +109,14 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let status_cache_entries = IntGauge::new(
+            "warden_status_cache_entries",
+            "Keys (host and backend) held in the status cache",
+        )?;
+        let status_cache_bytes = IntGauge::new(
+            "warden_status_cache_bytes",
+            "Bytes held in the status cache, as charged to its budget",
+        )?;
         let handshake_errors = IntCounterVec::new(
             Opts::new(
                 "warden_handshake_errors_total",
@@ -140,6 +150,8 @@ impl Metrics {
             Box::new(backend_connect.clone()),
             Box::new(backend_errors.clone()),
             Box::new(status_cache.clone()),
+            Box::new(status_cache_entries.clone()),
+            Box::new(status_cache_bytes.clone()),
             Box::new(handshake_errors.clone()),
             Box::new(legacy_pings.clone()),
             Box::new(reloads.clone()),
@@ -157,6 +169,8 @@ impl Metrics {
             backend_connect,
             backend_errors,
             status_cache,
+            status_cache_entries,
+            status_cache_bytes,
             handshake_errors,
             legacy_pings,
             reloads,
@@ -177,6 +191,11 @@ impl Metrics {
 
     pub fn status_cache(&self, result: &str) {
         self.status_cache.with_label_values(&[result]).inc();
+    }
+
+    pub fn status_cache_size(&self, entries: usize, bytes: usize) {
+        self.status_cache_entries.set(entries as i64);
+        self.status_cache_bytes.set(bytes as i64);
     }
 
     pub fn backend_error(&self, kind: &str) {

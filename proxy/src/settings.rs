@@ -29,6 +29,12 @@ pub struct EdgeSettings {
     /// How long past its TTL a status may be served when the backend stops answering.
     pub status_stale_for: Duration,
     pub status_fetch_timeout: Duration,
+    /// How long a failed status fetch is remembered before the backend is asked again.
+    pub status_error_ttl: Duration,
+    /// Largest Status Response frame accepted from a backend.
+    pub status_max_response_bytes: usize,
+    /// Bytes the status cache may hold in all.
+    pub status_cache_max_bytes: usize,
 }
 
 impl Default for EdgeSettings {
@@ -44,6 +50,9 @@ impl Default for EdgeSettings {
             status_ttl: Duration::from_secs(5),
             status_stale_for: Duration::from_secs(300),
             status_fetch_timeout: Duration::from_secs(3),
+            status_error_ttl: Duration::from_secs(2),
+            status_max_response_bytes: crate::status::fetch::DEFAULT_MAX_STATUS_BYTES,
+            status_cache_max_bytes: 32 << 20,
         }
     }
 }

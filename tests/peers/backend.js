@@ -17,6 +17,9 @@
 //   --motd TEXT            MOTD; "{version}" and "{port}" are substituted (default "warden-test {version}")
 //   --max-players N        (default 100)
 //   --favicon              include a tiny 64x64 PNG favicon in status responses
+//   --favicon-bytes N      include a favicon data URL of N bytes (an oversized status, e.g. 262144)
+//   --echo-protocol        answer each status with the client's protocol number, as multi-version
+//                          servers (ViaVersion, proxies) do; default: this server's own protocol
 //   --kick TEXT            kick every player with this reason instead of letting them play
 //   --warmup false         do not pre-compile the nmp protocol code before listening (default: do it,
 //                          so "ready" means the first login is not slowed down by ~0.2-1.5 s per version)
@@ -59,7 +62,7 @@ function fatal (msg) {
 }
 
 function parseArgs (argv) {
-  const flags = new Set(['favicon', 'help'])
+  const flags = new Set(['favicon', 'echo-protocol', 'help'])
   const out = {}
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -97,7 +100,14 @@ const kickText = args.kick
 const kickStage = args['kick-stage'] || 'login'
 if (!['login', 'play'].includes(kickStage)) fatal('--kick-stage must be login or play')
 // 1x1 transparent PNG is rejected by vanilla clients (must be 64x64), so build a real 64x64 one.
-const FAVICON = args.favicon ? 'data:image/png;base64,' + make64PNG().toString('base64') : undefined
+let FAVICON = args.favicon ? 'data:image/png;base64,' + make64PNG().toString('base64') : undefined
+if (args['favicon-bytes'] !== undefined) {
+  const n = Number(args['favicon-bytes'])
+  if (!Number.isInteger(n) || n < 32) fatal('bad --favicon-bytes: ' + args['favicon-bytes'])
+  const head = 'data:image/png;base64,'
+  FAVICON = head + 'A'.repeat(n - head.length)
+}
+const echoProtocol = Boolean(args['echo-protocol'])
 
 process.on('uncaughtException', (err) => {
   console.error('[backend] uncaught exception (ignored):', err && err.stack ? err.stack : err)
@@ -185,6 +195,7 @@ function startServer (version, port) {
         beforePing: (response, client) => {
           emit({ event: 'status', ...tag(), serverHost: client.serverHost, serverPort: client.serverPort, protocol: client.protocolVersion })
           response.description = { text: server.motd }
+          if (echoProtocol) response.version = { ...response.version, protocol: client.protocolVersion }
           return response
         }
       })

@@ -376,7 +376,7 @@ impl Default for LimitsConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusConfig {
-    /// A backend is asked at most once per this long per host and protocol.
+    /// A backend is asked at most once per this long per host.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
     /// How long past its TTL an answer may be served while the backend is not answering.
@@ -384,14 +384,25 @@ pub struct StatusConfig {
     pub stale_for: Duration,
     #[serde(with = "humantime_serde")]
     pub fetch_timeout: Duration,
+    /// A failed fetch (down, invalid, too big) is remembered this long.
+    #[serde(with = "humantime_serde")]
+    pub error_ttl: Duration,
+    /// Largest status a backend may answer with, in bytes.
+    pub max_response_bytes: usize,
+    /// Memory the status cache may hold in all, in MiB.
+    pub cache_max_mib: usize,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
+        let d = warden_proxy::settings::EdgeSettings::default();
         Self {
-            cache_ttl: Duration::from_secs(5),
-            stale_for: Duration::from_secs(300),
-            fetch_timeout: Duration::from_secs(3),
+            cache_ttl: d.status_ttl,
+            stale_for: d.status_stale_for,
+            fetch_timeout: d.status_fetch_timeout,
+            error_ttl: d.status_error_ttl,
+            max_response_bytes: d.status_max_response_bytes,
+            cache_max_mib: d.status_cache_max_bytes >> 20,
         }
     }
 }

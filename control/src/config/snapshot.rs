@@ -245,6 +245,9 @@ impl Config {
             status_ttl: self.status.cache_ttl,
             status_stale_for: self.status.stale_for,
             status_fetch_timeout: self.status.fetch_timeout,
+            status_error_ttl: self.status.error_ttl,
+            status_max_response_bytes: self.status.max_response_bytes.clamp(1024, 2 << 20),
+            status_cache_max_bytes: self.status.cache_max_mib.clamp(1, 4096) << 20,
         };
         Ok(Snapshot {
             table: builder.build(unknown),

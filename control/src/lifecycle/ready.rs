@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use warden_proxy::status::fetch::StatusQuery;
-use warden_proxy::status::fetch_status;
+use warden_proxy::status::fetch::{StatusQuery, DEFAULT_MAX_STATUS_BYTES};
+use warden_proxy::status::{fetch_status, FetchError};
 use warden_runtime::{Runtime, RuntimeError};
 
 /// The runtime's verdict on a server that answers pings: only an explicit "not healthy"
@@ -39,7 +39,12 @@ pub async fn wait_ready(
             protocol: -1,
             proxy_protocol,
         };
-        if fetch_status(q, PROBE_TIMEOUT).await.is_ok() && ready(runtime.healthy().await) {
+        // A status bigger than the edge would serve still shows the server is up.
+        let answered = matches!(
+            fetch_status(q, PROBE_TIMEOUT, DEFAULT_MAX_STATUS_BYTES).await,
+            Ok(_) | Err(FetchError::TooLarge { .. })
+        );
+        if answered && ready(runtime.healthy().await) {
             return true;
         }
         if Instant::now() + POLL >= deadline {

@@ -1,9 +1,10 @@
-//! Answering pre-1.7 (`0xFE`) pings from the status cache.
+//! Answering pre-1.7 (`0xFE`) pings from the status cache, before the connection's
+//! pre-routing deadline like every exchange before routing.
 
 use std::net::SocketAddr;
 
 use tokio::io::AsyncWriteExt;
-use tokio::time::{timeout, Duration};
+use tokio::time::timeout_at;
 
 use super::preroute::Preroute;
 use super::Edge;
@@ -43,8 +44,13 @@ pub(super) async fn answer(
     edge.metrics.legacy_pings.inc();
     let server = &target.server;
     let state = edge.lifecycle.state(server);
+    let deadline = pre.deadline();
     let cached = if state == ServerState::Active {
-        super::status::cached_status(edge, snap, &host, &target, PROBE_PROTOCOL, port).await
+        let lookup = super::status::cached_status(edge, snap, &host, &target, PROBE_PROTOCOL, port);
+        match timeout_at(deadline, lookup).await {
+            Ok(cached) => cached,
+            Err(_) => return edge.metrics.reject(Reject::Timeout),
+        }
     } else {
         None
     };
@@ -53,10 +59,10 @@ pub(super) async fn answer(
             &ping,
             &LegacyStatus {
                 protocol: LEGACY_PROTOCOL,
-                version: &st.version_name,
-                motd: &st.motd_text,
-                online: st.online,
-                max: st.max,
+                version: &st.doc.version_name,
+                motd: &st.doc.motd_text,
+                online: st.doc.online,
+                max: st.doc.max,
             },
         ),
         None => {
@@ -78,5 +84,5 @@ pub(super) async fn answer(
             )
         }
     };
-    let _ = timeout(Duration::from_secs(5), pre.client.write_all(&reply)).await;
+    let _ = timeout_at(deadline, pre.client.write_all(&reply)).await;
 }

@@ -62,7 +62,7 @@ pub(super) async fn admit(
     // backend, never into the anteroom again. No or a bad ticket is an ordinary join.
     let returning = match (handshake.intent, edge.ticket_key.get()) {
         (Intent::Transfer, Some(key)) if handshake.protocol >= MIN_COOKIE_PROTOCOL => {
-            match returning::check(&mut pre, s, key, &target.server.id, client.ip()).await {
+            match returning::check(&mut pre, key, &target.server.id, client.ip()).await {
                 Ok(r) => r,
                 Err(()) => return edge.metrics.reject(Reject::BadHandshake),
             }

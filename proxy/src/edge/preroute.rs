@@ -85,9 +85,10 @@ impl Preroute {
         self.budget += extra;
     }
 
-    /// Starts a new deadline (e.g. for the ping that follows a status response).
-    pub(crate) fn extend_deadline(&mut self, deadline: Instant) {
-        self.deadline = deadline;
+    /// When pre-routing must be over: every exchange before routing (status and ping,
+    /// legacy ping, the backend's answer they wait for) ends by then.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// Reads more bytes, within the deadline and the byte budget.

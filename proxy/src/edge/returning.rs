@@ -9,11 +9,10 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use tokio::io::AsyncWriteExt;
-use tokio::time::timeout;
+use tokio::time::timeout_at;
 use tracing::debug;
 
 use super::preroute::Preroute;
-use crate::settings::EdgeSettings;
 use crate::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
 use crate::wire::{PacketReader, PacketWriter};
 
@@ -29,7 +28,6 @@ const RESPONSE_OVERHEAD: usize = 512;
 /// `Err(())`: the client broke the protocol, went silent or left; drop it.
 pub(super) async fn check(
     pre: &mut Preroute,
-    settings: &EdgeSettings,
     key: &[u8],
     server: &str,
     ip: IpAddr,
@@ -37,7 +35,8 @@ pub(super) async fn check(
     let request = PacketWriter::new(COOKIE_REQUEST)
         .string(COOKIE_KEY)
         .into_frame();
-    let write = timeout(settings.handshake_timeout, pre.client.write_all(&request));
+    // Still before routing: the exchange ends by the connection's pre-routing deadline.
+    let write = timeout_at(pre.deadline(), pre.client.write_all(&request));
     if !matches!(write.await, Ok(Ok(()))) {
         return Err(());
     }

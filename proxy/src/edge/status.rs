@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::timeout_at;
 
-use super::preroute::Preroute;
+use super::preroute::{Preroute, PrerouteError};
 use super::Edge;
 use crate::lifecycle::ServerState;
 use crate::metrics::Reject;
@@ -14,12 +14,15 @@ use crate::route::Resolved;
 use crate::settings::Snapshot;
 use crate::status::fetch::StatusQuery;
 use crate::status::render::{standin_frame, Standin};
-use crate::status::{fetch_status, BackendStatus, CacheKey, Lookup};
+use crate::status::{fetch_status, BackendStatus, CacheKey, FetchError, Lookup, Policy};
 use crate::wire::{pong_packet, Handshake, PacketReader};
 
 /// Status Request and Ping bodies are tiny; anything bigger is not a status client.
 const MAX_STATUS_FRAME: usize = 64;
 
+/// Reads the Status Request, answers it and echoes the Ping, all before the connection's
+/// pre-routing deadline: a client that stalls, or a backend that does, never holds the
+/// connection past it.
 pub(super) async fn answer(
     edge: &Edge,
     mut pre: Preroute,
@@ -35,25 +38,28 @@ pub(super) async fn answer(
     }
     match pre.frame(MAX_STATUS_FRAME).await {
         Ok(body) if body.as_ref() == [0x00] => {}
+        Err(PrerouteError::Timeout) => return edge.metrics.reject(Reject::Timeout),
         _ => {
             edge.metrics.handshake_error("bad_status_request");
             return;
         }
     }
-    let frame = status_frame(edge, snap, handshake, host, target).await;
-    let write_by = Instant::now() + s.handshake_timeout;
+    let deadline = pre.deadline();
+    let Ok(frame) = timeout_at(deadline, status_frame(edge, snap, handshake, host, target)).await
+    else {
+        return edge.metrics.reject(Reject::Timeout);
+    };
     if !matches!(
-        timeout_at(write_by, pre.client.write_all(&frame)).await,
+        timeout_at(deadline, pre.client.write_all(&frame)).await,
         Ok(Ok(()))
     ) {
         return;
     }
     // The client measures latency with a ping; it may also just hang up.
-    pre.extend_deadline(write_by);
     if let Ok(body) = pre.frame(MAX_STATUS_FRAME).await {
         let mut r = PacketReader::new(&body);
         if let (Ok(0x01), Ok(payload)) = (r.varint(), r.i64()) {
-            let _ = timeout_at(write_by, pre.client.write_all(&pong_packet(payload))).await;
+            let _ = timeout_at(deadline, pre.client.write_all(&pong_packet(payload))).await;
         }
     }
 }
@@ -78,7 +84,7 @@ async fn status_frame(
         );
     }
     match cached_status(edge, snap, host, target, hs.protocol, hs.port).await {
-        Some(status) => status.frame.clone(),
+        Some(status) => status.frame_for(hs.protocol),
         None => standin_frame(&server.status, Standin::Offline, None, hs.protocol),
     }
 }
@@ -98,13 +104,13 @@ pub(super) async fn cached_status(
     let key = CacheKey {
         host: host.into(),
         backend: backend.clone(),
-        protocol,
     };
     let address = server
         .rewrite_host
         .clone()
         .unwrap_or_else(|| host.to_string());
     let limit = s.status_fetch_timeout;
+    let max_bytes = s.status_max_response_bytes;
     let fetch = move || async move {
         let q = StatusQuery {
             backend: &backend,
@@ -113,13 +119,18 @@ pub(super) async fn cached_status(
             protocol,
             proxy_protocol: server.proxy_protocol,
         };
-        fetch_status(q, limit).await
+        fetch_status(q, limit, max_bytes).await
     };
-    match edge
-        .status
-        .get(key, s.status_ttl, s.status_stale_for, fetch)
-        .await
-    {
+    let policy = Policy {
+        ttl: s.status_ttl,
+        stale_for: s.status_stale_for,
+        error_ttl: s.status_error_ttl,
+        max_bytes: s.status_cache_max_bytes,
+    };
+    let lookup = edge.status.get(key, policy, fetch).await;
+    let (entries, bytes) = edge.status.usage();
+    edge.metrics.status_cache_size(entries, bytes);
+    match lookup {
         Lookup::Hit(v) => {
             edge.metrics.status_cache("hit");
             Some(v)
@@ -134,8 +145,15 @@ pub(super) async fn cached_status(
         }
         Lookup::Failed(e) => {
             edge.metrics.status_cache("error");
-            edge.metrics.backend_error("status");
+            edge.metrics.backend_error(match e {
+                FetchError::TooLarge { .. } => "status_too_large",
+                _ => "status",
+            });
             tracing::debug!(error = %e, backend = %target.backend, "status fetch failed");
+            None
+        }
+        Lookup::KnownFailure(_) => {
+            edge.metrics.status_cache("error_cached");
             None
         }
     }

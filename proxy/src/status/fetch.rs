@@ -1,37 +1,72 @@
-//! Asking a backend for its status, and reading its answer leniently.
+//! Asking a backend for its status, within a time and a size limit.
 //!
-//! Backends disagree about the JSON: `description` is a string on some versions and a
-//! text component on others (lazymc #57), and some modded servers append bytes after the
-//! document (Gate #297). Warden takes the first JSON value and ignores the rest, and
-//! re-serializes it so clients always get clean JSON.
+//! Parsing is [`warden_wire::status`]: lenient about what backends append or how they
+//! write the MOTD, strict about size. A status bigger than the limit is refused as soon
+//! as its length prefix arrives, before its body is read.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::Value;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::wire::{
-    status_response_packet, FrameDecoder, Handshake, Intent, PacketReader, PacketWriter,
+    parse_status_response, FrameDecoder, Handshake, Intent, PacketWriter, StatusDoc, StatusError,
+    WireError,
 };
 
-/// Largest status frame accepted from a backend (modded servers send large mod lists).
-const MAX_STATUS_FRAME: usize = 2 * 1024 * 1024 - 1;
+/// The largest Status Response frame accepted by default: ample for a 64×64 favicon (a
+/// few KiB) and the 32,767 characters a vanilla client reads at most.
+pub const DEFAULT_MAX_STATUS_BYTES: usize = 64 * 1024;
 
 /// A backend's status, parsed once and ready to serve.
 #[derive(Debug, Clone)]
 pub struct BackendStatus {
-    /// The framed Status Response to send modern clients as is.
-    pub frame: Bytes,
-    pub online: i64,
-    pub max: i64,
-    pub version_name: String,
-    pub protocol: i32,
-    /// The MOTD flattened to plain text (for legacy clients).
-    pub motd_text: String,
+    pub doc: StatusDoc,
+    /// The protocol Warden asked with.
+    pub asked: i32,
+    /// A protocol the backend answered with because it was asked with it (multi-version
+    /// servers echo the client's version); the last one seen.
+    echoed: Option<i32>,
+    /// The backend echoed two different protocols: it answers each client as its own
+    /// version, so the cached answer is adapted to each client's protocol.
+    echoes: bool,
+}
+
+impl BackendStatus {
+    pub fn new(doc: StatusDoc, asked: i32) -> Self {
+        let echoed = (doc.protocol == asked).then_some(asked);
+        Self {
+            doc,
+            asked,
+            echoed,
+            echoes: false,
+        }
+    }
+
+    /// Carries over what earlier answers of the same backend showed.
+    pub fn learn_from(mut self, previous: &BackendStatus) -> Self {
+        self.echoes = previous.echoes
+            || matches!((self.echoed, previous.echoed), (Some(now), Some(before)) if now != before);
+        self.echoed = self.echoed.or(previous.echoed);
+        self
+    }
+
+    /// The framed Status Response for a client speaking `protocol`.
+    pub fn frame_for(&self, protocol: i32) -> Bytes {
+        if self.echoes {
+            self.doc.with_protocol(protocol)
+        } else {
+            self.doc.frame()
+        }
+    }
+
+    /// Bytes this status holds (for cache accounting).
+    pub fn cost(&self) -> usize {
+        std::mem::size_of::<Self>() + self.doc.heap_bytes()
+    }
 }
 
 #[derive(Debug, Error, Clone)]
@@ -42,8 +77,24 @@ pub enum FetchError {
     Timeout,
     #[error("closed before answering")]
     Closed,
+    #[error("status of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
     #[error("bad status response: {0}")]
     Malformed(String),
+    #[error("status cache full of requests in flight")]
+    Busy,
+}
+
+impl From<StatusError> for FetchError {
+    fn from(e: StatusError) -> Self {
+        match e {
+            StatusError::TooLarge { len, max }
+            | StatusError::Wire(WireError::FrameTooLarge { len, max }) => {
+                FetchError::TooLarge { len, max }
+            }
+            other => FetchError::Malformed(other.to_string()),
+        }
+    }
 }
 
 /// What to put in the status handshake sent to the backend.
@@ -56,17 +107,21 @@ pub struct StatusQuery<'a> {
     pub proxy_protocol: bool,
 }
 
-/// Connects to the backend and performs a status request, all within `limit`.
+/// Connects to the backend and performs a status request, all within `limit`, accepting
+/// a Status Response frame of at most `max_bytes`.
 pub async fn fetch_status(
     q: StatusQuery<'_>,
     limit: Duration,
+    max_bytes: usize,
 ) -> Result<BackendStatus, FetchError> {
-    timeout(limit, fetch_inner(q))
+    let asked = q.protocol;
+    let doc = timeout(limit, fetch_inner(q, max_bytes))
         .await
-        .map_err(|_| FetchError::Timeout)?
+        .map_err(|_| FetchError::Timeout)??;
+    Ok(BackendStatus::new(doc, asked))
 }
 
-async fn fetch_inner(q: StatusQuery<'_>) -> Result<BackendStatus, FetchError> {
+async fn fetch_inner(q: StatusQuery<'_>, max_bytes: usize) -> Result<StatusDoc, FetchError> {
     let mut stream = TcpStream::connect(q.backend)
         .await
         .map_err(|e| FetchError::Connect(e.to_string()))?;
@@ -91,10 +146,8 @@ async fn fetch_inner(q: StatusQuery<'_>) -> Result<BackendStatus, FetchError> {
         .map_err(|_| FetchError::Closed)?;
     let mut decoder = FrameDecoder::new();
     loop {
-        match decoder.next_frame(MAX_STATUS_FRAME) {
-            Ok(Some(body)) => return parse_response(&body),
-            Ok(None) => {}
-            Err(e) => return Err(FetchError::Malformed(e.to_string())),
+        if let Some(body) = decoder.next_frame(max_bytes).map_err(StatusError::from)? {
+            return Ok(parse_status_response(&body, max_bytes)?);
         }
         let n = stream
             .read_buf(decoder.buffer_mut())
@@ -106,82 +159,46 @@ async fn fetch_inner(q: StatusQuery<'_>) -> Result<BackendStatus, FetchError> {
     }
 }
 
-/// Parses a Status Response body (id 0x00 + JSON string).
-pub fn parse_response(body: &[u8]) -> Result<BackendStatus, FetchError> {
-    let mut r = PacketReader::new(body);
-    let id = r
-        .varint()
-        .map_err(|e| FetchError::Malformed(e.to_string()))?;
-    if id != 0x00 {
-        return Err(FetchError::Malformed(format!("packet id {id:#04x}")));
-    }
-    let json = r
-        .string(MAX_STATUS_FRAME / 4)
-        .map_err(|e| FetchError::Malformed(e.to_string()))?;
-    status_from_json(json)
-}
-
-/// Reads the first JSON value of `json` (ignoring anything after it) into a status.
-pub fn status_from_json(json: &str) -> Result<BackendStatus, FetchError> {
-    let value: Value = serde_json::Deserializer::from_str(json)
-        .into_iter::<Value>()
-        .next()
-        .ok_or_else(|| FetchError::Malformed("empty document".into()))?
-        .map_err(|e| FetchError::Malformed(e.to_string()))?;
-    if !value.is_object() {
-        return Err(FetchError::Malformed("not a JSON object".into()));
-    }
-    let clean = value.to_string();
-    Ok(BackendStatus {
-        frame: status_response_packet(&clean),
-        online: value["players"]["online"].as_i64().unwrap_or(0),
-        max: value["players"]["max"].as_i64().unwrap_or(0),
-        version_name: value["version"]["name"].as_str().unwrap_or("").to_string(),
-        protocol: value["version"]["protocol"].as_i64().unwrap_or(-1) as i32,
-        motd_text: flatten_text(&value["description"]),
-    })
-}
-
-/// Flattens a text component (string, object with `text`/`extra`, or array) to plain text.
-pub fn flatten_text(v: &Value) -> String {
-    let mut out = String::new();
-    fn walk(v: &Value, out: &mut String, depth: usize) {
-        if depth > 32 {
-            return;
-        }
-        match v {
-            Value::String(s) => out.push_str(s),
-            Value::Array(items) => items.iter().for_each(|i| walk(i, out, depth + 1)),
-            Value::Object(map) => {
-                if let Some(t) = map.get("text") {
-                    walk(t, out, depth + 1);
-                }
-                if let Some(extra) = map.get("extra") {
-                    walk(extra, out, depth + 1);
-                }
-            }
-            _ => {}
-        }
-    }
-    walk(v, &mut out, 0);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::status::status_from_json;
+
+    fn answer(json: &str, asked: i32) -> BackendStatus {
+        BackendStatus::new(status_from_json(json, 1 << 16).unwrap(), asked)
+    }
 
     #[test]
-    fn lenient_parsing() {
-        let s = status_from_json(r#"{"version":{"name":"1.21","protocol":767},"players":{"max":20,"online":3},"description":"Hello"}trailing junk"#).unwrap();
-        assert_eq!((s.online, s.max, s.protocol), (3, 20, 767));
-        assert_eq!(s.motd_text, "Hello");
-        let c =
-            status_from_json(r#"{"description":{"text":"A","extra":[{"text":"B"},"C"]}}"#).unwrap();
-        assert_eq!(c.motd_text, "ABC");
-        assert_eq!(c.protocol, -1);
-        assert!(status_from_json("").is_err());
-        assert!(status_from_json("[1,2]").is_err());
-        assert!(status_from_json("{broken").is_err());
+    fn adapts_the_protocol_only_for_backends_that_echo() {
+        let single = |asked| answer(r#"{"version":{"name":"1.21","protocol":767}}"#, asked);
+        // A single-version server answers 767 whoever asks: never adapted, even after a
+        // 1.21 client happened to ask first.
+        let s = single(767).learn_from(&single(47)).learn_from(&single(767));
+        assert_eq!(s.frame_for(47), s.doc.frame());
+        // A multi-version server answered two clients as their own versions.
+        let multi = |p: i32| {
+            answer(
+                &format!(r#"{{"version":{{"name":"x","protocol":{p}}}}}"#),
+                p,
+            )
+        };
+        let first = multi(767);
+        assert_eq!(
+            first.frame_for(47),
+            first.doc.frame(),
+            "one echo proves nothing"
+        );
+        let m = multi(766).learn_from(&first);
+        assert_ne!(m.frame_for(47), m.doc.frame());
+        assert_eq!(m.frame_for(47), m.doc.with_protocol(47));
+        // Once learned, an unsupported probe (native answer) keeps it.
+        let later = answer(r#"{"version":{"name":"x","protocol":765}}"#, 9999).learn_from(&m);
+        assert_eq!(later.frame_for(47), later.doc.with_protocol(47));
+    }
+
+    #[test]
+    fn too_large_is_its_own_error() {
+        let e: FetchError = StatusError::Wire(WireError::FrameTooLarge { len: 9, max: 1 }).into();
+        assert!(matches!(e, FetchError::TooLarge { len: 9, max: 1 }));
     }
 }

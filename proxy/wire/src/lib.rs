@@ -10,6 +10,7 @@ mod frame;
 mod host;
 pub mod legacy;
 pub mod packets;
+pub mod status;
 mod varint;
 
 pub use error::WireError;
@@ -19,4 +20,5 @@ pub use packets::{
     disconnect_packet, pong_packet, status_response_packet, Handshake, Intent, LoginStart,
     PacketReader, PacketWriter,
 };
+pub use status::{parse_status_response, StatusDoc, StatusError};
 pub use varint::{read_varint, read_varlong, varint_len, write_varint, write_varlong, VarIntError};
