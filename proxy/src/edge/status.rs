@@ -135,7 +135,11 @@ pub(super) async fn cached_status(
         Lookup::Failed(e) => {
             edge.metrics.status_cache("error");
             edge.metrics.backend_error("status");
-            tracing::debug!(error = %e, backend = %target.backend, "status fetch failed");
+            tracing::debug!(
+                error = %crate::wire::log_safe(&e),
+                backend = %crate::wire::log_safe(&target.backend),
+                "status fetch failed"
+            );
             None
         }
     }
