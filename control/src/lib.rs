@@ -12,6 +12,7 @@ pub mod config;
 pub mod control_metrics;
 pub mod discovery;
 pub mod events;
+pub mod fdlimit;
 pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;
