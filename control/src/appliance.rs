@@ -38,6 +38,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", config_path.display()))?;
     let cfg = config::parse(config_path, &text)?;
     let snapshot = cfg.snapshot(config_path, &text)?;
+    let upgrade_sock = crate::upgrade_sock::prepare(&cfg, upgrade)?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let sessions = Sessions::new(Some(metrics.sessions.clone()));
     // The control plane's own runtime lives as long as the process; pingora's service
@@ -153,7 +154,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     };
     let conf = ServerConf {
         threads,
-        upgrade_sock: cfg.edge.upgrade_sock.to_string_lossy().into_owned(),
+        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
         grace_period_seconds: Some(cfg.edge.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
         ..ServerConf::default()
@@ -163,7 +164,12 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // In an upgrade, bootstrap waits on the socket for the old process's listeners.
+    let restrict = upgrade.then(|| crate::upgrade_sock::Restrict::start(upgrade_sock));
     server.bootstrap();
+    if let Some(r) = restrict {
+        r.done();
+    }
 
     let mut edge_svc = Service::new("edge".to_string(), EdgeApp::new(edge.clone()));
     for addr in cfg.listen_addrs() {

@@ -18,4 +18,5 @@ pub mod managed;
 pub mod metrics_http;
 pub mod reload;
 pub mod ticket_key;
+pub mod upgrade_sock;
 pub mod webhooks;

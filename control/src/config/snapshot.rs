@@ -20,6 +20,8 @@ use super::ConfigError;
 /// Largest favicon accepted; vanilla's are a few KiB.
 const MAX_FAVICON_BYTES: u64 = 64 * 1024;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// Longest path a Unix socket can be bound to (`sun_path` less the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 /// What a config error about a self-pointing backend suggests.
 const LOOP_HINT: &str = "a backend is the game server's own address, e.g. \"127.0.0.1:25570\"; \
                          pointing it at Warden sends every join around in a loop";
@@ -133,6 +135,17 @@ impl Config {
         }
         if let Some(api) = &self.api {
             check_api(path, api)?;
+        }
+        let sock = crate::upgrade_sock::path(self);
+        if sock.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ConfigError::general(
+                path,
+                format!(
+                    "the upgrade socket {} is longer than a Unix socket path may be ({MAX_SOCKET_PATH} bytes)",
+                    sock.display()
+                ),
+                "set edge.upgrade_sock to a shorter path, or use a shorter store.path",
+            ));
         }
         for w in &self.webhooks {
             if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
