@@ -83,7 +83,15 @@ def measure(label):
     p = lambda q: f"{done[min(len(done) - 1, int(len(done) * q))] * 1e3:.1f} ms" if done else "n/a"
     print(f"{label:34s} joins ok {len(done)}/{len(lat)}  p50 {p(0.5)}  p90 {p(0.9)}", flush=True)
 
+def rss():
+    try:
+        for l in open(f"/proc/{warden.pid}/status"):
+            if l.startswith("VmRSS"): return l.split(":")[1].strip()
+    except OSError:
+        return "n/a"
+
 measure("idle")
+print("  RSS idle:", rss(), flush=True)
 stop = False
 opened = [0]
 def flood():
@@ -111,6 +119,7 @@ threading.Thread(target=flood, daemon=True).start()
 time.sleep(5)
 measure(f"under {args.flood} slowloris")
 stop = True
+print("  RSS under the flood:", rss())
 try:
     import urllib.request
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
@@ -119,5 +128,7 @@ try:
             print(" ", l)
 except OSError as e:
     print("  metrics unavailable:", e)
+time.sleep(10)
+print("  RSS 10 s after the flood:", rss())
 print("  'Too many open files' in the log:", open(f"{d}/warden.log").read().count("Too many open files"))
 warden.kill(); backend.kill()
