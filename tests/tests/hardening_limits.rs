@@ -348,7 +348,7 @@ fn the_upgrade_socket_lives_in_the_state_directory() {
     assert_eq!(mode(&run), 0o700, "{}", run.display());
     let sock = run.join("upgrade.sock");
 
-    let mut new = Warden::spawn(&old.dir, &old.config, true, "new.log");
+    let _new = KillOnDrop(Warden::spawn(&old.dir, &old.config, true, "new.log"));
     wait_for(
         "the new process's upgrade socket, mode 0600",
         Duration::from_secs(10),
@@ -370,6 +370,14 @@ fn the_upgrade_socket_lives_in_the_state_directory() {
     assert!(!sock.exists(), "{} left behind", sock.display());
     assert_eq!(mode(&run), 0o700);
     assert!(wait_listening(old.addr(), Duration::from_secs(5)));
-    let _ = new.kill();
-    let _ = new.wait();
+}
+
+/// Ends a process however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
