@@ -159,7 +159,7 @@ impl Anteroom {
         let span = tracing::info_span!(
             "anteroom",
             server = %dest.server_id,
-            player = %guest.name,
+            player = %warden_wire::log_safe(&guest.name),
             protocol = guest.protocol,
         );
         hold::run(&self.settings, guest, dest, status).instrument(span)

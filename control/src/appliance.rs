@@ -16,7 +16,7 @@ use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
-use tracing::info;
+use tracing::{info, warn};
 use warden_proxy::lifecycle::{AlwaysActive, Lifecycle};
 use warden_proxy::metrics::Metrics;
 use warden_proxy::sessions::Sessions;
@@ -33,10 +33,13 @@ use crate::reload::Reloader;
 
 /// Runs the appliance until it is told to stop. Only returns on a startup error.
 pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
+    // First, before anything opens a descriptor.
+    let descriptors = crate::fdlimit::raise();
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
     let cfg = config::parse(config_path, &text)?;
     let snapshot = cfg.snapshot(config_path, &text)?;
+    let upgrade_sock = crate::upgrade_sock::prepare(&cfg, upgrade)?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let sessions = Sessions::new(Some(metrics.sessions.clone()));
     // The control plane's own runtime lives as long as the process; pingora's service
@@ -78,6 +81,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     if let Some(key) = ticket_key {
         edge.set_ticket_key(key);
     }
+    edge.loops
+        .set_listeners(cfg.own_listeners().into_iter().map(|(_, a)| a).collect());
+    cap_at_descriptors(&cfg, &edge, descriptors);
     let reloader = Reloader {
         path: config_path.to_path_buf(),
         edge: edge.clone(),
@@ -157,7 +163,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     };
     let conf = ServerConf {
         threads,
-        upgrade_sock: cfg.edge.upgrade_sock.to_string_lossy().into_owned(),
+        upgrade_sock: upgrade_sock.to_string_lossy().into_owned(),
         grace_period_seconds: Some(cfg.edge.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(2),
         ..ServerConf::default()
@@ -167,7 +173,12 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
+    // In an upgrade, bootstrap waits on the socket for the old process's listeners.
+    let restrict = upgrade.then(|| crate::upgrade_sock::Restrict::start(upgrade_sock));
     server.bootstrap();
+    if let Some(r) = restrict {
+        r.done();
+    }
 
     let mut edge_svc = Service::new("edge".to_string(), EdgeApp::new(edge.clone()));
     for addr in cfg.listen_addrs() {
@@ -201,6 +212,39 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     exit_when_drained(&server, edge);
     info!(config = %config_path.display(), upgrade, "warden starting");
     server.run_forever()
+}
+
+/// Logs the file-descriptor limit and caps the edge's connections below it.
+fn cap_at_descriptors(
+    cfg: &config::Config,
+    edge: &Edge,
+    descriptors: std::io::Result<crate::fdlimit::Descriptors>,
+) {
+    let d = match descriptors {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the file-descriptor limit; connections are capped by edge.limits.max_connections only");
+            return;
+        }
+    };
+    let api = cfg.api.as_ref().map_or(0, |a| a.max_connections);
+    let players = crate::fdlimit::capacity(d.limit, crate::fdlimit::reserve(api));
+    edge.set_fd_capacity(players);
+    info!(
+        was = d.before,
+        now = d.limit,
+        hard = d.hard,
+        players,
+        "file-descriptor limit raised: room for `players` players (two descriptors each); the oldest connections still in their handshake are shed to stay below it"
+    );
+    let max = cfg.edge.limits.max_connections as usize;
+    if players < max {
+        warn!(
+            players,
+            max_connections = max,
+            "the file-descriptor limit, not edge.limits.max_connections, caps players; raise the hard limit (LimitNOFILE=, ulimit -Hn) to take more"
+        );
+    }
 }
 
 /// During a graceful shutdown or upgrade, exits once no client connection is left.

@@ -23,7 +23,7 @@ use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
 use crate::sessions::NewSession;
 use crate::settings::EdgeSettings;
-use crate::wire::{normalize_host, Handshake, Intent};
+use crate::wire::{log_safe, normalize_host, Handshake, Intent};
 
 /// What a joining client has sent so far.
 pub struct Join {
@@ -49,7 +49,7 @@ pub async fn forward(
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             edge.metrics.backend_error("connect");
-            debug!(backend = %target.backend, error = %e, "backend connect failed");
+            debug!(backend = %log_safe(&target.backend), error = %e, "backend connect failed");
             return say_goodbye(
                 client,
                 &format!(
@@ -75,6 +75,12 @@ pub async fn forward(
         .backend_connect
         .observe(started.elapsed().as_secs_f64());
     let _ = backend.set_nodelay(true);
+    // Registered before the first byte goes out: if this connection comes back to the
+    // edge (a routing loop), the edge recognises it (see crate::loopguard).
+    let _loop_mark = match (backend.local_addr(), backend.peer_addr()) {
+        (Ok(local), Ok(remote)) => Some(edge.loops.outgoing.mark(local, remote)),
+        _ => None,
+    };
 
     let preamble = preamble(server, &client, &backend, &join);
     let mut backend = backend;
@@ -114,7 +120,7 @@ pub async fn forward(
         Err(e) => debug!(error = %e, ?moved, "session ended with an error"),
     }
     info!(
-        player = %join.player.name,
+        player = %log_safe(&join.player.name),
         server = %server.id,
         secs = started.elapsed().as_secs(),
         up = moved.client_to_backend,

@@ -6,6 +6,11 @@
 //! many addresses a flood uses; the sketches can over-count but never under-count.
 //! Status and login have separate rates: a server list refreshing must never lock a player
 //! out of joining.
+//!
+//! The global cap is the smaller of `edge.limits.max_connections` and what the process's
+//! file-descriptor limit allows ([`Limits::set_fd_capacity`]). A connection that finds the
+//! edge full makes room by shedding the oldest pre-routing connection ([`crate::shed`]);
+//! it is refused only when every connection is a routed player.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +19,8 @@ use std::time::Duration;
 
 use pingora_limits::inflight::{Guard, Inflight};
 use pingora_limits::rate::Rate;
+
+use crate::shed::Waiting;
 
 /// Tunables, read from the current config snapshot on every check.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,12 +62,18 @@ pub struct Limits {
     login: Rate,
     inflight: Inflight,
     open: Arc<AtomicUsize>,
+    /// Connections the file-descriptor limit allows (unbounded until set).
+    fd_capacity: AtomicUsize,
+    /// Pre-routing connections, the ones shed first.
+    pub waiting: Waiting,
 }
 
 /// Holds a connection's place under the global and per-bucket caps.
 pub struct Admitted {
     _bucket: Guard,
     open: Arc<AtomicUsize>,
+    /// Taking this place shed an older pre-routing connection.
+    pub shed_another: bool,
 }
 
 impl Drop for Admitted {
@@ -89,23 +102,40 @@ impl Limits {
             login: Rate::new(Duration::from_secs(1)),
             inflight: Inflight::new(),
             open: Arc::new(AtomicUsize::new(0)),
+            fd_capacity: AtomicUsize::new(usize::MAX),
+            waiting: Waiting::default(),
         }
     }
 
-    /// Takes a place for a new connection from `ip`, or says which cap is full.
+    /// Caps client connections at what the file-descriptor budget allows.
+    pub fn set_fd_capacity(&self, connections: usize) {
+        self.fd_capacity
+            .store(connections.max(1), Ordering::Relaxed);
+    }
+
+    /// The global cap in force: `max_connections` or the fd capacity, whichever is lower.
+    pub fn capacity(&self, s: &LimitSettings) -> usize {
+        (s.max_connections as usize).min(self.fd_capacity.load(Ordering::Relaxed))
+    }
+
+    /// Takes a place for a new connection from `ip`, or says which cap is full. At the
+    /// global cap, the oldest pre-routing connection is shed to make room.
     pub fn admit(&self, ip: IpAddr, s: &LimitSettings) -> Result<Admitted, Refused> {
-        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
-        if open > s.max_connections as usize {
-            self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err(Refused::Global);
-        }
         let (guard, n) = self.inflight.incr(bucket(ip), 1);
-        let admitted = Admitted {
-            _bucket: guard,
-            open: self.open.clone(),
-        };
         if n > i64::from(s.connections_per_bucket) as isize {
             return Err(Refused::Bucket);
+        }
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut admitted = Admitted {
+            _bucket: guard,
+            open: self.open.clone(),
+            shed_another: false,
+        };
+        if open > self.capacity(s) {
+            if !self.waiting.shed_oldest() {
+                return Err(Refused::Global);
+            }
+            admitted.shed_another = true;
         }
         Ok(admitted)
     }
@@ -164,10 +194,33 @@ mod tests {
         assert_eq!(l.admit(other, &s).err(), Some(Refused::Global));
         drop(g1);
         assert!(l.admit(ip, &s).is_ok());
+        assert_eq!(l.open_connections(), 2);
         assert!(l.allow_status(ip, &s) && l.allow_status(ip, &s));
         assert!(!l.allow_status(ip, &s));
         assert!(l.allow_login(ip, &s));
         assert!(!l.allow_login(ip, &s));
         assert!(l.allow_login(other, &s));
+    }
+
+    #[test]
+    fn a_full_edge_sheds_the_oldest_waiting_connection() {
+        let l = Limits::new();
+        let s = LimitSettings {
+            connections_per_bucket: 100,
+            ..LimitSettings::default()
+        };
+        l.set_fd_capacity(2);
+        assert_eq!(l.capacity(&s), 2);
+        let ip: IpAddr = "198.51.100.1".parse().unwrap();
+        let _a = l.admit(ip, &s).unwrap();
+        let (slot_a, _shed_a) = l.waiting.enter();
+        let _b = l.admit(ip, &s).unwrap();
+        let (slot_b, _shed_b) = l.waiting.enter();
+        assert!(slot_b.routed(), "b is a player now");
+        let c = l.admit(ip, &s).unwrap();
+        assert!(c.shed_another, "a made room for c");
+        assert!(!slot_a.routed(), "a was shed");
+        // Only routed connections left: nothing to shed.
+        assert_eq!(l.admit(ip, &s).err(), Some(Refused::Global));
     }
 }

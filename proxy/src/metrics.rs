@@ -21,6 +21,8 @@ pub enum Reject {
     Timeout,
     UnknownHost,
     Shutdown,
+    /// A connection from this Warden to itself: a backend points back at the edge.
+    Loop,
 }
 
 impl Reject {
@@ -36,6 +38,7 @@ impl Reject {
             Reject::Timeout => "timeout",
             Reject::UnknownHost => "unknown_host",
             Reject::Shutdown => "shutdown",
+            Reject::Loop => "loop",
         }
     }
 }
@@ -46,6 +49,10 @@ pub struct Metrics {
     rejected: IntCounterVec,
     pub sessions: IntGaugeVec,
     pub connections_open: IntGauge,
+    /// Pre-routing connections closed to make room for new ones.
+    pub connections_shed: IntCounter,
+    /// Client connections the file-descriptor limit allows.
+    pub connections_fd_capacity: IntGauge,
     bytes: IntCounterVec,
     pub backend_connect: Histogram,
     backend_errors: IntCounterVec,
@@ -81,6 +88,14 @@ impl Metrics {
         let connections_open = IntGauge::new(
             "warden_connections_open",
             "Client connections currently open at the edge",
+        )?;
+        let connections_shed = IntCounter::new(
+            "warden_connections_shed_total",
+            "Pre-routing connections closed (oldest first) to make room at the connection cap",
+        )?;
+        let connections_fd_capacity = IntGauge::new(
+            "warden_connections_fd_capacity",
+            "Client connections the file-descriptor limit allows (two descriptors each)",
         )?;
         let bytes = IntCounterVec::new(
             Opts::new("warden_bytes_total", "Bytes relayed, by direction"),
@@ -146,6 +161,8 @@ impl Metrics {
             Box::new(rejected.clone()),
             Box::new(sessions.clone()),
             Box::new(connections_open.clone()),
+            Box::new(connections_shed.clone()),
+            Box::new(connections_fd_capacity.clone()),
             Box::new(bytes.clone()),
             Box::new(backend_connect.clone()),
             Box::new(backend_errors.clone()),
@@ -165,6 +182,8 @@ impl Metrics {
             rejected,
             sessions,
             connections_open,
+            connections_shed,
+            connections_fd_capacity,
             bytes,
             backend_connect,
             backend_errors,

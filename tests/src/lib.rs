@@ -321,16 +321,24 @@ impl Drop for Warden {
 /// whatever happened to its pid file: a start racing the test's end, a stop that gave up.
 pub fn kill_processes_under(dir: &Path) {
     let Ok(dir) = dir.canonicalize() else { return };
-    let Ok(procs) = std::fs::read_dir("/proc") else { return };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
     let me = std::process::id() as i32;
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == me {
             continue;
         }
-        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else { continue };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
         if !cwd.starts_with(&dir) {
             continue;
         }
@@ -757,46 +765,9 @@ pub fn connect_from(
     dst: SocketAddr,
     within: Duration,
 ) -> std::io::Result<TcpStream> {
-    use std::os::fd::FromRawFd;
-    let SocketAddr::V4(dst) = dst else {
-        return Err(std::io::Error::other("connect_from: IPv4 only"));
-    };
-    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let timeout = libc::timeval {
-        tv_sec: within.as_secs() as libc::time_t,
-        tv_usec: within.subsec_micros() as libc::suseconds_t,
-    };
-    // SAFETY: plain socket calls on a socket this function owns; TcpStream takes it over
-    // at once and closes it on every path.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stream = TcpStream::from_raw_fd(fd);
-        let (from, to) = (sockaddr(src, 0), sockaddr(*dst.ip(), dst.port()));
-        // Linux bounds a blocking connect by the send timeout.
-        let ok = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_SNDTIMEO,
-            &timeout as *const libc::timeval as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        ) == 0
-            && libc::bind(fd, &from as *const _ as *const libc::sockaddr, len) == 0
-            && libc::connect(fd, &to as *const _ as *const libc::sockaddr, len) == 0;
-        if !ok {
-            return Err(std::io::Error::last_os_error());
-        }
-        stream.set_write_timeout(None)?;
-        Ok(stream)
-    }
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(dst), Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((src, 0)).into())?;
+    socket.connect_timeout(&dst.into(), within)?;
+    Ok(socket.into())
 }

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use warden_proxy::loopguard::backend_points_at;
 use warden_proxy::wire::normalize_host;
 use warden_store::{ServerState, TransitionFilter};
 
@@ -160,9 +161,24 @@ pub async fn get(
     Ok(Json(info(&ctx, &id, &specs).await?))
 }
 
-/// Refuses an id or host that another server already has.
+/// Refuses an invalid spec, a backend that is Warden itself, and an id or host that
+/// another server already has.
 fn check_free(ctx: &ApiContext, spec: &ServerSpec) -> Result<(), ApiError> {
     spec.check().map_err(ApiError::invalid)?;
+    let own = ctx.edge.loops.listeners();
+    let backends = std::iter::once(("backend".to_string(), &spec.backend)).chain(
+        spec.node_backends
+            .iter()
+            .map(|(node, addr)| (format!("node_backends.{node}"), addr)),
+    );
+    for (field, addr) in backends {
+        if backend_points_at(own, addr) {
+            return Err(ApiError::invalid(format!(
+                "{field} {addr:?} is one of this Warden's own listeners (edge, API or \
+                 metrics): every join would loop through Warden; use the game server's address"
+            )));
+        }
+    }
     if ctx.configured.contains(&spec.id) {
         return Err(ApiError::conflict(format!(
             "`{}` is defined in the config file",

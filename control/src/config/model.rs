@@ -320,7 +320,8 @@ pub struct EdgeConfig {
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// Unix socket over which a new binary takes the listeners (graceful upgrade).
-    pub upgrade_sock: PathBuf,
+    /// Default: `<store.path>/run/upgrade.sock`, in a directory only Warden's user can enter.
+    pub upgrade_sock: Option<PathBuf>,
     /// How long an old process keeps its live sessions after an upgrade or SIGTERM.
     #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
@@ -340,7 +341,7 @@ impl Default for EdgeConfig {
             max_login_start_bytes: 2048,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
-            upgrade_sock: PathBuf::from("/tmp/warden-upgrade.sock"),
+            upgrade_sock: None,
             grace_period: Duration::from_secs(6 * 3600),
             threads: 0,
             limits: LimitsConfig::default(),

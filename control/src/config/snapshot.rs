@@ -1,5 +1,6 @@
 //! Turning a parsed config into the data plane's snapshot, checking meaning as it goes:
-//! addresses parse, hosts are claimed once, wildcards are well formed, favicons are PNGs.
+//! addresses parse, hosts are claimed once, wildcards are well formed, favicons are PNGs,
+//! and no backend is one of Warden's own listeners (a routing loop).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use toml::Spanned;
 use warden_proxy::limits::LimitSettings;
+use warden_proxy::loopguard::backend_points_at;
 use warden_proxy::route::{RouteTableBuilder, Server, StatusTexts, TableError, UnknownHost};
 use warden_proxy::settings::{EdgeSettings, Snapshot};
 use warden_proxy::wire::normalize_host;
@@ -18,6 +20,11 @@ use super::ConfigError;
 /// Largest favicon accepted; vanilla's are a few KiB.
 const MAX_FAVICON_BYTES: u64 = 64 * 1024;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// Longest path a Unix socket can be bound to (`sun_path` less the terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// What a config error about a self-pointing backend suggests.
+const LOOP_HINT: &str = "a backend is the game server's own address, e.g. \"127.0.0.1:25570\"; \
+                         pointing it at Warden sends every join around in a loop";
 
 /// A server defined at run time (a labelled container, the control API) and the hosts
 /// it claims.
@@ -30,6 +37,8 @@ pub struct Discovered {
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Warden's own listeners, by config key.
+    own: Vec<(&'static str, SocketAddr)>,
 }
 
 impl Ctx<'_> {
@@ -40,6 +49,14 @@ impl Ctx<'_> {
         hint: impl Into<String>,
     ) -> Result<T, ConfigError> {
         Err(ConfigError::at(self.path, self.text, span, msg, hint))
+    }
+
+    /// The config key of the own listener `backend` points at, if it does.
+    fn own_listener(&self, backend: &str) -> Option<&'static str> {
+        self.own
+            .iter()
+            .find(|(_, l)| backend_points_at(std::slice::from_ref(l), backend))
+            .map(|(key, _)| *key)
     }
 }
 
@@ -61,6 +78,24 @@ impl Config {
         self.edge.listen.addrs()
     }
 
+    /// Every address Warden itself listens on (edge, API, metrics), by config key. No
+    /// backend may be one of them.
+    pub fn own_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let api = self.api.iter().map(|a| ("api.listen", a.listen.clone()));
+        self.edge
+            .listen
+            .addrs()
+            .into_iter()
+            .map(|a| ("edge.listen", a))
+            .chain(api)
+            .chain(std::iter::once((
+                "metrics.listen",
+                self.metrics.listen.clone(),
+            )))
+            .filter_map(|(key, a)| Some((key, a.parse().ok()?)))
+            .collect()
+    }
+
     /// Builds the routing table and settings, or says what is wrong and where.
     pub fn snapshot(&self, path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
         self.snapshot_with(path, text, &[])
@@ -74,7 +109,11 @@ impl Config {
         text: &str,
         discovered: &[Discovered],
     ) -> Result<Snapshot, ConfigError> {
-        let cx = Ctx { path, text };
+        let cx = Ctx {
+            path,
+            text,
+            own: self.own_listeners(),
+        };
         for addr in self.edge.listen.addrs() {
             if addr.parse::<SocketAddr>().is_err() {
                 return Err(ConfigError::general(
@@ -109,6 +148,17 @@ impl Config {
                 path,
                 "store.session_retention is shorter than 1 hour",
                 "use e.g. \"30d\" (the default) or \"90d\"",
+            ));
+        }
+        let sock = crate::upgrade_sock::path(self);
+        if sock.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(ConfigError::general(
+                path,
+                format!(
+                    "the upgrade socket {} is longer than a Unix socket path may be ({MAX_SOCKET_PATH} bytes)",
+                    sock.display()
+                ),
+                "set edge.upgrade_sock to a shorter path, or use a shorter store.path",
             ));
         }
         for w in &self.webhooks {
@@ -177,6 +227,16 @@ impl Config {
                         "use ip:port, e.g. node_backends = { edge-2 = \"10.0.0.2:25566\" }",
                     );
                 }
+                if let Some(key) = cx.own_listener(addr) {
+                    return cx.err(
+                        sc.id.span(),
+                        format!(
+                            "server `{}`: node_backends.{node} = `{addr}` is this Warden's own {key}",
+                            sc.id.get_ref()
+                        ),
+                        LOOP_HINT,
+                    );
+                }
             }
             let hosts = self.hosts(&cx, &sc.hosts)?;
             add(&cx, &mut builder, server.clone(), &hosts, &sc.hosts)?;
@@ -205,11 +265,15 @@ impl Config {
                 .iter()
                 .map(|h| normalize_host(h).map_err(|e| format!("host {h:?}: {e}")))
                 .collect();
-            let added = match hosts {
-                Ok(_) if taken => Err("its id is a configured server's".to_string()),
+            let added = match (hosts, cx.own_listener(&d.server.backend)) {
+                (Ok(_), _) if taken => Err("its id is a configured server's".to_string()),
+                (Ok(_), Some(key)) => Err(format!(
+                    "its backend {} is this Warden's own {key} (a routing loop)",
+                    d.server.backend
+                )),
                 // A builder that failed half-way must not leak the half: try on a copy.
-                Ok(h) => try_add(&mut builder, d.server.clone(), &h),
-                Err(e) => Err(e),
+                (Ok(h), None) => try_add(&mut builder, d.server.clone(), &h),
+                (Err(e), _) => Err(e),
             };
             if let Err(why) = added {
                 tracing::warn!(server = %d.server.id, hosts = ?d.hosts, %why, "run-time server not routed");
@@ -272,6 +336,13 @@ impl Config {
             );
         }
         check_backend(cx, backend, templated)?;
+        if let Some(key) = cx.own_listener(backend.get_ref()) {
+            return cx.err(
+                backend.span(),
+                format!("backend `{}` is this Warden's own {key}", backend.get_ref()),
+                LOOP_HINT,
+            );
+        }
         let mut server = Server::new(id.get_ref(), backend.get_ref());
         options(&mut server);
         server.status = Arc::new(status_texts(cx, motd)?);
@@ -513,5 +584,31 @@ backend = "{1}.nodes.internal:25565"
         assert!(check(placeholder).unwrap_err().contains("{2}"));
         let unknown = "[edge]\nunknown_host = \"lobby\"\n";
         assert!(check(unknown).unwrap_err().starts_with("warden.toml:2:"));
+    }
+
+    #[test]
+    fn a_backend_may_not_be_warden_itself() {
+        let server = |backend: &str| {
+            format!("[[servers]]\nid = \"a\"\nhosts = [\"a.test\"]\nbackend = \"{backend}\"\n")
+        };
+        let edge = "[edge]\nlisten = \"0.0.0.0:25565\"\n[api]\nlisten = \"127.0.0.1:9941\"\n";
+        for (backend, key) in [
+            ("127.0.0.1:25565", "edge.listen"),
+            ("0.0.0.0:25565", "edge.listen"),
+            ("localhost:9941", "api.listen"),
+            ("127.0.0.1:9940", "metrics.listen"),
+        ] {
+            let e = check(&format!("{edge}{}", server(backend))).unwrap_err();
+            assert!(e.starts_with("warden.toml:8:"), "{e}");
+            assert!(e.contains(key) && e.contains("hint:"), "{e}");
+        }
+        check(&format!("{edge}{}", server("127.0.0.1:25570"))).unwrap();
+        let route = "[[routes]]\nhost = \"*.a.test\"\nbackend = \"127.0.0.1:25565\"\n";
+        assert!(check(route).unwrap_err().contains("edge.listen"));
+        let node = format!(
+            "{}node_backends = {{ b = \"127.0.0.1:25565\" }}\n",
+            server("10.0.0.1:1")
+        );
+        assert!(check(&node).unwrap_err().contains("node_backends.b"));
     }
 }

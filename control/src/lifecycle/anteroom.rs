@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing::info;
 use warden_anteroom::{Anteroom, Destination, Guest, Outcome, WaitStatus, Waiting};
 use warden_proxy::lifecycle::{HeldConnection, Hold};
-use warden_proxy::wire::{normalize_host, FrameDecoder, Handshake};
+use warden_proxy::wire::{log_safe, normalize_host, FrameDecoder, Handshake};
 use warden_store::ServerState;
 
 use super::{Engine, Slot};
@@ -50,10 +50,10 @@ impl Hold for AnteroomHold {
         };
         match outcome {
             Outcome::Transferred => {
-                info!(server = %slot.spec.id, %player, "anteroom: transferred to the ready server")
+                info!(server = %slot.spec.id, player = %log_safe(&player), "anteroom: transferred to the ready server")
             }
             other => {
-                info!(server = %slot.spec.id, %player, outcome = ?other, "anteroom: hold ended")
+                info!(server = %slot.spec.id, player = %log_safe(&player), outcome = ?other, "anteroom: hold ended")
             }
         }
     }

@@ -488,7 +488,7 @@ impl Lifecycle for Engine {
                 eta_text(*slot.eta.lock())
             ));
         }
-        info!(server = %slot.spec.id, player = %player.name, "join wakes the server");
+        info!(server = %slot.spec.id, player = %warden_proxy::wire::log_safe(&player.name), "join wakes the server");
         match &self.anteroom {
             Some(room) if warden_anteroom::supports(player.protocol) => {
                 wake::begin(self, &slot);

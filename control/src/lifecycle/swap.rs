@@ -186,7 +186,7 @@ impl Engine {
                         }
                     }
                     Err(e) => {
-                        warn!(server = %slot.spec.id, player = %s.player, error = %e, "warm-swap: RCON command failed")
+                        warn!(server = %slot.spec.id, player = %warden_proxy::wire::log_safe(&s.player), error = %e, "warm-swap: RCON command failed")
                     }
                 }
             }

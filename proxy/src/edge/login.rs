@@ -16,7 +16,8 @@ use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
 use crate::metrics::Reject;
 use crate::route::Resolved;
 use crate::settings::Snapshot;
-use crate::wire::{disconnect_packet, Handshake, Intent, LoginStart};
+use crate::shed::Slot;
+use crate::wire::{disconnect_packet, log_safe, Handshake, Intent, LoginStart};
 
 use super::returning::{self, MIN_COOKIE_PROTOCOL};
 
@@ -30,6 +31,7 @@ pub(super) async fn admit(
     handshake: Handshake,
     target: Resolved,
     client: SocketAddr,
+    slot: &Slot,
 ) {
     let s = &snap.settings;
     if !edge.limits.allow_login(client.ip(), &s.limits) {
@@ -56,7 +58,7 @@ pub(super) async fn admit(
         addr: client,
         protocol: handshake.protocol,
     };
-    debug!(player = %player.name, server = %target.server.id, "login");
+    debug!(player = %log_safe(&player.name), server = %target.server.id, "login");
     let login_frame = framed(&body);
     // A player the anteroom transferred here comes back with a ticket: straight to the
     // backend, never into the anteroom again. No or a bad ticket is an ordinary join.
@@ -69,6 +71,10 @@ pub(super) async fn admit(
         }
         _ => false,
     };
+    // From here on this is a player on the way to a server: never shed.
+    if !slot.routed() {
+        return;
+    }
     // A ticket skips the anteroom only while the server is up; if it went down again
     // since the transfer, this is a join like any other.
     let admission = if returning && edge.lifecycle.state(&target.server) == ServerState::Active {

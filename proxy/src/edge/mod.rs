@@ -27,6 +27,7 @@ use tracing::debug;
 
 use crate::lifecycle::Lifecycle;
 use crate::limits::Limits;
+use crate::loopguard::LoopGuard;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 use crate::settings::Snapshot;
@@ -46,6 +47,8 @@ pub struct Edge {
     /// Key of the anteroom's transfer tickets; without it, returning players (intent 3)
     /// are not asked for a ticket and are admitted like any join.
     ticket_key: std::sync::OnceLock<Arc<[u8]>>,
+    /// Warden's own listeners and backend connections, to refuse routing loops.
+    pub loops: LoopGuard,
 }
 
 impl Edge {
@@ -64,6 +67,7 @@ impl Edge {
             status: StatusCache::new(STATUS_CACHE_ENTRIES),
             lifecycle,
             ticket_key: std::sync::OnceLock::new(),
+            loops: LoopGuard::default(),
         })
     }
 
@@ -79,6 +83,15 @@ impl Edge {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Caps client connections at what the file-descriptor budget allows (see
+    /// [`Limits::set_fd_capacity`]). Set at startup.
+    pub fn set_fd_capacity(&self, connections: usize) {
+        self.limits.set_fd_capacity(connections);
+        self.metrics
+            .connections_fd_capacity
+            .set(i64::try_from(connections).unwrap_or(i64::MAX));
     }
 
     /// Client connections open at the edge right now (sessions and pre-routing).

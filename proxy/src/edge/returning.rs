@@ -14,7 +14,7 @@ use tracing::debug;
 
 use super::preroute::Preroute;
 use crate::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
-use crate::wire::{PacketReader, PacketWriter};
+use crate::wire::{log_safe, PacketReader, PacketWriter};
 
 /// Cookies exist from 1.20.5 (protocol 766).
 pub(super) const MIN_COOKIE_PROTOCOL: i32 = 766;
@@ -44,7 +44,7 @@ pub(super) async fn check(
     let body = pre
         .frame(MAX_TICKET_LEN + RESPONSE_OVERHEAD)
         .await
-        .map_err(|e| debug!(error = %e, "no cookie response"))?;
+        .map_err(|e| debug!(error = %log_safe(e), "no cookie response"))?;
     let mut r = PacketReader::new(&body);
     let parsed = (|| {
         if r.varint()? != COOKIE_RESPONSE {
@@ -60,14 +60,14 @@ pub(super) async fn check(
         Ok(Some(t)) => t,
         Ok(None) => return Ok(false),
         Err::<_, crate::wire::WireError>(e) => {
-            debug!(error = %e, "malformed cookie response");
+            debug!(error = %log_safe(e), "malformed cookie response");
             return Err(());
         }
     };
     match ticket::verify(key, presented, ip, SystemTime::now()) {
         Ok(named) if named == server => Ok(true),
         Ok(named) => {
-            debug!(ticket_for = %named, %server, "ticket for another server");
+            debug!(ticket_for = %log_safe(&named), %server, "ticket for another server");
             Ok(false)
         }
         Err(e) => {

@@ -149,7 +149,11 @@ pub(super) async fn cached_status(
                 FetchError::TooLarge { .. } => "status_too_large",
                 _ => "status",
             });
-            tracing::debug!(error = %e, backend = %target.backend, "status fetch failed");
+            tracing::debug!(
+                error = %crate::wire::log_safe(&e),
+                backend = %crate::wire::log_safe(&target.backend),
+                "status fetch failed"
+            );
             None
         }
         Lookup::KnownFailure(_) => {

@@ -9,6 +9,7 @@ mod error;
 mod frame;
 mod host;
 pub mod legacy;
+mod logsafe;
 pub mod packets;
 pub mod status;
 mod varint;
@@ -16,6 +17,7 @@ mod varint;
 pub use error::WireError;
 pub use frame::{encode_frame, FrameDecoder, MAX_LENGTH_PREFIX};
 pub use host::{normalize_host, HostError, MAX_HOST_CHARS};
+pub use logsafe::{log_safe, LogSafe, MAX_LOGGED_CHARS};
 pub use packets::{
     disconnect_packet, pong_packet, status_response_packet, Handshake, Intent, LoginStart,
     PacketReader, PacketWriter,
