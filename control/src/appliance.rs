@@ -84,12 +84,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     edge.loops
         .set_listeners(cfg.own_listeners().into_iter().map(|(_, a)| a).collect());
     cap_at_descriptors(&cfg, &edge, descriptors);
-    let reloader = Reloader {
-        path: config_path.to_path_buf(),
-        edge: edge.clone(),
-        listen: cfg.listen_addrs(),
-        dynamic: Default::default(),
-    };
+    let reloader = Reloader::new(config_path.to_path_buf(), edge.clone(), &cfg, text);
     let control_metrics =
         ControlMetrics::register(metrics.registry()).context("registering control metrics")?;
     let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();

@@ -771,3 +771,26 @@ pub fn connect_from(
     socket.connect_timeout(&dst.into(), within)?;
     Ok(socket.into())
 }
+
+/// Reads the next Minecraft frame (its body: packet id and fields) within `within`, with
+/// `dec` keeping what arrived beyond it; None on close, timeout or a frame over 1 MiB.
+pub fn read_frame(
+    s: &mut TcpStream,
+    dec: &mut warden_wire::FrameDecoder,
+    within: Duration,
+) -> Option<bytes::Bytes> {
+    let until = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Ok(Some(frame)) = dec.next_frame(1 << 20) {
+            return Some(frame);
+        }
+        let left = until.checked_duration_since(Instant::now())?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => dec.extend(&buf[..n]),
+        }
+    }
+}

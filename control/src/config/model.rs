@@ -11,6 +11,10 @@ use toml::Spanned;
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Lets a reload take away every server and route the file defined. Without it such a
+    /// reload is refused: an editor caught mid-write leaves an empty file.
+    #[serde(default)]
+    pub allow_empty: bool,
     #[serde(default)]
     pub edge: EdgeConfig,
     #[serde(default)]
