@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! Login Success ─▶ login_acknowledged ─▶ configuration:
-//!     keep-alive every `keepalive` (one outstanding, answered within `keepalive_timeout`)
+//!     keep-alive every `keepalive` (one outstanding, answered within `keepalive_timeout`;
+//!     the first answer proves a real client: `proven` is told)
 //!     dialog on 1.21.6+, refreshed when the status changes
 //!     Ready  ─▶ Store Cookie(ticket) + Transfer ─▶ close      = Transferred
 //!     Failed ─▶ Disconnect(reason) ─▶ close                  = Failed
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use bytes::BytesMut;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use warden_proxy::ticket::{Ticket, COOKIE_KEY};
 
@@ -36,6 +37,7 @@ pub fn run(
     guest: Guest,
     dest: Destination,
     mut status: watch::Receiver<WaitStatus>,
+    proven: Option<oneshot::Sender<()>>,
 ) -> impl Future<Output = Outcome> + Send + '_ {
     let started = Instant::now();
     let Guest {
@@ -54,6 +56,7 @@ pub fn run(
         conn: Conn::new(client, settings.max_packet, settings.write_timeout),
         dialogs: protocol >= ids::version::V1_21_6,
         shown: None,
+        proven,
     };
     let replayed = stay.conn.replay(&received);
     drop(received);
@@ -113,6 +116,8 @@ struct Stay<'a> {
     dialogs: bool,
     /// The status the current dialog shows.
     shown: Option<WaitStatus>,
+    /// Told when the first keep-alive is answered.
+    proven: Option<oneshot::Sender<()>>,
 }
 
 impl Stay<'_> {
@@ -208,6 +213,9 @@ impl Stay<'_> {
                         Ok(Serverbound::KeepAlive(id)) => {
                             if pending.is_some_and(|(want, _)| want == id) {
                                 pending = None;
+                                if let Some(tx) = self.proven.take() {
+                                    let _ = tx.send(());
+                                }
                             }
                         }
                         Ok(Serverbound::Other(id)) => tracing::trace!(id, "ignored packet"),

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use warden_proxy::lifecycle::HeldConnection;
 
@@ -156,12 +156,25 @@ impl Anteroom {
         dest: Destination,
         status: watch::Receiver<WaitStatus>,
     ) -> impl Future<Output = Outcome> + Send + '_ {
+        self.hold_proving(guest, dest, status, None)
+    }
+
+    /// [`Anteroom::hold`], telling `proven` once the guest has answered its first
+    /// keep-alive: a real client, not a script that only sent Login Start. A wake that
+    /// costs money can wait for this.
+    pub fn hold_proving(
+        &self,
+        guest: Guest,
+        dest: Destination,
+        status: watch::Receiver<WaitStatus>,
+        proven: Option<oneshot::Sender<()>>,
+    ) -> impl Future<Output = Outcome> + Send + '_ {
         let span = tracing::info_span!(
             "anteroom",
             server = %dest.server_id,
             player = %warden_wire::log_safe(&guest.name),
             protocol = guest.protocol,
         );
-        hold::run(&self.settings, guest, dest, status).instrument(span)
+        hold::run(&self.settings, guest, dest, status, proven).instrument(span)
     }
 }

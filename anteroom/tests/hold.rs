@@ -50,6 +50,45 @@ async fn silent_guest_is_dropped() {
     assert!(started.elapsed() < Duration::from_secs(3));
 }
 
+/// `proven` is told only once a keep-alive is answered: a guest that logs in and stays
+/// silent never proves itself, one that echoes the keep-alive does at once.
+#[tokio::test]
+async fn only_an_answered_keepalive_proves_a_real_client() {
+    for answer in [false, true] {
+        let (guest, mut client) = pair(770, Intent::Login).await;
+        let (_tx, rx) = watch::channel(waiting());
+        let (proven_tx, mut proven) = tokio::sync::oneshot::channel();
+        let anteroom = Anteroom::new(settings());
+        let task = tokio::spawn(async move {
+            anteroom
+                .hold_proving(guest, dest(), rx, Some(proven_tx))
+                .await
+        });
+        client.log_in().await;
+        let body = client.read_frame().await.expect("a keep-alive");
+        let mut r = PacketReader::new(&body);
+        assert_eq!(r.varint().unwrap(), 0x04);
+        let id = r.i64().unwrap();
+        if answer {
+            // A wrong id first: not an answer.
+            client
+                .send_raw(&PacketWriter::new(0x04).i64(id + 1).into_frame())
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(proven.try_recv().is_err(), "a wrong id proved the client");
+            client
+                .send_raw(&PacketWriter::new(0x04).i64(id).into_frame())
+                .await;
+            let told = tokio::time::timeout(Duration::from_secs(5), proven).await;
+            assert!(matches!(told, Ok(Ok(()))), "{told:?}");
+            task.abort();
+        } else {
+            assert_eq!(outcome(task).await, Outcome::TimedOut);
+            assert!(proven.await.is_err(), "a silent guest proved itself");
+        }
+    }
+}
+
 #[tokio::test]
 async fn guest_that_never_acknowledges_login_is_dropped() {
     let mut s = settings();

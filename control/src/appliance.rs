@@ -89,6 +89,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         ControlMetrics::register(metrics.registry()).context("registering control metrics")?;
     let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();
     if let (Some(engine), Some(archive)) = (&engine, archive) {
+        engine.count_wake_requests(control_metrics.wake_requests.clone());
         let store = engine.store().clone();
         crate::retention::spawn(
             &control,

@@ -22,6 +22,10 @@ pub struct ControlMetrics {
     pub wake_duration: Histogram,
     /// The API's and the metrics listener's refusals and connections.
     pub http: HttpMetrics,
+    /// `warden_wake_requests_total{cause,result}`: who asked for a wake (player, api,
+    /// migrate, peer) and what came of it (started, running, refused_source,
+    /// refused_server, unproven).
+    pub wake_requests: IntCounterVec,
 }
 
 impl ControlMetrics {
@@ -63,6 +67,15 @@ impl ControlMetrics {
                 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
             ]),
         )?;
+        let wake_requests = IntCounterVec::new(
+            Opts::new(
+                "warden_wake_requests_total",
+                "Wake requests, by cause (player, api, migrate, peer) and result (started, \
+                 running, refused_source, refused_server, unproven)",
+            ),
+            &["cause", "result"],
+        )?;
+        registry.register(Box::new(wake_requests.clone()))?;
         registry.register(Box::new(wakes.clone()))?;
         registry.register(Box::new(wake_duration.clone()))?;
         registry.register(Box::new(server_state.clone()))?;
@@ -75,6 +88,7 @@ impl ControlMetrics {
             wakes,
             wake_duration,
             http: HttpMetrics::register(registry)?,
+            wake_requests,
         })
     }
 }

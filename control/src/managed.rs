@@ -76,6 +76,8 @@ pub async fn engine(
             a.max_wait = cfg.anteroom.max_wait;
             a
         }),
+        wakes_per_source_per_hour: cfg.lifecycle.wakes_per_source_per_hour,
+        wakes_per_server_per_hour: cfg.lifecycle.wakes_per_server_per_hour,
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)

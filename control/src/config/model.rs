@@ -226,13 +226,21 @@ pub struct LifecycleSection {
     pub hold: Duration,
     /// This appliance's name in the store (defaults to the host name).
     pub appliance: Option<String>,
+    /// Wakes players from one /24 (IPv4) or /64 (IPv6) may cause per hour, across all
+    /// servers; 0: no limit. Joining a wake under way is free.
+    pub wakes_per_source_per_hour: u32,
+    /// Wakes players may cause per server per hour; 0: no limit.
+    pub wakes_per_server_per_hour: u32,
 }
 
 impl Default for LifecycleSection {
     fn default() -> Self {
+        let d = crate::lifecycle::LifecycleSettings::default();
         Self {
-            hold: Duration::from_secs(25),
+            hold: d.hold,
             appliance: None,
+            wakes_per_source_per_hour: d.wakes_per_source_per_hour,
+            wakes_per_server_per_hour: d.wakes_per_server_per_hour,
         }
     }
 }

@@ -41,6 +41,10 @@ pub struct LifecycleSettings {
     pub appliance: String,
     /// The anteroom for 1.20.5+ players; None holds every player in the plain hold.
     pub anteroom: Option<warden_anteroom::AnteroomSettings>,
+    /// Wakes players from one /24 (IPv4) or /64 (IPv6) may cause per hour; 0: no limit.
+    pub wakes_per_source_per_hour: u32,
+    /// Wakes players may cause per server per hour; 0: no limit.
+    pub wakes_per_server_per_hour: u32,
 }
 
 impl Default for LifecycleSettings {
@@ -50,6 +54,8 @@ impl Default for LifecycleSettings {
             tick: Duration::from_secs(1),
             appliance: "warden".into(),
             anteroom: None,
+            wakes_per_source_per_hour: 20,
+            wakes_per_server_per_hour: 30,
         }
     }
 }

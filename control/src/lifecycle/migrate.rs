@@ -90,7 +90,7 @@ impl Engine {
             ));
         }
         // It was running: have the target bring it up now, for the players waiting.
-        wake::begin(self, slot);
+        let _ = wake::begin(self, slot, wake::Cause::Migrate);
         match self.until_awake(slot).await {
             Ok(_) => Ok(format!(
                 "moved to {to} in {:.1} s: {moved} players went through the anteroom",

@@ -10,6 +10,7 @@
 
 mod anteroom;
 mod archive;
+mod budget;
 mod data;
 mod eta;
 mod managed;
@@ -71,6 +72,10 @@ pub struct Engine {
     /// What this appliance changed (its transitions, its players), for webhooks: each
     /// event is produced by exactly one appliance, so a fleet notifies once.
     events: tokio::sync::broadcast::Sender<Event>,
+    /// How often players may wake servers, per source network and per server.
+    budget: budget::WakeBudget,
+    /// `warden_wake_requests_total{cause,result}`, once the metrics are registered.
+    wake_requests: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 impl Engine {
@@ -97,6 +102,11 @@ impl Engine {
             slots: parking_lot::RwLock::new(HashMap::new()),
             store,
             sessions: sessions.clone(),
+            budget: budget::WakeBudget::new(
+                settings.wakes_per_source_per_hour,
+                settings.wakes_per_server_per_hour,
+            ),
+            wake_requests: std::sync::OnceLock::new(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
         });
@@ -144,6 +154,11 @@ impl Engine {
     /// its own; the record stays in the store as history.
     pub fn remove(&self, id: &str) -> bool {
         self.slots.write().remove(id).is_some()
+    }
+
+    /// Counts wake requests (by cause and result) in `counter` from now on.
+    pub fn count_wake_requests(&self, counter: prometheus::IntCounterVec) {
+        let _ = self.wake_requests.set(counter);
     }
 
     /// Ids of the managed servers.
@@ -488,13 +503,24 @@ impl Lifecycle for Engine {
                 eta_text(*slot.eta.lock())
             ));
         }
-        info!(server = %slot.spec.id, player = %warden_proxy::wire::log_safe(&player.name), "join wakes the server");
         match &self.anteroom {
-            Some(room) if warden_anteroom::supports(player.protocol) => {
-                wake::begin(self, &slot);
+            Some(room) if anteroom => {
+                // The wake starts once the guest has shown it is a real client (see
+                // `anteroom`); a budget already spent is said now, at login.
+                if slot.waking.try_lock().is_ok() {
+                    if let Err(e) = self.budget.check(player.addr.ip(), &slot.spec.id) {
+                        wake::count(self, wake::Cause::Player(player.addr.ip()), e.label());
+                        info!(server = %slot.spec.id, player = %warden_proxy::wire::log_safe(&player.name), refused = e.label(), "wake refused: budget spent");
+                        return Admission::Refuse(e.message(&slot.spec.id));
+                    }
+                }
+                info!(server = %slot.spec.id, player = %warden_proxy::wire::log_safe(&player.name), "join waits in the anteroom");
                 Admission::Hold(room.clone())
             }
-            _ => wake::wake_and_hold(self, &slot).await,
+            _ => {
+                info!(server = %slot.spec.id, player = %warden_proxy::wire::log_safe(&player.name), "join wakes the server");
+                wake::wake_and_hold(self, &slot, player.addr.ip()).await
+            }
         }
     }
 }

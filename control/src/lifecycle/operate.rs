@@ -136,7 +136,7 @@ impl Engine {
                 if state == ServerState::Active {
                     return Ok(Box::pin(async { Ok("already active".to_string()) }));
                 }
-                wake::begin(self, &slot);
+                let _ = wake::begin(self, &slot, wake::Cause::Api);
                 Ok(Box::pin(async move { me.until_awake(&slot).await }))
             }
             Action::Sleep => {

@@ -6,6 +6,7 @@
 //! takes the per-server wake mutex here and the store's wake lock across appliances;
 //! everyone else just watches the state.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,20 +23,68 @@ use super::{eta, ready, Engine, Slot};
 /// restore of any length keeps it and a dead appliance's lease frees the server quickly.
 const WAKE_LEASE: Duration = Duration::from_secs(60);
 
-/// Starts a wake unless one is already running for this server.
-pub(super) fn begin(engine: &Engine, slot: &Arc<Slot>) {
-    if let (Ok(guard), Some(me)) = (slot.waking.clone().try_lock_owned(), engine.me.upgrade()) {
-        // A new attempt: whatever blocked the last one may be gone.
-        *slot.blocked.lock() = None;
-        let slot = slot.clone();
-        tokio::spawn(async move { run_wake(me, slot, guard).await });
+/// Who asked for a wake: the `cause` label of `warden_wake_requests_total`. Only players
+/// spend from the wake budgets.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Cause {
+    Player(IpAddr),
+    Api,
+    Migrate,
+    /// Another appliance, for a server placed here.
+    Peer,
+}
+
+impl Cause {
+    fn label(self) -> &'static str {
+        match self {
+            Cause::Player(_) => "player",
+            Cause::Api => "api",
+            Cause::Migrate => "migrate",
+            Cause::Peer => "peer",
+        }
     }
 }
 
-pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>) -> Admission {
+/// Counts one wake request in `warden_wake_requests_total{cause,result}`.
+pub(super) fn count(engine: &Engine, cause: Cause, result: &str) {
+    if let Some(c) = engine.wake_requests.get() {
+        c.with_label_values(&[cause.label(), result]).inc();
+    }
+}
+
+/// Starts a wake unless one is already running for this server. A player's wake spends
+/// from the wake budgets; if one is empty nothing starts and the player is told why.
+pub(super) fn begin(engine: &Engine, slot: &Arc<Slot>, cause: Cause) -> Result<(), String> {
+    let Ok(guard) = slot.waking.clone().try_lock_owned() else {
+        count(engine, cause, "running");
+        return Ok(());
+    };
+    let Some(me) = engine.me.upgrade() else {
+        return Ok(());
+    };
+    if let Cause::Player(ip) = cause {
+        if let Err(e) = engine.budget.spend(ip, &slot.spec.id) {
+            count(engine, cause, e.label());
+            info!(server = %slot.spec.id, %ip, refused = e.label(), "wake refused: budget spent");
+            return Err(e.message(&slot.spec.id));
+        }
+    }
+    count(engine, cause, "started");
+    // A new attempt: whatever blocked the last one may be gone.
+    *slot.blocked.lock() = None;
+    let slot = slot.clone();
+    tokio::spawn(async move { run_wake(me, slot, guard).await });
+    Ok(())
+}
+
+/// Wakes the server for a player the anteroom does not take (pre-1.20.5, or no anteroom)
+/// and holds the connection until it is ready (or the hold runs out).
+pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>, player: IpAddr) -> Admission {
     let deadline = Instant::now() + engine.settings.hold;
     let mut rx = slot.state.subscribe();
-    begin(engine, slot);
+    if let Err(why) = begin(engine, slot, Cause::Player(player)) {
+        return Admission::Refuse(why);
+    }
     loop {
         let state = *rx.borrow_and_update();
         if let Some(why) = slot.blocked.lock().clone() {
@@ -257,7 +306,7 @@ pub(super) async fn answer_requests(engine: &Arc<Engine>) {
         slot.state.send_replace(state);
         if state != ServerState::Active {
             info!(server = %id, "woken at another appliance's request");
-            begin(engine, &slot);
+            let _ = begin(engine, &slot, Cause::Peer);
         }
     }
 }
