@@ -122,7 +122,10 @@ fn a_file_caught_mid_write_never_takes_routes_down() {
     write_in_place(&warden, &full);
     std::thread::sleep(Duration::from_secs(2));
     let (pings, failed) = pinger.finish();
-    eprintln!("{pings} status pings during the edits, {} failed", failed.len());
+    eprintln!(
+        "{pings} status pings during the edits, {} failed",
+        failed.len()
+    );
     assert!(pings >= 40, "only {pings} pings");
     assert!(
         failed.is_empty(),
