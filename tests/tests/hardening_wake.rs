@@ -5,7 +5,7 @@
 //! from another /24 still wakes the server.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use warden_tests::*;
@@ -23,7 +23,7 @@ fn sleeper(id: &str, port: u16, dir: &std::path::Path) -> String {
 
 /// Connects from `from` and sends handshake + Login Start for `host` as `protocol`.
 fn login(from: Ipv4Addr, to: SocketAddr, host: &str, protocol: i32) -> TcpStream {
-    let mut s = connect_from(IpAddr::V4(from), to).expect("connect");
+    let mut s = connect_from(from, to, Duration::from_secs(2)).expect("connect");
     let mut out = Handshake {
         protocol,
         address: host.into(),
