@@ -25,6 +25,9 @@ CLONE="$WORK/warden"
 RUN_PID=""
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
+# has TEXT PART: TEXT contains PART (no pipes into grep -q: with pipefail, an early exit of
+# grep breaks the pipe of the command feeding it).
+has() { case "$1" in *"$2"*) return 0 ;; *) return 1 ;; esac; }
 fail() {
   say "FAILED: $*"
   [ -f "$WORK/run.log" ] && { say "last lines of the run:"; tail -n 40 "$WORK/run.log" >&2; }
@@ -77,8 +80,8 @@ until out="$(ping)" && [ "$(printf '%s' "$out" | json_field ok)" = True ]; do
   sleep 3
 done
 say "build and start took ${SECONDS} s; the ping says: $(printf '%s' "$out" | json_field motd)"
-printf '%s' "$out" | json_field motd | grep -q "asleep" || fail "the demo server is not shown asleep: $out"
-grep -q "cmake" "$WORK/run.log" && say "run.sh: $(grep -m1 'cmake' "$WORK/run.log")"
+has "$(printf '%s' "$out" | json_field motd)" "asleep" || fail "the demo server is not shown asleep: $out"
+if grep -q "cmake" "$WORK/run.log"; then say "$(grep -m1 'cmake' "$WORK/run.log")"; fi
 
 # ---- 3. players join: the first one wakes it through the anteroom
 player() {
@@ -88,12 +91,12 @@ first="$(player --version 1.21.4 --username Newcomer)"
 say "1.21.4: $first"
 [ "$(printf '%s' "$first" | json_field transfers)" -ge 1 ] 2>/dev/null \
   || fail "the 1.21.4 player was not transferred from the anteroom: $first"
-printf '%s' "$first" | json_field kick | grep -q "Warden woke me" \
+has "$(printf '%s' "$first" | json_field kick)" "Warden woke me" \
   || fail "the 1.21.4 player did not reach the woken demo server: $first"
 for v in 1.20.4 1.8.8; do
   out="$(player --version "$v" --username "Old${v//./}")"
   say "$v: $out"
-  printf '%s' "$out" | json_field kick | grep -q "demo server behind Warden" \
+  has "$(printf '%s' "$out" | json_field kick)" "demo server behind Warden" \
     || fail "the $v player did not reach the demo server: $out"
 done
 
@@ -101,16 +104,18 @@ done
 cd "$CLONE"
 WARDEN_TOKEN="$("$WARDEN" token create --role viewer --config examples/quickstart.toml)"
 export WARDEN_TOKEN
-"$WARDEN" status | tee "$WORK/status.txt" >&2
-grep -Eq '^demo +active' "$WORK/status.txt" || fail "warden status does not show demo active"
-"$WARDEN" events --server demo | tee "$WORK/events.txt" >&2
-grep -q "active" "$WORK/events.txt" || fail "warden events does not show the wake"
+status="$("$WARDEN" status)"
+say "warden status:"$'\n'"$status"
+has "$status" $'\ndemo    active' || fail "warden status does not show demo active"
+events="$("$WARDEN" events --server demo)"
+say "warden events --server demo:"$'\n'"$events"
+has "$events" "starting → active" || fail "warden events does not show the wake"
 say "waiting for the demo server to fall asleep (sleep_after = 1m)"
 deadline=$((SECONDS + 150))
-until "$WARDEN" status | grep -Eq '^demo +sleeping'; do
+until has "$("$WARDEN" status)" $'\ndemo    sleeping'; do
   [ "$SECONDS" -lt "$deadline" ] || fail "the demo server did not fall asleep within 150 s"
   sleep 5
 done
 "$WARDEN" status >&2
-ping | json_field motd | grep -q "asleep" || fail "asleep again, but the ping does not say so"
+has "$(ping | json_field motd)" "asleep" || fail "asleep again, but the ping does not say so"
 say "ok: fresh clone → scripts/run.sh → asleep → wake through the anteroom → asleep again"
