@@ -430,3 +430,71 @@ fn a_crashed_server_is_noticed_and_the_next_join_wakes_it() {
     assert!(ok, "{lines:?}\n{}", warden.log());
     assert_eq!(warden.log().matches("server process started").count(), 2);
 }
+
+/// A join that arrives while the idle server is being stopped must wake it once the stop is
+/// over: the player waits in the anteroom and gets in, rather than waiting for ever because
+/// the sleep held the busy lock when the join asked for a wake.
+#[test]
+fn a_join_during_the_idle_stop_wakes_the_server_afterwards() {
+    let dir = tempdir("join-stop");
+    let port = free_port();
+    let data = dir.join("data");
+    let backend = peers_dir().join("backend.js");
+    // The server's shell ignores SIGTERM and lingers after the game server (node resets
+    // its own signals and exits), so each stop takes the whole stop_timeout: a wide window
+    // to join in while it is `stopping`.
+    let rest = format!(
+        "{}{}sleep_after = \"2s\"\nstop_timeout = \"4s\"\nstart_timeout = \"60s\"\n\
+         runtime = {{ kind = \"process\", command = [\"sh\", \"-c\", \"trap '' TERM; node {} --version 1.21.4 --port {port}; sleep 30\"], dir = \"{}\" }}\n\
+         [anteroom]\nmax_wait = \"90s\"\n",
+        stores_in(&dir),
+        server("late", "late.test", &format!("127.0.0.1:{port}")),
+        backend.display(),
+        data.display()
+    );
+    let _server = ServerProcess(data.clone());
+    let warden = Warden::start("join-stop", &config("", None, &rest));
+    let p = warden.port.to_string();
+    let join = |name: &str| {
+        player(&[
+            "--port",
+            &p,
+            "--version",
+            "1.21.4",
+            "--server-host",
+            "late.test",
+            "--username",
+            name,
+            "--timeout-ms",
+            "40000",
+        ])
+    };
+    let (ok, lines) = join("First");
+    assert!(ok, "{lines:?}\n{}", warden.log());
+
+    // Idle for 2 s: the stop begins and takes ~4 s. Join in the middle of it.
+    wait("the idle stop to begin", Duration::from_secs(30), || {
+        warden
+            .log()
+            .lines()
+            .any(|l| l.contains("transition") && l.contains("stopping"))
+    });
+    let (ok, lines) = join("Late");
+    assert!(
+        ok,
+        "the player who joined during the stop never got in: {lines:?}\n{}",
+        warden.log()
+    );
+    assert_eq!(lines[0]["transfers"], 1, "{lines:?}");
+    assert!(
+        warden.log().contains("stopped after idle"),
+        "{}",
+        warden.log()
+    );
+    assert_eq!(
+        warden.log().matches("server process started").count(),
+        2,
+        "{}",
+        warden.log()
+    );
+}

@@ -55,6 +55,8 @@ struct Slot {
     local: std::sync::atomic::AtomicBool,
     /// A still-running check is in flight.
     checking: std::sync::atomic::AtomicBool,
+    /// A join found the busy lock held; a follow-up wakes the server once it is free.
+    rewake: std::sync::atomic::AtomicBool,
 }
 
 pub struct Engine {
@@ -145,6 +147,7 @@ impl Engine {
             blocked: parking_lot::Mutex::new(None),
             local: std::sync::atomic::AtomicBool::new(local),
             checking: std::sync::atomic::AtomicBool::new(false),
+            rewake: std::sync::atomic::AtomicBool::new(false),
         });
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())

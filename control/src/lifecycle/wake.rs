@@ -7,6 +7,7 @@
 //! everyone else just watches the state.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,8 +58,47 @@ pub(super) fn count(engine: &Engine, cause: Cause, result: &str) {
 pub(super) fn begin(engine: &Engine, slot: &Arc<Slot>, cause: Cause) -> Result<(), String> {
     let Ok(guard) = slot.waking.clone().try_lock_owned() else {
         count(engine, cause, "running");
+        after_busy(engine, slot, cause);
         return Ok(());
     };
+    start_wake(engine, slot, cause, guard)
+}
+
+/// The busy lock may be held by a sleep, an archive or a swap rather than a wake: a join
+/// that arrives just then must still wake the server once that is over, or its player
+/// would wait in vain. One follow-up per server waits for the lock and wakes the server if
+/// it is asleep by then (a wake that ran meanwhile leaves it active, a failed one failed:
+/// neither is repeated).
+fn after_busy(engine: &Engine, slot: &Arc<Slot>, cause: Cause) {
+    if slot.rewake.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Some(me) = engine.me.upgrade() else {
+        slot.rewake.store(false, Ordering::Release);
+        return;
+    };
+    let slot = slot.clone();
+    tokio::spawn(async move {
+        let guard = slot.waking.clone().lock_owned().await;
+        slot.rewake.store(false, Ordering::Release);
+        let state = *slot.state.borrow();
+        if matches!(state, ServerState::Sleeping | ServerState::Archived) {
+            info!(server = %slot.spec.id, ?state, "a join came while the server was busy going to sleep: waking it now");
+            if let Err(why) = start_wake(&me, &slot, cause, guard) {
+                *slot.blocked.lock() = Some(why);
+                slot.state.send_modify(|_| {});
+            }
+        }
+    });
+}
+
+/// Starts a wake under the busy lock `guard` (spending the player's budget first).
+fn start_wake(
+    engine: &Engine,
+    slot: &Arc<Slot>,
+    cause: Cause,
+    guard: OwnedMutexGuard<()>,
+) -> Result<(), String> {
     let Some(me) = engine.me.upgrade() else {
         return Ok(());
     };
