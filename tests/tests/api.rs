@@ -13,9 +13,11 @@ use serde_json::{json, Value};
 use warden_tests::*;
 
 fn appliance(name: &str, extra: &str) -> (Warden, u16) {
-    let dir = tempdir(name);
+    // Everything in the appliance's own directory (`Warden::start` fills in `{dir}`), so
+    // `ServerProcess(w.dir.join("data"))` guards the server it really starts.
+    let dir = std::path::Path::new("{dir}");
     let port = free_port();
-    let rest = stores_in(&dir)
+    let rest = stores_in(dir)
         + &node_server("survival", "survival.test", port, &dir.join("data"), "1h")
         + extra;
     (Warden::start(name, &config("", None, &rest)), port)

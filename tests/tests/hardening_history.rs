@@ -4,12 +4,11 @@
 //! reporting the pruned period's player time in `/v1/usage`, and list only the newest
 //! events. `measure_history_cost` (ignored) gives the before/after figures.
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use warden_store::{EmbeddedStore, RedisConfig, RedisStore, SessionRecord, StateStore};
+use warden_store::{RedisConfig, RedisStore, SessionRecord, StateStore};
 use warden_tests::*;
 
 const HOUR_MS: u64 = 3_600_000;
@@ -150,81 +149,4 @@ fn retention_prunes_old_sessions_and_usage_keeps_their_time() {
     );
     let minutes = usage[0]["player_minutes"].as_f64().unwrap_or(-1.0);
     assert!((minutes - 40.0 * 5.0 / 60.0).abs() < 1e-6, "{usage}");
-}
-
-/// Seconds of CPU (user + system) `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(") ").next().unwrap_or("");
-    let f: Vec<&str> = after.split(' ').collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
-
-/// Before/after figures (not a pass/fail test): `/v1/events` latency with 4,500 recent
-/// sessions, and the CPU 50 idle SSE streams cost. Run against another binary with
-/// `WARDEN_BIN=... MEASURE_NO_RETENTION=1` (an older one rejects the new key).
-#[test]
-#[ignore]
-fn measure_history_cost() {
-    let store_dir = tempdir("history-measure");
-    let retention = std::env::var("MEASURE_NO_RETENTION")
-        .is_err()
-        .then_some("30d");
-    let config = history_config("kind = \"embedded\"", &store_dir, retention);
-    let w0 = Warden::start("history-measure-empty", &config);
-    let token = w0.token("viewer");
-    let latency = |w: &Warden| {
-        let mut times = Vec::new();
-        for _ in 0..200 {
-            let t = Instant::now();
-            get(w, &token, "/v1/events?limit=100");
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
-            // Under the API's per-token rate limit.
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        times.sort_by(|a, b| a.total_cmp(b));
-        (times[100], times[198])
-    };
-    let empty = latency(&w0);
-    drop(w0);
-    let dir = store_dir.clone();
-    let embedded = move || {
-        let rt = tokio::runtime::Handle::current();
-        tokio::task::block_in_place(|| rt.block_on(EmbeddedStore::open(&dir))).expect("store")
-    };
-    seed(
-        embedded,
-        "hist",
-        4500,
-        now_ms() - 5 * 86_400_000,
-        60_000,
-        30_000,
-    );
-    let w = Warden::start("history-measure", &config);
-    std::thread::sleep(Duration::from_secs(2));
-    let full = latency(&w);
-    eprintln!(
-        "/v1/events?limit=100 p50/p99 ms: empty {:.2}/{:.2}, 4,500 sessions {:.2}/{:.2}",
-        empty.0, empty.1, full.0, full.1
-    );
-    let mut streams = Vec::new();
-    for _ in 0..50 {
-        let mut s = TcpStream::connect(w.api_addr()).expect("connect");
-        use std::io::Write;
-        write!(
-            s,
-            "GET /v1/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
-        )
-        .expect("request");
-        streams.push(s);
-    }
-    std::thread::sleep(Duration::from_secs(3));
-    let (c0, t0) = (cpu_seconds(w.child.id()), Instant::now());
-    std::thread::sleep(Duration::from_secs(30));
-    let cores = (cpu_seconds(w.child.id()) - c0) / t0.elapsed().as_secs_f64();
-    eprintln!("50 idle SSE streams with 4,500 sessions: {cores:.3} cores");
-    drop(streams);
 }

