@@ -157,6 +157,12 @@ impl Warden {
     /// Starts warden with `body` as its config; `{port}`, `{metrics}` and `{dir}` are
     /// replaced. The `[edge]` table must use `listen = "127.0.0.1:{port}"`.
     pub fn start(name: &str, body: &str) -> Warden {
+        Self::start_limited(name, body, None)
+    }
+
+    /// Like [`Warden::start`], with the process's `RLIMIT_NOFILE` (soft and hard) set to
+    /// `nofile` when given, as a service manager would.
+    pub fn start_limited(name: &str, body: &str, nofile: Option<u64>) -> Warden {
         let dir = tempdir(name);
         let port = free_port();
         let metrics_port = free_port();
@@ -168,7 +174,7 @@ impl Warden {
             .replace("{metrics}", &metrics_port.to_string())
             .replace("{dir}", &dir.to_string_lossy());
         std::fs::write(&config, text).expect("write config");
-        let child = Self::spawn(&dir, &config, false, "warden.log");
+        let child = Self::spawn_limited(&dir, &config, false, "warden.log", nofile);
         let w = Warden {
             child,
             dir,
@@ -186,6 +192,17 @@ impl Warden {
     }
 
     pub fn spawn(dir: &Path, config: &Path, upgrade: bool, log: &str) -> Child {
+        Self::spawn_limited(dir, config, upgrade, log, None)
+    }
+
+    fn spawn_limited(
+        dir: &Path,
+        config: &Path,
+        upgrade: bool,
+        log: &str,
+        nofile: Option<u64>,
+    ) -> Child {
+        use std::os::unix::process::CommandExt;
         let log = std::fs::File::create(dir.join(log)).expect("log file");
         let mut cmd = Command::new(warden_bin());
         cmd.arg("run").arg("--config").arg(config);
@@ -195,9 +212,23 @@ impl Warden {
         cmd.env("RUST_LOG", "info,warden_proxy=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn warden")
+            .stderr(log);
+        if let Some(nofile) = nofile {
+            // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd.spawn().expect("spawn warden")
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -7,61 +7,13 @@
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden_tests::*;
 use warden_wire::{Handshake, Intent, PacketWriter};
-
-/// Like [`Warden::start`], with the process's `RLIMIT_NOFILE` (soft and hard) set to
-/// `nofile`, as a service manager would.
-fn start_with_nofile(name: &str, body: &str, nofile: u64) -> Warden {
-    let dir = tempdir(name);
-    let (port, metrics_port, api_port) = (free_port(), free_port(), free_port());
-    let config = dir.join("warden.toml");
-    let text = body
-        .replace("{port}", &port.to_string())
-        .replace("{api}", &api_port.to_string())
-        .replace("{metrics}", &metrics_port.to_string())
-        .replace("{dir}", &dir.to_string_lossy());
-    std::fs::write(&config, text).expect("write config");
-    let log = std::fs::File::create(dir.join("warden.log")).expect("log file");
-    let mut cmd = Command::new(warden_bin());
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info,warden_proxy=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log);
-    // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: nofile,
-                rlim_max: nofile,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn warden");
-    let w = Warden {
-        child,
-        dir,
-        config,
-        port,
-        metrics_port,
-        api_port,
-    };
-    assert!(w.wait_ready(), "warden did not start:\n{}", w.log());
-    w
-}
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -83,7 +35,7 @@ fn a_player_gets_in_under_slowloris_at_a_low_fd_limit() {
         Some(limits),
         &server("s", "s.test", &b),
     );
-    let w = start_with_nofile("fd-limit", &cfg, 256);
+    let w = Warden::start_limited("fd-limit", &cfg, Some(256));
 
     let mut flood = Vec::new();
     for n in 0..400u32 {
