@@ -19,6 +19,15 @@ impl<'a> PacketReader<'a> {
         Self { buf }
     }
 
+    /// Reads the packet id and checks it is `expected`.
+    pub fn expect_id(&mut self, expected: i32) -> Result<(), WireError> {
+        let got = self.varint()?;
+        if got != expected {
+            return Err(WireError::UnexpectedPacket { got, expected });
+        }
+        Ok(())
+    }
+
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }
@@ -206,13 +215,7 @@ impl Handshake {
     /// Parses a handshake body (packet id 0x00 included).
     pub fn parse(body: &[u8]) -> Result<Self, WireError> {
         let mut r = PacketReader::new(body);
-        let id = r.varint()?;
-        if id != 0x00 {
-            return Err(WireError::UnexpectedPacket {
-                got: id,
-                expected: 0x00,
-            });
-        }
+        r.expect_id(0x00)?;
         let protocol = r.varint()?;
         let address = r.string(MAX_ADDRESS_CHARS)?.to_owned();
         let port = r.u16()?;
@@ -261,13 +264,7 @@ impl LoginStart {
     pub fn parse(body: &[u8], protocol: i32) -> Result<Self, WireError> {
         use versions::*;
         let mut r = PacketReader::new(body);
-        let id = r.varint()?;
-        if id != 0x00 {
-            return Err(WireError::UnexpectedPacket {
-                got: id,
-                expected: 0x00,
-            });
-        }
+        r.expect_id(0x00)?;
         let name = r.string(16)?.to_owned();
         let uuid = if protocol >= V1_20_2 {
             Some(r.uuid()?)

@@ -89,14 +89,7 @@ impl StatusDoc {
 /// `max_json` bytes. `body` itself is already bounded by the frame limit.
 pub fn parse_status_response(body: &[u8], max_json: usize) -> Result<StatusDoc, StatusError> {
     let mut r = PacketReader::new(body);
-    let id = r.varint()?;
-    if id != 0x00 {
-        return Err(WireError::UnexpectedPacket {
-            got: id,
-            expected: 0x00,
-        }
-        .into());
-    }
+    r.expect_id(0x00)?;
     let json = r.string(body.len())?;
     status_from_json(json, max_json)
 }
