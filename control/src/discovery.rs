@@ -17,8 +17,8 @@ use warden_runtime::docker::{discover, DiscoveredServer, DockerClient, DEFAULT_C
 use warden_runtime::{DockerEndpoint, DockerRuntime};
 
 use crate::config::{self, Discovered};
-use crate::lifecycle::{Engine, ManagedServer};
 use crate::reload::Reloader;
+use warden_lifecycle::{Engine, ManagedServer};
 
 /// Minecraft's default port, for containers without `warden.port`.
 const DEFAULT_PORT: u16 = 25565;

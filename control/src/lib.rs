@@ -1,10 +1,15 @@
-//! Warden's control plane and the wiring of the `warden` binary.
+//! The `warden` binary's library: everything that reads files or wires crates together.
 //!
-//! [`config`] reads and checks the TOML file, [`appliance`] builds the running process
-//! (edge, metrics, reload) on pingora, and [`reload`] swaps in edited configs.
+//! [`config`] reads and checks the TOML file; [`appliance`] builds the running process on
+//! pingora (the edge from `warden-proxy`, the engine from `warden-lifecycle`, the API from
+//! `warden-api`); [`reload`] swaps in edited configs; [`catalog`] stores API-defined
+//! servers and applies them; [`discovery`] follows labelled Docker containers; [`managed`]
+//! turns a server's spec into the engine's managed server; [`webhooks`] posts events;
+//! [`control_metrics`] and [`metrics_http`] serve Prometheus metrics; [`retention`]
+//! prunes old sessions; [`fdlimit`], [`ticket_key`] and [`upgrade_sock`] prepare the
+//! process (file descriptors, the transfer-ticket key, zero-downtime upgrades); [`cli`]
+//! is the operator's command line and [`demo`] the quickstart's tiny server.
 
-pub mod admin;
-pub mod api;
 pub mod appliance;
 pub mod catalog;
 pub mod cli;
@@ -12,10 +17,7 @@ pub mod config;
 pub mod control_metrics;
 pub mod demo;
 pub mod discovery;
-pub mod events;
 pub mod fdlimit;
-pub mod http_guard;
-pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;

@@ -10,7 +10,7 @@ use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, 
 use warden_store::StoreConfig;
 
 use crate::config::{Config, RconConfig, RuntimeConfig};
-use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
+use warden_lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
 /// when no server is managed, none can be discovered and the API is off (pure routing
