@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use serde_json::Value;
+use serde_json::{json, Value};
+use warden_lifecycle::Command;
 
 /// Where the API is and how to authenticate.
 #[derive(Args, Debug, Clone)]
@@ -163,13 +164,14 @@ pub fn status(client: &Client, json: bool) -> anyhow::Result<()> {
 
 /// `warden wake|sleep|archive|restore|restart|migrate ID`: starts the action and, unless
 /// `no_wait`, follows it to its end. Fails if the action fails.
-pub fn action(
-    client: &Client,
-    action: &str,
-    id: &str,
-    body: Value,
-    no_wait: bool,
-) -> anyhow::Result<()> {
+pub fn action(client: &Client, command: &Command, id: &str, no_wait: bool) -> anyhow::Result<()> {
+    let action = command.action().as_str();
+    let body = match command {
+        Command::Sleep { force } => json!({ "force": force }),
+        Command::Restart { image } => json!({ "image": image }),
+        Command::Migrate { to } => json!({ "to": to }),
+        Command::Wake | Command::Archive | Command::Restore => json!({}),
+    };
     let started = client.call(
         reqwest::Method::POST,
         &format!("/v1/servers/{id}/actions/{action}"),

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::json;
 use tracing_subscriber::EnvFilter;
 use warden_control::cli::{self, ApiArgs, Client};
+use warden_lifecycle as engine;
 
 #[derive(Parser)]
 #[command(
@@ -158,18 +159,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let api = cli.api;
     let client = || Client::new(&api);
-    let act = |action: &str, t: &ActionArgs, body| {
-        client().and_then(|c| cli::action(&c, action, &t.id, body, t.no_wait))
+    let act = |command: engine::Command, t: &ActionArgs| {
+        client().and_then(|c| cli::action(&c, &command, &t.id, t.no_wait))
     };
     let result = match cli.command {
         Command::Run { config, upgrade } => warden_control::appliance::run(&config, upgrade),
         Command::Status { json } => client().and_then(|c| cli::status(&c, json)),
-        Command::Wake(t) => act("wake", &t, json!({})),
-        Command::Sleep { target, force } => act("sleep", &target, json!({ "force": force })),
-        Command::Archive(t) => act("archive", &t, json!({})),
-        Command::Restore(t) => act("restore", &t, json!({})),
-        Command::Restart { target, image } => act("restart", &target, json!({ "image": image })),
-        Command::Migrate { target, to } => act("migrate", &target, json!({ "to": to })),
+        Command::Wake(t) => act(engine::Command::Wake, &t),
+        Command::Sleep { target, force } => act(engine::Command::Sleep { force }, &target),
+        Command::Archive(t) => act(engine::Command::Archive, &t),
+        Command::Restore(t) => act(engine::Command::Restore, &t),
+        Command::Restart { target, image } => act(engine::Command::Restart { image }, &target),
+        Command::Migrate { target, to } => act(engine::Command::Migrate { to }, &target),
         Command::Events {
             follow,
             server,

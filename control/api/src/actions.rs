@@ -17,7 +17,7 @@ use warden_store::now_unix_ms;
 use super::dto::Action;
 use super::error::{ApiError, Json, Path};
 use super::ApiContext;
-use warden_lifecycle::ActionError;
+use warden_lifecycle::Command;
 
 const KEEP: usize = 500;
 
@@ -97,36 +97,14 @@ pub async fn start(
     Path((server, action)): Path<(String, Action)>,
     Json(req): Json<ActionRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if let Some(image) = &req.image {
-        if action != Action::Restart || image.is_empty() || image.chars().any(char::is_whitespace) {
-            return Err(ApiError::invalid(
-                "image: a non-empty image name, and only for restart",
-            ));
-        }
-    }
-    if req.to.is_some() != (action == Action::Migrate) {
-        return Err(ApiError::invalid(
-            "to: the target appliance, required for migrate and only for it",
-        ));
-    }
+    let command =
+        Command::new(action.into(), req.image, req.to, req.force).map_err(ApiError::invalid)?;
     if ctx.engine.view(&server).is_none() && ctx.edge.snapshot().table.server(&server).is_some() {
         return Err(ApiError::conflict(format!(
             "`{server}` is always on: Warden does not manage it (it has no runtime)"
         )));
     }
-    let run = ctx
-        .engine
-        .prepare(
-            &server,
-            action.into(),
-            req.image.clone().or(req.to.clone()),
-            req.force,
-        )
-        .await
-        .map_err(|e| match e {
-            ActionError::NotFound(_) => ApiError::not_found(e.to_string()),
-            ActionError::Refused(_) => ApiError::conflict(e.to_string()),
-        })?;
+    let run = ctx.engine.prepare(&server, command).await?;
     let id = format!("act-{}", super::tokens::random_hex(8)?);
     let info = ActionInfo {
         id: id.clone(),
@@ -142,7 +120,7 @@ pub async fn start(
     info!(action = name, %server, %id, "action started");
     let ctx2 = ctx.clone();
     tokio::spawn(async move {
-        let result = run.await;
+        let result = run.await.map_err(|e| e.to_string());
         info!(action = name, %server, %id, ?result, "action finished");
         ctx2.actions.finish(&id, result);
     });

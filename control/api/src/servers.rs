@@ -16,7 +16,7 @@ use super::error::{ApiError, Json, Path, Query};
 use super::ApiContext;
 use crate::spec::ServerSpec;
 use warden_lifecycle::events;
-use warden_lifecycle::Action;
+use warden_lifecycle::Command;
 
 /// Where a server is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -302,7 +302,7 @@ pub async fn delete(
     {
         let stop = ctx
             .engine
-            .prepare(&id, Action::Sleep, None, true)
+            .prepare(&id, Command::Sleep { force: true })
             .await
             .map_err(|e| ApiError::conflict(e.to_string()))?;
         stop.await

@@ -8,39 +8,39 @@
 use warden_archive::Manifest;
 use warden_store::{ArchiveRef, ArchiveUpdate, Change, ServerState};
 
-use super::{Engine, Slot};
+use super::{Engine, LifecycleError, Slot};
 
 /// Archives a sleeping server's world (`why` goes into the transition). The error says
 /// what failed; the data is then still on the node.
-pub(super) async fn archive(engine: &Engine, slot: &Slot, why: &str) -> Result<(), String> {
+pub(super) async fn archive(engine: &Engine, slot: &Slot, why: &str) -> Result<(), LifecycleError> {
     let spec = &slot.spec;
     let (Some(store), Some(data)) = (spec.archive.as_ref(), spec.data.as_ref()) else {
-        return Err("no archive storage, or Warden does not own this server's data".into());
+        return Err(LifecycleError::Failed(
+            "no archive storage, or Warden does not own this server's data".into(),
+        ));
     };
-    engine
-        .transition(slot, ServerState::Archiving, why)
-        .await
-        .map_err(|e| e.to_string())?;
+    engine.transition(slot, ServerState::Archiving, why).await?;
     let manifest = match data.archive(store.as_ref(), &spec.id).await {
         Ok(m) => m,
         Err(e) => {
-            let why = format!("archive failed, data kept on the node: {e}");
-            let _ = engine.transition(slot, ServerState::Failed, &why).await;
-            return Err(why);
+            let e = e.during("archive failed, data kept on the node");
+            let _ = engine
+                .transition(slot, ServerState::Failed, &e.to_string())
+                .await;
+            return Err(e);
         }
     };
     // Verified: now, and only now, the node copy may go.
     if let Err(e) = data.remove().await {
-        let why = format!("archived, but the node copy could not be removed: {e}");
-        let _ = engine.transition(slot, ServerState::Sleeping, &why).await;
-        return Err(why);
+        let e = e.during("archived, but the node copy could not be removed");
+        let _ = engine
+            .transition(slot, ServerState::Sleeping, &e.to_string())
+            .await;
+        return Err(e);
     }
     let change = Change::to(ServerState::Archived, "archived and verified")
         .with_archive(ArchiveUpdate::Set(reference(&spec.id, &manifest)));
-    engine
-        .change(slot, change)
-        .await
-        .map_err(|e| e.to_string())?;
+    engine.change(slot, change).await?;
     Ok(())
 }
 
@@ -70,21 +70,19 @@ pub(super) async fn restore(
     slot: &Slot,
     why: &str,
     then: ServerState,
-) -> Result<(), String> {
+) -> Result<(), LifecycleError> {
     let spec = &slot.spec;
     let (Some(store), Some(data)) = (spec.archive.as_ref(), spec.data.as_ref()) else {
-        return Err("its world is archived but no archive storage is configured".into());
+        return Err(LifecycleError::Failed(
+            "its world is archived but no archive storage is configured".into(),
+        ));
     };
-    engine
-        .transition(slot, ServerState::Restoring, why)
-        .await
-        .map_err(|e| e.to_string())?;
+    engine.transition(slot, ServerState::Restoring, why).await?;
     data.restore(store.as_ref(), &spec.id)
         .await
-        .map_err(|e| format!("restore failed, archive kept: {e}"))?;
+        .map_err(|e| e.during("restore failed, archive kept"))?;
     engine
         .transition(slot, then, "restored and verified")
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(())
 }

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use warden_archive::{ArchiveOptions, ArchiveStore, Manifest};
 use warden_runtime::DockerRuntime;
 
+use crate::LifecycleError;
+
 pub enum ServerData {
     Dir(PathBuf),
     Volume(Arc<DockerRuntime>),
@@ -19,10 +21,10 @@ pub enum ServerData {
 
 impl ServerData {
     /// Whether the world is on the node. An error means "cannot tell" (daemon down).
-    pub async fn present(&self) -> Result<bool, String> {
+    pub async fn present(&self) -> Result<bool, LifecycleError> {
         match self {
             Self::Dir(d) => Ok(d.exists()),
-            Self::Volume(rt) => rt.has_data().await.map_err(|e| e.to_string()),
+            Self::Volume(rt) => Ok(rt.has_data().await?),
         }
     }
 
@@ -32,7 +34,7 @@ impl ServerData {
         &self,
         store: &dyn ArchiveStore,
         prefix: &str,
-    ) -> Result<Manifest, String> {
+    ) -> Result<Manifest, LifecycleError> {
         let opts = ArchiveOptions::default();
         match self {
             Self::Dir(d) => warden_archive::archive_dir(store, prefix, d, &opts).await,
@@ -40,43 +42,45 @@ impl ServerData {
                 let tar = rt
                     .export_data()
                     .await
-                    .map_err(|e| format!("exporting the volume: {e}"))?;
+                    .map_err(|e| LifecycleError::from(e).during("exporting the volume"))?;
                 warden_archive::archive_tar(store, prefix, tar, &opts).await
             }
         }
-        .map_err(|e| e.to_string())
+        .map_err(LifecycleError::from)
     }
 
     /// Deletes the node copy. Call only after [`ServerData::archive`] succeeded.
-    pub async fn remove(&self) -> Result<(), String> {
+    pub async fn remove(&self) -> Result<(), LifecycleError> {
         match self {
-            Self::Dir(d) => remove_dir(d).await.map_err(|e| e.to_string()),
-            Self::Volume(rt) => rt.remove_data().await.map_err(|e| e.to_string()),
+            Self::Dir(d) => Ok(remove_dir(d).await?),
+            Self::Volume(rt) => Ok(rt.remove_data().await?),
         }
     }
 
     /// Brings the world back from `store`, verified against its manifest before the server
     /// may use it.
-    pub async fn restore(&self, store: &dyn ArchiveStore, prefix: &str) -> Result<(), String> {
+    pub async fn restore(
+        &self,
+        store: &dyn ArchiveStore,
+        prefix: &str,
+    ) -> Result<(), LifecycleError> {
         match self {
             // Extracts beside the target and renames into place: atomic on the node.
             Self::Dir(d) => warden_archive::restore_dir(store, prefix, d)
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string()),
+                .map_err(LifecycleError::from),
             Self::Volume(rt) => {
                 // A volume cannot be swapped in atomically, so a restore always starts from
                 // an empty one: whatever an interrupted restore left is a partial copy of
                 // the archive, which is still intact.
                 rt.remove_data()
                     .await
-                    .map_err(|e| format!("clearing the volume: {e}"))?;
-                let tar = warden_archive::restore_tar_stream(store, prefix, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| LifecycleError::from(e).during("clearing the volume"))?;
+                let tar = warden_archive::restore_tar_stream(store, prefix, None).await?;
                 rt.import_data(tar)
                     .await
-                    .map_err(|e| format!("importing into the volume: {e}"))
+                    .map_err(|e| LifecycleError::from(e).during("importing into the volume"))
             }
         }
     }

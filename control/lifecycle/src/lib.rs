@@ -21,7 +21,9 @@
 mod anteroom;
 mod archive;
 mod budget;
+mod command;
 mod data;
+mod error;
 mod eta;
 pub mod events;
 mod migrate;
@@ -46,8 +48,10 @@ use warden_proxy::sessions::{SessionInfo, SessionObserver, Sessions};
 use warden_proxy::status::render::eta_text;
 use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
 
+pub use command::{Command, NotNow};
 pub use data::ServerData;
-pub use operate::{Action, ActionError, ServerView};
+pub use error::LifecycleError;
+pub use operate::{Action, ActionRun, ServerView};
 pub use server::{LifecycleSettings, ManagedServer};
 pub use swap::SwapReport;
 
@@ -384,23 +388,21 @@ impl Engine {
 
     /// Stops a running server: `why` goes into the stopping transition, `done` into the
     /// sleeping one.
-    async fn sleep(&self, slot: &Slot, why: &str, done: &str) -> Result<(), String> {
-        self.transition(slot, ServerState::Stopping, why)
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn sleep(&self, slot: &Slot, why: &str, done: &str) -> Result<(), LifecycleError> {
+        self.transition(slot, ServerState::Stopping, why).await?;
         match slot.spec.runtime.stop(slot.spec.stop_timeout).await {
             Ok(()) => {
                 slot.local
                     .store(false, std::sync::atomic::Ordering::Relaxed);
-                self.transition(slot, ServerState::Sleeping, done)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.transition(slot, ServerState::Sleeping, done).await?;
                 Ok(())
             }
             Err(e) => {
-                let why = format!("stop failed: {e}");
-                let _ = self.transition(slot, ServerState::Failed, &why).await;
-                Err(why)
+                let e = LifecycleError::from(e).during("stop failed");
+                let _ = self
+                    .transition(slot, ServerState::Failed, &e.to_string())
+                    .await;
+                Err(e)
             }
         }
     }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use warden_store::{Change, ServerState};
 
-use super::{archive, wake, Engine, Slot};
+use super::{archive, wake, Command, Engine, LifecycleError, Slot};
 
 impl Engine {
     /// Refuses a migration that cannot work, before anything changes.
@@ -35,13 +35,10 @@ impl Engine {
         }
         let state = *slot.state.borrow();
         let local = slot.local.load(std::sync::atomic::Ordering::Relaxed);
-        match state {
-            ServerState::Active if !local => Err(format!(
-                "{id} runs on another appliance; ask that one to migrate it"
-            )),
-            ServerState::Active | ServerState::Sleeping | ServerState::Archived => Ok(()),
-            other => Err(format!("cannot migrate {id} while it is {other}")),
-        }
+        let command = Command::Migrate { to: to.to_string() };
+        command
+            .allowed_in(state, local)
+            .map_err(|why| why.message(command.action(), id, state))
     }
 
     /// Moves the server to `to`; `busy` is its claimed busy lock.
@@ -50,26 +47,27 @@ impl Engine {
         slot: &Arc<Slot>,
         to: &str,
         busy: OwnedMutexGuard<()>,
-    ) -> Result<String, String> {
+    ) -> Result<String, LifecycleError> {
         let started = Instant::now();
         let id = slot.spec.id.clone();
         let was_running = *slot.state.borrow() == ServerState::Active;
         let mut moved = 0;
         if was_running {
             self.transition(slot, ServerState::Swapping, &format!("migrating to {to}"))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             moved = self.move_players(slot).await.transferred;
             if let Err(e) = slot.spec.runtime.stop(slot.spec.stop_timeout).await {
-                let why = format!("migration stopped: the server did not stop: {e}");
-                let _ = self.transition(slot, ServerState::Failed, &why).await;
-                return Err(why);
+                let e =
+                    LifecycleError::from(e).during("migration stopped: the server did not stop");
+                let _ = self
+                    .transition(slot, ServerState::Failed, &e.to_string())
+                    .await;
+                return Err(e);
             }
             slot.local
                 .store(false, std::sync::atomic::Ordering::Relaxed);
             self.transition(slot, ServerState::Sleeping, "stopped for migration")
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         if *slot.state.borrow() == ServerState::Sleeping {
             archive::archive(self, slot, &format!("migrating to {to}")).await?;
@@ -80,8 +78,7 @@ impl Engine {
             slot,
             Change::to(ServerState::Archived, format!("placed on {to}")).with_place(to),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         info!(server = %id, %to, secs = started.elapsed().as_secs_f64(), "migrated; the world is in the archive");
         drop(busy);
         if !was_running {
@@ -98,7 +95,7 @@ impl Engine {
             )),
             Err(e) => {
                 warn!(server = %id, %to, error = %e, "migrated, but the target did not start it");
-                Err(format!("placed on {to}, but it did not start there: {e}"))
+                Err(e.during(format!("placed on {to}, but it did not start there")))
             }
         }
     }

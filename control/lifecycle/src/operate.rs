@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warden_store::ServerState;
 
-use super::{archive, wake, Engine, Slot};
+use super::{archive, wake, Command, Engine, LifecycleError, Slot};
 
 /// An operator action on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,17 +44,8 @@ impl Action {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    #[error("no managed server `{0}` on this appliance")]
-    NotFound(String),
-    /// The request is valid but the server's state does not allow it now.
-    #[error("{0}")]
-    Refused(String),
-}
-
 /// A running action: resolves to what happened, or why it failed.
-pub type ActionRun = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+pub type ActionRun = Pin<Box<dyn Future<Output = Result<String, LifecycleError>> + Send>>;
 
 /// One managed server as the engine sees it.
 #[derive(Debug, Clone)]
@@ -106,45 +97,42 @@ impl Engine {
         self.events.subscribe()
     }
 
-    /// Checks that `action` can run on `id` now and returns it ready to run. `arg` is the
-    /// image for a restart or the target appliance for a migration; `force` lets a sleep
-    /// stop a server with players on it.
+    /// Checks that `command` can run on `id` now (the state table of
+    /// [`Command::allowed_in`]) and returns it ready to run.
     pub async fn prepare(
         self: &Arc<Self>,
         id: &str,
-        action: Action,
-        arg: Option<String>,
-        force: bool,
-    ) -> Result<ActionRun, ActionError> {
+        command: Command,
+    ) -> Result<ActionRun, LifecycleError> {
         let slot = self
             .slots
             .read()
             .get(id)
             .cloned()
-            .ok_or_else(|| ActionError::NotFound(id.to_string()))?;
+            .ok_or_else(|| LifecycleError::NotFound(id.to_string()))?;
         let state = *slot.state.borrow();
-        let refuse = |what: &str| {
-            Err(ActionError::Refused(format!(
-                "cannot {} {id} while it is {state}{what}",
-                action.as_str()
-            )))
-        };
+        if let Command::Migrate { to } = &command {
+            // Its own checks come first (target, addresses, storage), then the table's.
+            self.check_migrate(&slot, to)
+                .map_err(LifecycleError::Refused)?;
+        }
+        let local = slot.local.load(std::sync::atomic::Ordering::Relaxed);
+        command
+            .allowed_in(state, local)
+            .map_err(|why| LifecycleError::Refused(why.message(command.action(), id, state)))?;
         let me = self.clone();
-        match action {
-            Action::Wake => {
+        match command {
+            Command::Wake => {
                 if state == ServerState::Active {
                     return Ok(Box::pin(async { Ok("already active".to_string()) }));
                 }
                 let _ = wake::begin(self, &slot, wake::Cause::Api);
                 Ok(Box::pin(async move { me.until_awake(&slot).await }))
             }
-            Action::Sleep => {
-                if state != ServerState::Active {
-                    return refuse("");
-                }
-                let players = self.store.live_count(id).await.unwrap_or(1);
+            Command::Sleep { force } => {
+                let players = self.store.live_count(id).await?;
                 if players > 0 && !force {
-                    return Err(ActionError::Refused(format!(
+                    return Err(LifecycleError::Refused(format!(
                         "{id} has {players} players online; pass force to stop it anyway"
                     )));
                 }
@@ -157,12 +145,9 @@ impl Engine {
                     r.map(|()| "asleep".to_string())
                 }))
             }
-            Action::Archive => {
-                if state != ServerState::Sleeping {
-                    return refuse(" (only a sleeping server can be archived)");
-                }
+            Command::Archive => {
                 if slot.spec.archive.is_none() || slot.spec.data.is_none() {
-                    return Err(ActionError::Refused(format!(
+                    return Err(LifecycleError::Refused(format!(
                         "{id} cannot be archived: no archive storage, or Warden does not own its data (a discovered container)"
                     )));
                 }
@@ -173,10 +158,7 @@ impl Engine {
                     r.map(|()| "archived and verified".to_string())
                 }))
             }
-            Action::Restore => {
-                if state != ServerState::Archived {
-                    return refuse(" (only an archived server can be restored)");
-                }
+            Command::Restore => {
                 let busy = claim(&slot)?;
                 Ok(Box::pin(async move {
                     let r = archive::restore(
@@ -196,13 +178,10 @@ impl Engine {
                     r.map(|()| "restored; asleep until the next join".to_string())
                 }))
             }
-            Action::Restart => {
-                if state != ServerState::Active {
-                    return refuse(" (only a running server can be restarted)");
-                }
+            Command::Restart { image } => {
                 let id = id.to_string();
                 Ok(Box::pin(async move {
-                    let r = me.restart(&id, arg.as_deref()).await?;
+                    let r = me.restart(&id, image.as_deref()).await?;
                     Ok(format!(
                         "restarted{} in {:.1} s: {} players moved to the anteroom, {} told to rejoin",
                         r.image.map(|i| format!(" on {i}")).unwrap_or_default(),
@@ -212,14 +191,7 @@ impl Engine {
                     ))
                 }))
             }
-            Action::Migrate => {
-                let Some(to) = arg else {
-                    return Err(ActionError::Refused(
-                        "migrate needs the target appliance (`to`)".into(),
-                    ));
-                };
-                self.check_migrate(&slot, &to)
-                    .map_err(ActionError::Refused)?;
+            Command::Migrate { to } => {
                 let busy = claim(&slot)?;
                 Ok(Box::pin(async move { me.migrate(&slot, &to, busy).await }))
             }
@@ -227,7 +199,7 @@ impl Engine {
     }
 
     /// Waits for a wake to end: Ok once the server is active, the reason otherwise.
-    pub(super) async fn until_awake(&self, slot: &Slot) -> Result<String, String> {
+    pub(super) async fn until_awake(&self, slot: &Slot) -> Result<String, LifecycleError> {
         let mut rx = slot.state.subscribe();
         loop {
             let state = *rx.borrow_and_update();
@@ -235,23 +207,23 @@ impl Engine {
                 return Ok("active".into());
             }
             if let Some(why) = slot.blocked.lock().clone() {
-                return Err(why);
+                return Err(LifecycleError::Failed(why));
             }
             if slot.waking.try_lock().is_ok() {
                 let reason = slot.record.lock().reason.clone();
-                return Err(format!("{state}: {reason}"));
+                return Err(LifecycleError::Failed(format!("{state}: {reason}")));
             }
             if rx.changed().await.is_err() {
-                return Err("the server was removed".into());
+                return Err(LifecycleError::Failed("the server was removed".into()));
             }
         }
     }
 }
 
 /// Takes the server's busy lock, or refuses if a wake, sleep or archive runs.
-fn claim(slot: &Arc<Slot>) -> Result<tokio::sync::OwnedMutexGuard<()>, ActionError> {
+fn claim(slot: &Arc<Slot>) -> Result<tokio::sync::OwnedMutexGuard<()>, LifecycleError> {
     slot.waking.clone().try_lock_owned().map_err(|_| {
-        ActionError::Refused(format!(
+        LifecycleError::Refused(format!(
             "{} is busy: a wake, sleep, archive or restart is in progress",
             slot.spec.id
         ))

@@ -18,7 +18,7 @@ use warden_proxy::status::render::eta_text;
 use warden_runtime::rcon::Rcon;
 use warden_store::ServerState;
 
-use super::{ready, Engine, Slot};
+use super::{ready, Command, Engine, LifecycleError, Slot};
 
 /// Bound for each RCON exchange (servers are quirky: never wait on one forever).
 const RCON_LIMIT: Duration = Duration::from_secs(5);
@@ -45,38 +45,46 @@ pub struct SwapReport {
 impl Engine {
     /// Restarts server `id` (on `image`, if given) with its players kept in the anteroom
     /// meanwhile.
-    pub async fn restart(&self, id: &str, image: Option<&str>) -> Result<SwapReport, String> {
+    pub async fn restart(
+        &self,
+        id: &str,
+        image: Option<&str>,
+    ) -> Result<SwapReport, LifecycleError> {
         let slot = self
             .slots
             .read()
             .get(id)
             .cloned()
-            .ok_or_else(|| format!("no managed server `{id}`"))?;
+            .ok_or_else(|| LifecycleError::Failed(format!("no managed server `{id}`")))?;
         let started = Instant::now();
         let _busy = timeout(BUSY_WAIT, slot.waking.clone().lock_owned())
             .await
-            .map_err(|_| format!("{id} is busy (a wake or sleep did not finish in time)"))?;
-        if *slot.state.borrow() != ServerState::Active {
-            return Err(format!(
+            .map_err(|_| {
+                LifecycleError::Refused(format!(
+                    "{id} is busy (a wake or sleep did not finish in time)"
+                ))
+            })?;
+        let state = *slot.state.borrow();
+        let restart = Command::Restart {
+            image: image.map(str::to_string),
+        };
+        if restart.allowed_in(state, true).is_err() {
+            return Err(LifecycleError::Refused(format!(
                 "{id} is not running ({})",
-                slot.state.borrow().as_str()
-            ));
+                state.as_str()
+            )));
         }
         if self.anteroom.is_none() {
-            return Err("the anteroom is disabled ([anteroom] enabled = false)".into());
+            return Err(LifecycleError::Refused(
+                "the anteroom is disabled ([anteroom] enabled = false)".into(),
+            ));
         }
         let previous = match image {
-            Some(img) => Some(
-                slot.spec
-                    .runtime
-                    .set_image(img)
-                    .map_err(|e| e.to_string())?,
-            ),
+            Some(img) => Some(slot.spec.runtime.set_image(img)?),
             None => None,
         };
         self.transition(&slot, ServerState::Swapping, "warm-swap restart")
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut report = self.move_players(&slot).await;
         info!(server = %id, transferred = report.transferred, "warm-swap: stopping the old server");
         if let Err(e) = slot.spec.runtime.stop(slot.spec.stop_timeout).await {
@@ -102,9 +110,9 @@ impl Engine {
             Ok(()) if previous.is_some() => {
                 self.swapped(&slot, report, started, "previous image running again")
                     .await?;
-                return Err(format!(
+                return Err(LifecycleError::Failed(format!(
                     "the new image did not come up ({first}); the previous one runs again and the players are back on it"
-                ));
+                )));
             }
             Ok(()) => {
                 return self
@@ -115,7 +123,7 @@ impl Engine {
         };
         let reason = format!("warm-swap restart failed: {first}; then: {second}");
         let _ = self.transition(&slot, ServerState::Failed, &reason).await;
-        Err(reason)
+        Err(LifecycleError::Failed(reason))
     }
 
     async fn swapped(
@@ -124,10 +132,9 @@ impl Engine {
         mut report: SwapReport,
         started: Instant,
         why: &str,
-    ) -> Result<SwapReport, String> {
+    ) -> Result<SwapReport, LifecycleError> {
         self.transition(slot, ServerState::Active, &format!("warm-swap: {why}"))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         report.secs = started.elapsed().as_secs_f64();
         info!(server = %slot.spec.id, secs = report.secs, why, "warm-swap complete");
         Ok(report)
@@ -198,12 +205,12 @@ impl Engine {
         report
     }
 
-    async fn start_again(&self, slot: &Arc<Slot>) -> Result<(), String> {
+    async fn start_again(&self, slot: &Arc<Slot>) -> Result<(), LifecycleError> {
         slot.spec
             .runtime
             .start()
             .await
-            .map_err(|e| format!("start failed: {e}"))?;
+            .map_err(|e| LifecycleError::from(e).during("start failed"))?;
         slot.local.store(true, std::sync::atomic::Ordering::Relaxed);
         let deadline = Instant::now() + slot.spec.start_timeout;
         let spec = &slot.spec;
@@ -218,10 +225,10 @@ impl Engine {
             Ok(())
         } else {
             let _ = slot.spec.runtime.stop(slot.spec.stop_timeout).await;
-            Err(format!(
+            Err(LifecycleError::Failed(format!(
                 "not ready within {} s",
                 slot.spec.start_timeout.as_secs()
-            ))
+            )))
         }
     }
 }

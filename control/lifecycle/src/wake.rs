@@ -18,7 +18,7 @@ use warden_proxy::lifecycle::Admission;
 use warden_proxy::status::render::eta_text;
 use warden_store::ServerState;
 
-use super::{eta, ready, Engine, Slot};
+use super::{eta, ready, Engine, LifecycleError, Slot};
 
 /// Lease on the store's wake lock, renewed every third of it while the wake runs, so a
 /// restore of any length keeps it and a dead appliance's lease frees the server quickly.
@@ -225,7 +225,8 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
         r = start(engine, slot) => r,
         never = renew => never,
     };
-    if let Err(reason) = result {
+    if let Err(e) = result {
+        let reason = e.to_string();
         warn!(server = %id, %reason, "wake failed");
         if super::archive::is_archived(slot) {
             // The world is still only in the archive: stay wakeable by a restore.
@@ -255,7 +256,7 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
     let _ = engine.store.release_wake(&lease).await;
 }
 
-async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
+async fn start(engine: &Engine, slot: &Slot) -> Result<(), LifecycleError> {
     let spec = &slot.spec;
     // A stop in progress finishes first; starting over it would race the shutdown.
     let mut rx = slot.state.subscribe();
@@ -265,7 +266,9 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
         ServerState::Stopping | ServerState::Archiving
     ) {
         if timeout_at(until, rx.changed()).await.is_err() {
-            return Err("the previous stop did not finish".into());
+            return Err(LifecycleError::Failed(
+                "the previous stop did not finish".into(),
+            ));
         }
     }
     if super::archive::is_archived(slot) {
@@ -280,13 +283,12 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
     if *slot.state.borrow() != ServerState::Starting {
         engine
             .transition(slot, ServerState::Starting, "player joined")
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
     }
     spec.runtime
         .start()
         .await
-        .map_err(|e| format!("start failed: {e}"))?;
+        .map_err(|e| LifecycleError::from(e).during("start failed"))?;
     slot.local.store(true, std::sync::atomic::Ordering::Relaxed);
     if !ready::wait_ready(
         &spec.backend,
@@ -297,15 +299,14 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), String> {
     .await
     {
         let _ = spec.runtime.stop(spec.stop_timeout).await;
-        return Err(format!(
+        return Err(LifecycleError::Failed(format!(
             "not ready within {} s",
             spec.start_timeout.as_secs()
-        ));
+        )));
     }
     engine
         .transition(slot, ServerState::Active, "ready")
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(())
 }
 
