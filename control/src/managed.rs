@@ -7,9 +7,8 @@ use anyhow::Context;
 use warden_archive::{ArchiveStore, LocalDir, Paced, S3Config, S3};
 use warden_proxy::sessions::Sessions;
 use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, Runtime};
-use warden_store::StoreConfig;
 
-use crate::config::{Config, RconConfig, RuntimeConfig};
+use crate::config::{ArchiveKind, Config, RconConfig, RuntimeConfig};
 use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
@@ -26,20 +25,8 @@ pub async fn engine(
     if !wanted {
         return Ok(None);
     }
-    let store_cfg = match cfg.store.kind.as_str() {
-        "embedded" => StoreConfig::Embedded {
-            path: cfg.store.path.clone(),
-        },
-        "redis" => {
-            let url = cfg
-                .store
-                .url
-                .clone()
-                .context("store.kind = \"redis\" needs store.url")?;
-            StoreConfig::Redis(warden_store::RedisConfig::new(url))
-        }
-        other => anyhow::bail!("store.kind `{other}`: use \"embedded\" or \"redis\""),
-    };
+    // `warden config check` refuses a store without what its kind needs.
+    let store_cfg = cfg.store.store_config().map_err(anyhow::Error::msg)?;
     let store = warden_store::open(&store_cfg)
         .await
         .context("opening the state store")?;
@@ -172,38 +159,32 @@ pub async fn managed_server(
 /// credentials come from the environment variables the config names.
 fn archive_store(cfg: &Config) -> anyhow::Result<Arc<dyn ArchiveStore>> {
     let a = &cfg.archive;
-    let store: Arc<dyn ArchiveStore> = match a.kind.as_str() {
-        "local" => Arc::new(
+    // `warden config check` refuses an archive without what its kind needs.
+    let store: Arc<dyn ArchiveStore> = match a.kind.get_ref() {
+        ArchiveKind::Local => Arc::new(
             LocalDir::new(a.path.clone())
                 .with_context(|| format!("archive directory {}", a.path.display()))?,
         ),
-        "s3" => {
-            let need = |v: &Option<String>, key: &str| {
-                v.clone()
-                    .with_context(|| format!("archive.kind = \"s3\" needs archive.{key}"))
-            };
-            let env = |name: String| {
-                std::env::var(&name).with_context(|| {
+        ArchiveKind::S3 => {
+            let keys = a.s3_keys().map_err(anyhow::Error::msg)?;
+            let env = |name: &str| {
+                std::env::var(name).with_context(|| {
                     format!("environment variable {name} (archive credentials) is not set")
                 })
             };
             let mut c = S3Config::new(
-                need(&a.endpoint, "endpoint")?,
-                a.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                need(&a.bucket, "bucket")?,
-                env(need(&a.access_key_env, "access_key_env")?)?,
-                env(need(&a.secret_key_env, "secret_key_env")?)?,
+                keys.endpoint.to_string(),
+                keys.region.to_string(),
+                keys.bucket.to_string(),
+                env(keys.access_key_env)?,
+                env(keys.secret_key_env)?,
             );
             c.path_style = true;
             Arc::new(S3::new(&c).context("configuring S3 archive storage")?)
         }
-        other => anyhow::bail!("archive.kind `{other}`: use \"local\" or \"s3\""),
     };
-    Ok(match a.max_mib_per_sec {
-        Some(mib) if mib.is_finite() && mib > 0.0 => {
-            Arc::new(Paced::new(store, mib * 1024.0 * 1024.0))
-        }
-        Some(mib) => anyhow::bail!("archive.max_mib_per_sec = {mib}: use a positive number"),
+    Ok(match a.bytes_per_sec().map_err(anyhow::Error::msg)? {
+        Some(rate) => Arc::new(Paced::new(store, rate)),
         None => store,
     })
 }

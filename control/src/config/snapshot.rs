@@ -14,7 +14,7 @@ use warden_proxy::route::{RouteTableBuilder, Server, StatusTexts, TableError, Un
 use warden_proxy::settings::{EdgeSettings, Snapshot};
 use warden_proxy::wire::normalize_host;
 
-use super::model::{parse_cidr, Config, MotdConfig, MIN_SESSION_RETENTION};
+use super::model::{parse_cidr, ArchiveKind, Config, MotdConfig, MIN_SESSION_RETENTION};
 use super::ConfigError;
 
 /// Largest favicon accepted; vanilla's are a few KiB.
@@ -169,13 +169,30 @@ impl Config {
                     "use e.g. \"https://discord.com/api/webhooks/…\"",
                 ));
             }
-            if !matches!(w.format.as_str(), "json" | "discord") {
-                return Err(ConfigError::general(
-                    path,
-                    format!("webhooks: format `{}` is unknown", w.format),
-                    "use \"json\" or \"discord\"",
-                ));
+        }
+        if let Err(why) = self.store.store_config() {
+            return cx.err(
+                self.store.kind.span(),
+                why,
+                "add url = \"redis://127.0.0.1:6379\" to [store], or use kind = \"embedded\"",
+            );
+        }
+        if *self.archive.kind.get_ref() == ArchiveKind::S3 {
+            if let Err(why) = self.archive.s3_keys() {
+                return cx.err(
+                    self.archive.kind.span(),
+                    why,
+                    "an S3 archive needs endpoint, bucket, access_key_env and secret_key_env \
+                     (see examples/warden.toml)",
+                );
             }
+        }
+        if let Err(why) = self.archive.bytes_per_sec() {
+            return Err(ConfigError::general(
+                path,
+                why,
+                "MiB per second, e.g. 100; leave it out for no limit",
+            ));
         }
         let mut trusted = Vec::new();
         for cidr in &self.edge.trusted_proxies {
@@ -584,6 +601,38 @@ backend = "{1}.nodes.internal:25565"
         assert!(check(placeholder).unwrap_err().contains("{2}"));
         let unknown = "[edge]\nunknown_host = \"lobby\"\n";
         assert!(check(unknown).unwrap_err().starts_with("warden.toml:2:"));
+    }
+
+    #[test]
+    fn kinds_and_what_they_need_are_checked_with_line_and_hint() {
+        for (text, line, says) in [
+            ("[store]\nkind = \"redsi\"\n", 2, "`embedded` or `redis`"),
+            ("\n[store]\nkind = \"redis\"\n", 3, "needs store.url"),
+            ("[archive]\nkind = \"s4\"\n", 2, "`local` or `s3`"),
+            (
+                "[archive]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\n",
+                2,
+                "needs archive.bucket",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://example.com/h\"\nformat = \"slack\"\n",
+                3,
+                "`json` or `discord`",
+            ),
+        ] {
+            let e = check(text).unwrap_err();
+            assert!(e.starts_with(&format!("warden.toml:{line}:")), "{e}");
+            assert!(e.contains(says) && e.contains("hint:"), "{e}");
+        }
+        let e = check("[archive]\nmax_mib_per_sec = 0.0\n").unwrap_err();
+        assert!(e.contains("positive") && e.contains("hint:"), "{e}");
+        check("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n").unwrap();
+        check(
+            "[archive]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"w\"\n\
+             access_key_env = \"A\"\nsecret_key_env = \"S\"\nmax_mib_per_sec = 5.0\n",
+        )
+        .unwrap();
+        check("[[webhooks]]\nurl = \"https://example.com/h\"\nformat = \"discord\"\n").unwrap();
     }
 
     #[test]
