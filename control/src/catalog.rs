@@ -1,8 +1,9 @@
-//! Servers defined through the control API. Their specs live in the state store (so they
-//! survive restarts and, with Redis, reach every appliance); each appliance turns them
-//! into managed servers and routes whenever the store changes. The config file stays the
-//! source for its own servers: API servers can neither take a configured id nor a host
-//! that is already routed.
+//! Servers defined through the control API. Their definitions live in the state store (so
+//! they survive restarts and, with Redis, reach every appliance); each appliance hands
+//! them to the [`Inventory`] whenever the store changes, which manages and routes them
+//! beside the config file's servers as last accepted (the file is not read again). The
+//! config file stays the source for its own servers: API servers can neither take a
+//! configured id nor a host that is already routed.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,27 +11,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 use utoipa::ToSchema;
 use warden_archive::ArchiveStore;
 use warden_proxy::route::Server;
 use warden_proxy::wire::normalize_host;
 use warden_store::{StateStore, StoreError};
 
-use crate::config::{self, Discovered, RconConfig, RuntimeConfig};
-use crate::lifecycle::Engine;
-use crate::managed::{managed_server, ServerSpecParts};
-use crate::reload::Reloader;
+use crate::config::{self, Managed, RconConfig, RuntimeConfig, RuntimeSpec, ServerSpec};
+use crate::inventory::{Build, Inventory, Source};
+use crate::lifecycle::{Engine, ManagedServer};
+use crate::managed::managed_server;
 
 /// The store's document kind for API-defined servers.
 const KIND: &str = "server";
 /// How often the store is re-read even without a change notification.
 const RESYNC: Duration = Duration::from_secs(10);
 
+// The request body and what the store keeps; `to_spec` makes it the inventory's
+// `ServerSpec` (the doc comment below is the OpenAPI description, kept as it was).
 /// A server as the API creates it. Durations are in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ServerSpec {
+#[schema(as = ServerSpec)]
+pub struct ServerDefinition {
     /// 1-64 characters: lowercase letters, digits, `-`, `_`, `.`.
     #[schema(example = "creative")]
     pub id: String,
@@ -82,7 +86,7 @@ fn default_stop_timeout_secs() -> u64 {
     config::default_stop_timeout().as_secs()
 }
 
-impl ServerSpec {
+impl ServerDefinition {
     /// Checks every field; the message names the field and what is allowed.
     pub fn check(&self) -> Result<(), String> {
         let id_ok = !self.id.is_empty()
@@ -178,13 +182,24 @@ impl ServerSpec {
         Ok(())
     }
 
-    fn route(&self) -> Discovered {
-        let mut server = Server::new(&self.id, &self.backend);
-        server.proxy_protocol = self.proxy_protocol;
-        server.accepts_transfers = self.accepts_transfers;
-        Discovered {
-            server,
+    /// The server this defines.
+    pub fn to_spec(&self) -> ServerSpec {
+        let mut route = Server::new(&self.id, &self.backend);
+        route.proxy_protocol = self.proxy_protocol;
+        route.accepts_transfers = self.accepts_transfers;
+        ServerSpec {
+            route,
             hosts: self.hosts.clone(),
+            managed: self.runtime.clone().map(|runtime| Managed {
+                runtime: RuntimeSpec::Owned(runtime),
+                rcon: self.rcon.clone(),
+                sleep_after: Duration::from_secs(self.sleep_after_secs),
+                archive_after: Duration::from_secs(self.archive_after_secs),
+                start_timeout: Duration::from_secs(self.start_timeout_secs),
+                stop_timeout: Duration::from_secs(self.stop_timeout_secs),
+                memory_gb: self.memory_gb,
+                node_backends: self.node_backends.clone(),
+            }),
         }
     }
 }
@@ -192,30 +207,29 @@ impl ServerSpec {
 pub struct Catalog {
     store: Arc<dyn StateStore>,
     engine: Arc<Engine>,
-    reloader: Reloader,
+    inventory: Arc<Inventory>,
     archive: Arc<dyn ArchiveStore>,
-    /// What was last applied, so a sync only touches what changed.
-    /// None until the first sync has routed them.
-    applied: tokio::sync::Mutex<Option<BTreeMap<String, ServerSpec>>>,
+    /// One sync at a time: each hands the inventory the whole set.
+    syncing: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
     pub fn new(
         store: Arc<dyn StateStore>,
         engine: Arc<Engine>,
-        reloader: Reloader,
+        inventory: Arc<Inventory>,
         archive: Arc<dyn ArchiveStore>,
     ) -> Self {
         Catalog {
             store,
             engine,
-            reloader,
+            inventory,
             archive,
-            applied: Default::default(),
+            syncing: Default::default(),
         }
     }
 
-    pub async fn list(&self) -> Result<Vec<ServerSpec>, StoreError> {
+    pub async fn list(&self) -> Result<Vec<ServerDefinition>, StoreError> {
         let mut out = Vec::new();
         for (id, json) in self.store.list_docs(KIND).await? {
             match serde_json::from_str(&json) {
@@ -226,7 +240,7 @@ impl Catalog {
         Ok(out)
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<ServerSpec>, StoreError> {
+    pub async fn get(&self, id: &str) -> Result<Option<ServerDefinition>, StoreError> {
         Ok(match self.store.get_doc(KIND, id).await? {
             Some(json) => serde_json::from_str(&json).ok(),
             None => None,
@@ -234,7 +248,7 @@ impl Catalog {
     }
 
     /// Stores `spec` (`create`: only if new) and applies it here at once.
-    pub async fn put(&self, spec: &ServerSpec, create: bool) -> Result<(), StoreError> {
+    pub async fn put(&self, spec: &ServerDefinition, create: bool) -> Result<(), StoreError> {
         let json = serde_json::to_string(spec)
             .map_err(|e| StoreError::Invalid(format!("encoding the spec: {e}")))?;
         self.store.put_doc(KIND, &spec.id, &json, create).await?;
@@ -249,59 +263,16 @@ impl Catalog {
 
     /// Brings this appliance's engine and routes in line with the store.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let specs = self.list().await?;
-        let mut guard = self.applied.lock().await;
-        let now: BTreeMap<String, ServerSpec> =
-            specs.into_iter().map(|s| (s.id.clone(), s)).collect();
-        if guard.as_ref() == Some(&now) {
-            // Most store changes are transitions and sessions, not server specs.
-            return Ok(());
-        }
-        let applied = guard.take().unwrap_or_default();
-        for id in applied.keys().filter(|id| !now.contains_key(*id)) {
-            self.engine.remove(id);
-            info!(server = %id, "API server deleted; no longer routed");
-        }
-        let mut kept = BTreeMap::new();
-        for (id, spec) in &now {
-            if applied.get(id) == Some(spec) {
-                kept.insert(id.clone(), spec.clone());
-                continue;
-            }
-            match self.apply(spec).await {
-                Ok(()) => {
-                    info!(server = %id, "API server applied");
-                    kept.insert(id.clone(), spec.clone());
-                }
-                Err(e) => warn!(server = %id, error = %e, "API server not applied; retrying"),
-            }
-        }
-        let routes = kept.values().map(ServerSpec::route).collect();
-        *guard = Some(kept);
-        self.reloader.set_dynamic("api", routes);
-        Ok(())
-    }
-
-    async fn apply(&self, spec: &ServerSpec) -> anyhow::Result<()> {
-        let Some(runtime) = &spec.runtime else {
-            self.engine.remove(&spec.id);
-            return Ok(());
-        };
-        let parts = ServerSpecParts {
-            id: &spec.id,
-            backend: &spec.backend,
-            proxy_protocol: spec.proxy_protocol,
-            runtime,
-            rcon: spec.rcon.as_ref(),
-            sleep_after: Duration::from_secs(spec.sleep_after_secs),
-            archive_after: Duration::from_secs(spec.archive_after_secs),
-            start_timeout: Duration::from_secs(spec.start_timeout_secs),
-            stop_timeout: Duration::from_secs(spec.stop_timeout_secs),
-            memory_gb: spec.memory_gb,
-            node_backends: &spec.node_backends,
-        };
-        let managed = managed_server(&parts, self.archive.clone()).await?;
-        self.engine.add(managed).await?;
+        let definitions = self.list().await?;
+        let _one = self.syncing.lock().await;
+        let now: BTreeMap<String, ServerSpec> = definitions
+            .iter()
+            .map(|d| (d.id.clone(), d.to_spec()))
+            .collect();
+        // A server that could not be applied is retried by the next sync.
+        self.inventory
+            .apply(&self.engine, Source::Api, &now, self)
+            .await;
         Ok(())
     }
 
@@ -314,5 +285,12 @@ impl Catalog {
             }
             let _ = tokio::time::timeout(RESYNC, changes.changed()).await;
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Build for Catalog {
+    async fn build(&self, spec: &ServerSpec, managed: &Managed) -> anyhow::Result<ManagedServer> {
+        managed_server(spec, managed, Some(&self.archive), None).await
     }
 }

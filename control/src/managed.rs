@@ -1,14 +1,16 @@
 //! Building the lifecycle engine from the config: store, archive storage, runtimes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use warden_archive::{ArchiveStore, LocalDir, Paced, S3Config, S3};
 use warden_proxy::sessions::Sessions;
+use warden_runtime::docker::DockerClient;
 use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, Runtime};
 
-use crate::config::{ArchiveKind, Config, RconConfig, RuntimeConfig};
+use crate::config::{
+    ArchiveKind, Config, FileServers, Managed, RuntimeConfig, RuntimeSpec, ServerSpec,
+};
 use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
@@ -16,10 +18,11 @@ use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 /// needs neither store nor engine).
 pub async fn engine(
     cfg: &Config,
+    file: &FileServers,
     sessions: Sessions,
     ticket_key: Option<Arc<[u8]>>,
 ) -> anyhow::Result<Option<(Arc<Engine>, Arc<dyn ArchiveStore>)>> {
-    let wanted = cfg.servers.iter().any(|s| s.runtime.is_some())
+    let wanted = file.servers.iter().any(|s| s.managed.is_some())
         || !cfg.discovery.docker.is_empty()
         || cfg.api.is_some();
     if !wanted {
@@ -32,24 +35,10 @@ pub async fn engine(
         .context("opening the state store")?;
     let archive = archive_store(cfg)?;
     let mut servers = Vec::new();
-    for s in &cfg.servers {
-        let Some(runtime) = &s.runtime else {
-            continue;
-        };
-        let spec = ServerSpecParts {
-            id: s.id.get_ref(),
-            backend: s.backend.get_ref(),
-            proxy_protocol: s.proxy_protocol,
-            runtime,
-            rcon: s.rcon.as_ref(),
-            sleep_after: s.sleep_after,
-            archive_after: s.archive_after,
-            start_timeout: s.start_timeout,
-            stop_timeout: s.stop_timeout,
-            memory_gb: s.memory_gb,
-            node_backends: &s.node_backends,
-        };
-        servers.push(managed_server(&spec, archive.clone()).await?);
+    for s in &file.servers {
+        if let Some(m) = &s.managed {
+            servers.push(managed_server(s, m, Some(&archive), None).await?);
+        }
     }
     let settings = LifecycleSettings {
         hold: cfg.lifecycle.hold,
@@ -73,45 +62,34 @@ pub async fn engine(
     Ok(Some((engine, archive)))
 }
 
-/// What a managed server is made of, whether it comes from the config file or the API.
-pub struct ServerSpecParts<'a> {
-    pub id: &'a str,
-    pub backend: &'a str,
-    pub proxy_protocol: bool,
-    pub runtime: &'a RuntimeConfig,
-    pub rcon: Option<&'a RconConfig>,
-    pub sleep_after: Duration,
-    pub archive_after: Duration,
-    pub start_timeout: Duration,
-    pub stop_timeout: Duration,
-    pub memory_gb: f64,
-    pub node_backends: &'a std::collections::BTreeMap<String, String>,
-}
-
-/// Builds the engine's view of one server: its runtime (a process or a container), its
-/// data, RCON and archive storage.
+/// Builds the engine's view of one server: its runtime (a process, a container Warden
+/// owns, or one it adopts through `adopt`, its daemon's client), its data, RCON and
+/// `archive` storage (never for an adopted container: Warden does not own its data).
 pub async fn managed_server(
-    s: &ServerSpecParts<'_>,
-    archive: Arc<dyn ArchiveStore>,
+    s: &ServerSpec,
+    m: &Managed,
+    archive: Option<&Arc<dyn ArchiveStore>>,
+    adopt: Option<DockerClient>,
 ) -> anyhow::Result<ManagedServer> {
-    let rcon = match s.rcon {
+    let id = s.id();
+    let rcon = match &m.rcon {
         Some(r) => {
             let password = std::env::var(&r.password_env).with_context(|| {
                 format!(
-                    "server {}: environment variable {} (RCON password) is not set",
-                    s.id, r.password_env
+                    "server {id}: environment variable {} (RCON password) is not set",
+                    r.password_env
                 )
             })?;
             Some((r.address.clone(), password))
         }
         None => None,
     };
-    let (runtime, data): (Arc<dyn Runtime>, _) = match s.runtime {
-        RuntimeConfig::Process { command, dir } => (
+    let (runtime, data): (Arc<dyn Runtime>, _) = match &m.runtime {
+        RuntimeSpec::Owned(RuntimeConfig::Process { command, dir }) => (
             Arc::new(ProcessRuntime::new(command.clone(), dir.clone())),
-            ServerData::Dir(dir.clone()),
+            Some(ServerData::Dir(dir.clone())),
         ),
-        RuntimeConfig::Docker {
+        RuntimeSpec::Owned(RuntimeConfig::Docker {
             container,
             image,
             volume,
@@ -119,13 +97,13 @@ pub async fn managed_server(
             env,
             binds,
             socket,
-        } => {
+        }) => {
             let mut spec = DockerSpec::new(container, image, volume);
             spec.cmd = cmd.clone();
             spec.env = env.clone();
             spec.binds = binds.clone();
-            spec.memory_gb = s.memory_gb;
-            spec.stop_timeout = s.stop_timeout;
+            spec.memory_gb = m.memory_gb;
+            spec.stop_timeout = m.stop_timeout;
             spec.rcon = rcon.clone();
             let endpoint = socket
                 .clone()
@@ -133,25 +111,30 @@ pub async fn managed_server(
                 .unwrap_or_default();
             let rt = DockerRuntime::connect(&endpoint, spec)
                 .await
-                .with_context(|| format!("server {}: docker runtime", s.id))?;
+                .with_context(|| format!("server {id}: docker runtime"))?;
             let rt = Arc::new(rt);
-            (rt.clone(), ServerData::Volume(rt))
+            (rt.clone(), Some(ServerData::Volume(rt)))
+        }
+        RuntimeSpec::Adopted(found) => {
+            let client = adopt.context("no connection to the container's daemon")?;
+            (Arc::new(DockerRuntime::adopt(client, found)?), None)
         }
     };
+    let owned = data.is_some();
     Ok(ManagedServer {
-        id: s.id.to_string(),
-        backend: s.backend.to_string(),
-        proxy_protocol: s.proxy_protocol,
+        id: id.to_string(),
+        backend: s.route.backend.clone(),
+        proxy_protocol: s.route.proxy_protocol,
         runtime,
-        data: Some(data),
-        sleep_after: s.sleep_after,
-        archive_after: s.archive_after,
-        start_timeout: s.start_timeout,
-        stop_timeout: s.stop_timeout,
-        memory_gb: s.memory_gb,
-        archive: Some(archive),
+        data,
+        sleep_after: m.sleep_after,
+        archive_after: m.archive_after,
+        start_timeout: m.start_timeout,
+        stop_timeout: m.stop_timeout,
+        memory_gb: m.memory_gb,
+        archive: archive.filter(|_| owned).cloned(),
         rcon,
-        node_backends: s.node_backends.clone(),
+        node_backends: m.node_backends.clone(),
     })
 }
 

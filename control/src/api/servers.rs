@@ -13,7 +13,7 @@ use warden_store::{ServerState, TransitionFilter};
 
 use super::error::{ApiError, Json, Path, Query};
 use super::ApiContext;
-use crate::catalog::ServerSpec;
+use crate::catalog::ServerDefinition as ServerSpec;
 use crate::events::Event;
 use crate::lifecycle::Action;
 
