@@ -22,15 +22,15 @@ use warden_proxy::metrics::Metrics;
 use warden_proxy::sessions::Sessions;
 use warden_proxy::{Edge, EdgeApp};
 
-use crate::api::ApiContext;
 use crate::catalog::Catalog;
 use crate::config;
 use crate::control_metrics::ControlMetrics;
 use crate::discovery::Discovery;
-use crate::http_guard::{Admission, Limits};
 use crate::inventory::Inventory;
 use crate::metrics_http::MetricsHttp;
 use crate::reload::Reloader;
+use warden_api::http_guard::{Admission, Limits};
+use warden_api::ApiContext;
 
 /// Runs the appliance until it is told to stop. Only returns on a startup error.
 pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
@@ -106,8 +106,8 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
             metrics.registry(),
         )
         .context("registering retention metrics")?;
-        control.spawn(crate::admin::serve(
-            crate::admin::socket_path(&cfg.store.path),
+        control.spawn(warden_api::admin_socket::serve(
+            warden_api::admin_socket::socket_path(&cfg.store.path),
             store.clone(),
         ));
         control.spawn(crate::control_metrics::track_states(
@@ -143,7 +143,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
                 control_metrics.api_requests.clone(),
                 control_metrics.http.clone(),
             ));
-            control.spawn(crate::api::serve(section, ctx));
+            control.spawn(warden_api::serve(section, ctx));
         }
     }
     if let (Some(engine), false) = (engine, cfg.discovery.docker.is_empty()) {

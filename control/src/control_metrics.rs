@@ -8,8 +8,8 @@ use std::time::Duration;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use warden_store::ServerState;
 
-use crate::http_guard::HttpMetrics;
-use crate::lifecycle::Engine;
+use warden_api::http_guard::HttpMetrics;
+use warden_lifecycle::Engine;
 
 pub struct ControlMetrics {
     /// `warden_server_state{server,state}`: 1 for the state a server is in, 0 for the others.
@@ -122,11 +122,11 @@ pub async fn track_states(engine: Arc<Engine>, gauge: IntGaugeVec) {
 /// server leaves `sleeping` or `archived` and ends at `active` (ok) or `failed`/back to
 /// `archived` (failed).
 pub async fn track_wakes(
-    mut events: tokio::sync::broadcast::Receiver<crate::events::Event>,
+    mut events: tokio::sync::broadcast::Receiver<warden_lifecycle::events::Event>,
     wakes: IntCounterVec,
     duration: Histogram,
 ) {
-    use crate::events::EventKind;
+    use warden_lifecycle::events::EventKind;
     let mut began: std::collections::HashMap<String, u64> = Default::default();
     loop {
         let e = match events.recv().await {

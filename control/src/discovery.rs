@@ -18,8 +18,8 @@ use warden_runtime::DockerEndpoint;
 
 use crate::config::{self, Managed, RuntimeSpec, ServerSpec};
 use crate::inventory::{Build, Inventory, Source};
-use crate::lifecycle::{Engine, ManagedServer};
 use crate::managed::managed_server;
+use warden_lifecycle::{Engine, ManagedServer};
 
 /// Minecraft's default port, for containers without `warden.port`.
 const DEFAULT_PORT: u16 = 25565;

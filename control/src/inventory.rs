@@ -21,7 +21,7 @@ use warden_proxy::wire::normalize_host;
 use warden_proxy::Edge;
 
 use crate::config::{FileServers, Managed, ServerSpec};
-use crate::lifecycle::{Engine, ManagedServer};
+use warden_lifecycle::{Engine, ManagedServer};
 
 /// Where a run-time server comes from. The order is the routing order after the file's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

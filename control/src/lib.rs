@@ -1,12 +1,17 @@
-//! Warden's control plane and the wiring of the `warden` binary.
+//! The `warden` binary's library: everything that reads files or wires crates together.
 //!
-//! [`config`] reads and checks the TOML file (each server becomes a [`config::ServerSpec`]),
-//! [`appliance`] builds the running process (edge, metrics, reload) on pingora, [`reload`]
-//! swaps in edited configs, and [`inventory`] merges the file's servers with the API's
-//! ([`catalog`]) and Docker's ([`discovery`]) into the engine and the routing table.
+//! [`config`] reads and checks the TOML file (each server becomes a [`config::ServerSpec`]);
+//! [`appliance`] builds the running process on pingora (the edge from `warden-proxy`, the
+//! engine from `warden-lifecycle`, the API from `warden-api`); [`reload`] swaps in edited
+//! configs; [`inventory`] merges the file's servers (as last accepted), the API's
+//! ([`catalog`], which stores them) and Docker's ([`discovery`], labelled containers) into
+//! the engine and the routing table; [`managed`] turns a server's spec into the engine's
+//! managed server; [`webhooks`] posts events;
+//! [`control_metrics`] and [`metrics_http`] serve Prometheus metrics; [`retention`]
+//! prunes old sessions; [`fdlimit`], [`ticket_key`] and [`upgrade_sock`] prepare the
+//! process (file descriptors, the transfer-ticket key, zero-downtime upgrades); [`cli`]
+//! is the operator's command line and [`demo`] the quickstart's tiny server.
 
-pub mod admin;
-pub mod api;
 pub mod appliance;
 pub mod catalog;
 pub mod cli;
@@ -14,11 +19,8 @@ pub mod config;
 pub mod control_metrics;
 pub mod demo;
 pub mod discovery;
-pub mod events;
 pub mod fdlimit;
-pub mod http_guard;
 pub mod inventory;
-pub mod lifecycle;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;

@@ -181,7 +181,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", warden_control::api::openapi_json());
+            println!("{}", warden_api::openapi_json());
             Ok(())
         }
         Command::DemoServer { listen, name } => warden_control::demo::run(listen, name),
@@ -223,9 +223,9 @@ fn token(command: TokenCommand, api: &ApiArgs) -> anyhow::Result<()> {
             config: Some(config),
         } => {
             let cfg = warden_control::config::load(&config)?;
-            let socket = warden_control::admin::socket_path(&cfg.store.path);
+            let socket = warden_api::admin_socket::socket_path(&cfg.store.path);
             let secret =
-                warden_control::admin::request(&socket, &format!("token create {role} {name}"))?;
+                warden_api::admin_socket::request(&socket, &format!("token create {role} {name}"))?;
             println!("{secret}");
             Ok(())
         }

@@ -11,7 +11,7 @@ use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, 
 use crate::config::{
     ArchiveKind, Config, FileServers, Managed, RuntimeConfig, RuntimeSpec, ServerSpec,
 };
-use crate::lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
+use warden_lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
 /// when no server is managed, none can be discovered and the API is off (pure routing

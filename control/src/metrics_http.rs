@@ -1,6 +1,6 @@
 //! `/metrics` over HTTP, served by pingora so its listener survives graceful upgrades too.
 //! One request per connection, under the same connection limits and deadlines as the API
-//! ([`crate::http_guard`], from `[metrics]`): a scraper reconnects for each scrape anyway.
+//! ([`warden_api::http_guard`], from `[metrics]`): a scraper reconnects for each scrape anyway.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use warden_proxy::metrics::Metrics;
 
-use crate::http_guard::{Admission, Admitted};
+use warden_api::http_guard::{Admission, Admitted};
 
 pub struct MetricsHttp {
     pub metrics: Arc<Metrics>,

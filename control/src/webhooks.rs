@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, warn};
 
 use crate::config::{WebhookConfig, WebhookFormat};
-use crate::events::{Event, EventKind};
+use warden_lifecycle::events::{Event, EventKind};
 
 /// Events a hook gets when its config lists none.
 pub const DEFAULT_EVENTS: [&str; 6] = [

@@ -44,54 +44,7 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
 }
 
-/// The HTTP control API (`/v1`, see docs/operations.md).
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields, default)]
-pub struct ApiSection {
-    /// Where the API listens. A non-loopback address needs TLS or `insecure_remote`.
-    pub listen: String,
-    /// PEM certificate chain and private key: serve HTTPS.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
-    pub insecure_remote: bool,
-    /// Requests per second allowed per token.
-    pub rate_limit: u32,
-    /// Concurrent API connections. When all are taken, a new connection takes the place of
-    /// an idle one (from the source address holding the most); an eighth is kept for health
-    /// checks.
-    pub max_connections: usize,
-    /// Concurrent connections from one source address.
-    pub max_connections_per_source: usize,
-    /// A connection with no request in progress (new, or kept alive) is closed after this.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-    /// A request (TLS handshake, head and body) must arrive within this of its first byte.
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// Open `/v1/events/stream` streams per token.
-    pub max_streams_per_token: usize,
-    /// Open `/v1/events/stream` streams in all.
-    pub max_streams: usize,
-}
-
-impl Default for ApiSection {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:9941".into(),
-            tls_cert: None,
-            tls_key: None,
-            insecure_remote: false,
-            rate_limit: 50,
-            max_connections: 256,
-            max_connections_per_source: 16,
-            idle_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(10),
-            max_streams_per_token: 8,
-            max_streams: 64,
-        }
-    }
-}
+pub use warden_api::ApiSettings as ApiSection;
 
 /// One webhook: every matching event is POSTed to `url`.
 #[derive(Debug, Deserialize, Clone)]
@@ -316,7 +269,7 @@ pub struct LifecycleSection {
 
 impl Default for LifecycleSection {
     fn default() -> Self {
-        let d = crate::lifecycle::LifecycleSettings::default();
+        let d = warden_lifecycle::LifecycleSettings::default();
         Self {
             hold: d.hold,
             appliance: None,
@@ -326,58 +279,10 @@ impl Default for LifecycleSection {
     }
 }
 
-/// How a managed server runs.
-#[derive(Debug, Deserialize, serde::Serialize, Clone, PartialEq, utoipa::ToSchema)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-pub enum RuntimeConfig {
-    /// A local command in a working directory (its data directory).
-    Process {
-        command: Vec<String>,
-        #[schema(value_type = String)]
-        dir: PathBuf,
-    },
-    /// A Docker container with host networking and its data in a named volume.
-    Docker {
-        container: String,
-        image: String,
-        volume: String,
-        /// Command override (the image's default otherwise).
-        #[serde(default)]
-        cmd: Option<Vec<String>>,
-        #[serde(default)]
-        env: Vec<String>,
-        /// Read-only host binds, e.g. "/srv/mods:/mods:ro".
-        #[serde(default)]
-        binds: Vec<String>,
-        /// A non-default daemon socket (`unix:///…`); the local daemon otherwise.
-        #[serde(default)]
-        socket: Option<String>,
-    },
-}
-
-/// RCON for graceful stops; the password comes from an environment variable.
-#[derive(Debug, Deserialize, serde::Serialize, Clone, PartialEq, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RconConfig {
-    pub address: String,
-    pub password_env: String,
-}
-
-pub fn default_sleep_after() -> Duration {
-    Duration::from_secs(600)
-}
-pub fn default_archive_after() -> Duration {
-    Duration::from_secs(48 * 3600)
-}
-pub fn default_start_timeout() -> Duration {
-    Duration::from_secs(300)
-}
-pub fn default_stop_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-pub fn default_memory_gb() -> f64 {
-    4.0
-}
+pub use warden_api::spec::{
+    default_archive_after, default_memory_gb, default_sleep_after, default_start_timeout,
+    default_stop_timeout, RconConfig, RuntimeConfig,
+};
 
 /// One address or several.
 #[derive(Debug, Deserialize, Clone)]

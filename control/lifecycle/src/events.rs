@@ -4,11 +4,10 @@
 //! never tell different stories.
 
 use serde::Serialize;
-use utoipa::ToSchema;
 use warden_store::{HistoryEvent, ServerState, SessionRecord, Transition};
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A server changed state (`from` → `to`).
@@ -19,7 +18,7 @@ pub enum EventKind {
     PlayerLeft,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     pub kind: EventKind,
     pub server: String,

@@ -11,11 +11,12 @@ use warden_proxy::loopguard::backend_points_at;
 use warden_proxy::wire::normalize_host;
 use warden_store::{ServerState, TransitionFilter};
 
+use super::dto::Event;
 use super::error::{ApiError, Json, Path, Query};
 use super::ApiContext;
-use crate::catalog::ServerDefinition as ServerSpec;
-use crate::events::Event;
-use crate::lifecycle::Action;
+use crate::spec::ServerSpec;
+use warden_lifecycle::events;
+use warden_lifecycle::Action;
 
 /// Where a server is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -120,7 +121,9 @@ async fn info(ctx: &ApiContext, id: &str, specs: &[ServerSpec]) -> Result<Server
         }),
         memory_gb: view.as_ref().map(|v| v.memory_gb),
         eta_secs: view.as_ref().and_then(|v| v.eta).map(|d| d.as_secs()),
-        last_transition: last.last().map(Event::from_transition),
+        last_transition: last
+            .last()
+            .map(|t| events::Event::from_transition(t).into()),
         archived_bytes: view.as_ref().and_then(|v| v.archive_bytes),
         spec,
     })

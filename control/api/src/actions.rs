@@ -14,9 +14,10 @@ use tracing::info;
 use utoipa::ToSchema;
 use warden_store::now_unix_ms;
 
+use super::dto::Action;
 use super::error::{ApiError, Json, Path};
 use super::ApiContext;
-use crate::lifecycle::{Action, ActionError};
+use warden_lifecycle::ActionError;
 
 const KEEP: usize = 500;
 
@@ -117,7 +118,7 @@ pub async fn start(
         .engine
         .prepare(
             &server,
-            action,
+            action.into(),
             req.image.clone().or(req.to.clone()),
             req.force,
         )
@@ -137,11 +138,12 @@ pub async fn start(
         message: None,
     };
     ctx.actions.insert(info.clone());
-    info!(action = action.as_str(), %server, %id, "action started");
+    let name = warden_lifecycle::Action::from(action).as_str();
+    info!(action = name, %server, %id, "action started");
     let ctx2 = ctx.clone();
     tokio::spawn(async move {
         let result = run.await;
-        info!(action = action.as_str(), %server, %id, ?result, "action finished");
+        info!(action = name, %server, %id, ?result, "action finished");
         ctx2.actions.finish(&id, result);
     });
     Ok((StatusCode::ACCEPTED, Json(info)))

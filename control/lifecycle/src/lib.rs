@@ -7,17 +7,28 @@
 //! `archive_after` is archived (verified before its node copy goes) and restored on the
 //! next join. Every change is a compare-and-set transition in the store, so the audit
 //! trail, the ETA and other appliances all see the same history.
+//!
+//! Modules, in the order a join meets them: `wake` (a join wakes a sleeping server; the
+//! budgets of `budget` limit how often), `anteroom` (1.20.5+ players wait there),
+//! `ready` (a status ping says the server is up), `eta` (the wait shown to players);
+//! then `archive` and `data` (a long-asleep world goes to archive storage and comes back),
+//! `swap` (warm-swap restart), `migrate` (to another appliance), `reconcile` (the store vs
+//! reality at start), `operate` (operators' [`Action`]s and [`ServerView`]), `server` (what
+//! the engine knows of a server it manages) and [`events`] (what happened, for the API,
+//! webhooks and metrics). The engine never reads config files or speaks HTTP: the `warden`
+//! binary builds its [`ManagedServer`]s and the `warden-api` crate drives its actions.
 
 mod anteroom;
 mod archive;
 mod budget;
 mod data;
 mod eta;
-mod managed;
+pub mod events;
 mod migrate;
 mod operate;
 mod ready;
 mod reconcile;
+mod server;
 mod swap;
 mod wake;
 
@@ -36,8 +47,8 @@ use warden_proxy::status::render::eta_text;
 use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
 
 pub use data::ServerData;
-pub use managed::{LifecycleSettings, ManagedServer};
 pub use operate::{Action, ActionError, ServerView};
+pub use server::{LifecycleSettings, ManagedServer};
 pub use swap::SwapReport;
 
 /// One managed server's live view: the record as last written, and who waits on it.

@@ -12,14 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{info, warn};
 
 use warden_store::StateStore;
 
-use crate::api::tokens::{self, Role};
+use crate::tokens::{self, Role};
 
 /// Longest request line accepted.
 const MAX_REQUEST: u64 = 512;
@@ -91,23 +90,44 @@ async fn run(request: &str, store: &dyn StateStore) -> String {
     }
 }
 
+/// Why the CLI's request over the admin socket failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("connecting to {path} (is `warden run` running with this config?): {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("reading the answer: {0}")]
+    Read(std::io::Error),
+    /// The appliance refused: its message.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The CLI side: sends `request` and returns the answer, or fails with it.
-pub fn request(path: &Path, request: &str) -> anyhow::Result<String> {
-    let mut conn = std::os::unix::net::UnixStream::connect(path).with_context(|| {
-        format!(
-            "connecting to {} (is `warden run` running with this config?)",
-            path.display()
-        )
-    })?;
+pub fn request(path: &Path, request: &str) -> Result<String, AdminError> {
+    let mut conn =
+        std::os::unix::net::UnixStream::connect(path).map_err(|source| AdminError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
     conn.set_read_timeout(Some(CLI_WAIT))?;
     conn.write_all(format!("{request}\n").as_bytes())?;
     let mut answer = String::new();
     BufReader::new(Read::take(conn, 64 * 1024))
         .read_line(&mut answer)
-        .context("reading the answer")?;
+        .map_err(AdminError::Read)?;
     let answer = answer.trim().to_string();
     match answer.strip_prefix("ok ") {
         Some(ok) => Ok(ok.to_string()),
-        None => bail!("{}", answer.strip_prefix("error: ").unwrap_or(&answer)),
+        None => Err(AdminError::Refused(
+            answer
+                .strip_prefix("error: ")
+                .unwrap_or(&answer)
+                .to_string(),
+        )),
     }
 }

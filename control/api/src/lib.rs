@@ -8,20 +8,36 @@
 //! [`conn::read_body`] reads the body by its deadline → a handler in [`servers`],
 //! [`actions`], [`events`], … → the store, the catalog of API-defined servers and the
 //! lifecycle engine. Every error is an [`error::ApiError`] with a JSON body.
+//!
+//! Also here: [`settings`](ApiSettings) (`[api]`), [`spec`] (the API's server spec and the
+//! [`ServerCatalog`] the binary implements), `dto` (the API's shapes of engine types),
+//! [`tokens`] and `admin` (`/v1/tokens`, `/v1/audit`), [`admin_socket`] (the local socket
+//! that issues the first token), `usage`, `routes`, `health`, `streams` (event-stream
+//! limits) and `tls`. The crate reaches the engine through [`warden_lifecycle::Engine`] and
+//! API-defined servers through [`ServerCatalog`]; it never reads config files or builds
+//! runtimes.
 
 mod actions;
 mod admin;
+pub mod admin_socket;
 pub mod auth;
 mod conn;
+mod dto;
 pub mod error;
 mod events;
 mod health;
+pub mod http_guard;
 mod routes;
 mod servers;
+mod settings;
+pub mod spec;
 mod streams;
 mod tls;
 pub mod tokens;
 mod usage;
+
+pub use settings::ApiSettings;
+pub use spec::{ServerCatalog, ServerSpec};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,19 +54,17 @@ use utoipa::OpenApi;
 use warden_proxy::Edge;
 use warden_store::StateStore;
 
-use crate::catalog::Catalog;
-use crate::config::ApiSection;
 use crate::http_guard::{Admission, HttpMetrics, Limits};
-use crate::lifecycle::Engine;
 use error::ApiError;
 use streams::Streams;
+use warden_lifecycle::Engine;
 
 /// What the handlers work with.
 pub struct ApiContext {
     pub store: Arc<dyn StateStore>,
     pub engine: Arc<Engine>,
     pub edge: Arc<Edge>,
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<dyn ServerCatalog>,
     pub actions: actions::Actions,
     pub limiter: pingora_limits::rate::Rate,
     pub rate_limit: u32,
@@ -74,8 +88,8 @@ impl ApiContext {
         store: Arc<dyn StateStore>,
         engine: Arc<Engine>,
         edge: Arc<Edge>,
-        catalog: Arc<Catalog>,
-        section: &ApiSection,
+        catalog: Arc<dyn ServerCatalog>,
+        section: &ApiSettings,
         configured: Vec<String>,
         edge_listen: Vec<String>,
         requests: IntCounterVec,
@@ -213,7 +227,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
 
 /// Serves the API until the process ends. The address is retried until it is free: during
 /// a binary upgrade the old process holds it until its sessions have drained.
-pub async fn serve(section: ApiSection, ctx: Arc<ApiContext>) {
+pub async fn serve(section: ApiSettings, ctx: Arc<ApiContext>) {
     let tls = match (&section.tls_cert, &section.tls_key) {
         (Some(cert), Some(key)) => match tls::acceptor(cert, key) {
             Ok(a) => Some(a),

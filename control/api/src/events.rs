@@ -14,9 +14,10 @@ use utoipa::IntoParams;
 use warden_store::{StateStore, StoreError, TransitionFilter};
 
 use super::auth::Caller;
+use super::dto::Event;
 use super::error::{ApiError, Json, Query};
 use super::ApiContext;
-use crate::events::Event;
+use warden_lifecycle::events::Event as EngineEvent;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +45,7 @@ async fn fetch(
     server: Option<&str>,
     since_ms: Option<u64>,
     limit: usize,
-) -> Result<Vec<Event>, StoreError> {
+) -> Result<Vec<EngineEvent>, StoreError> {
     let transitions = store
         .transitions(&TransitionFilter {
             server: server.map(str::to_string),
@@ -52,11 +53,14 @@ async fn fetch(
             limit,
         })
         .await?;
-    let mut events: Vec<Event> = transitions.iter().map(Event::from_transition).collect();
+    let mut events: Vec<EngineEvent> = transitions
+        .iter()
+        .map(EngineEvent::from_transition)
+        .collect();
     let sessions = store
         .session_events(server, since_ms.unwrap_or(0), limit)
         .await?;
-    events.extend(sessions.iter().map(Event::from_history));
+    events.extend(sessions.iter().map(EngineEvent::from_history));
     // Stable: transitions of the same millisecond keep the store's order.
     events.sort_by_key(|e| e.at_unix_ms);
     let skip = events.len().saturating_sub(limit);
@@ -94,11 +98,12 @@ async fn follow(
                         if server.as_deref().is_some_and(|s| s != h.server()) {
                             continue;
                         }
-                        let e = Event::from_history(&h);
-                        let Ok(data) = serde_json::to_string(&e) else {
+                        let e = EngineEvent::from_history(&h);
+                        let name = e.name();
+                        let Ok(data) = serde_json::to_string(&Event::from(e)) else {
                             continue;
                         };
-                        let msg = SseEvent::default().event(e.name()).data(data);
+                        let msg = SseEvent::default().event(name).data(data);
                         if tx.send(Ok(msg)).await.is_err() {
                             return;
                         }
@@ -125,9 +130,8 @@ pub async fn list(
     Query(p): Query<EventParams>,
 ) -> Result<Json<Vec<Event>>, ApiError> {
     let limit = super::error::limit(p.limit)?;
-    Ok(Json(
-        fetch(ctx.store.as_ref(), p.server.as_deref(), p.since_ms, limit).await?,
-    ))
+    let events = fetch(ctx.store.as_ref(), p.server.as_deref(), p.since_ms, limit).await?;
+    Ok(Json(events.into_iter().map(Event::from).collect()))
 }
 
 /// Live events as `text/event-stream`: each event's `event:` is its kind and `data:` the

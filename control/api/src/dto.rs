@@ -1,0 +1,92 @@
+//! The API's own shapes of engine types: the JSON and OpenAPI schema the API promises
+//! stay here, so the engine's types carry no web derives and can change without
+//! changing the API by accident. Each converts from (and, for inputs, into) the engine's.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warden_lifecycle::events;
+
+/// An operator action on one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Start it (restoring first if archived); done when it answers.
+    Wake,
+    /// Stop it now. Refused while players are on it unless forced.
+    Sleep,
+    /// Archive a sleeping server's world to archive storage (verified before the node copy goes).
+    Archive,
+    /// Bring an archived world back to the node; the server stays asleep.
+    Restore,
+    /// Warm-swap restart: players wait in the anteroom and come back (optionally on a new image).
+    Restart,
+    /// Move the server to another appliance.
+    Migrate,
+}
+
+impl From<Action> for warden_lifecycle::Action {
+    fn from(a: Action) -> Self {
+        use warden_lifecycle::Action as E;
+        match a {
+            Action::Wake => E::Wake,
+            Action::Sleep => E::Sleep,
+            Action::Archive => E::Archive,
+            Action::Restore => E::Restore,
+            Action::Restart => E::Restart,
+            Action::Migrate => E::Migrate,
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A server changed state (`from` → `to`).
+    Transition,
+    /// A player joined a server.
+    PlayerJoined,
+    /// A player left a server.
+    PlayerLeft,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Event {
+    pub kind: EventKind,
+    pub server: String,
+    pub at_unix_ms: u64,
+    /// Transitions: the state left (absent when the server was created).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Transitions: the state entered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Transitions: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Player events: the player's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub player: Option<String>,
+    /// Player events: the session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+impl From<events::Event> for Event {
+    fn from(e: events::Event) -> Self {
+        Event {
+            kind: match e.kind {
+                events::EventKind::Transition => EventKind::Transition,
+                events::EventKind::PlayerJoined => EventKind::PlayerJoined,
+                events::EventKind::PlayerLeft => EventKind::PlayerLeft,
+            },
+            server: e.server,
+            at_unix_ms: e.at_unix_ms,
+            from: e.from,
+            to: e.to,
+            reason: e.reason,
+            player: e.player,
+            session: e.session,
+        }
+    }
+}
