@@ -26,6 +26,7 @@ use crate::catalog::Catalog;
 use crate::config;
 use crate::control_metrics::ControlMetrics;
 use crate::discovery::Discovery;
+use crate::inventory::Inventory;
 use crate::metrics_http::MetricsHttp;
 use crate::reload::Reloader;
 use warden_api::http_guard::{Admission, Limits};
@@ -37,8 +38,8 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let descriptors = crate::fdlimit::raise();
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("reading {}", config_path.display()))?;
-    let cfg = config::parse(config_path, &text)?;
-    let snapshot = cfg.snapshot(config_path, &text)?;
+    let (cfg, file) = config::check(config_path, &text)?;
+    let snapshot = crate::inventory::snapshot(&file, &Default::default());
     let upgrade_sock = crate::upgrade_sock::prepare(&cfg, upgrade)?;
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let sessions = Sessions::new(Some(metrics.sessions.clone()));
@@ -53,7 +54,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let control = control_rt.handle().clone();
     std::thread::spawn(move || control_rt.block_on(std::future::pending::<()>()));
     let managed =
-        cfg.servers.iter().any(|s| s.runtime.is_some()) || !cfg.discovery.docker.is_empty();
+        file.servers.iter().any(|s| s.managed.is_some()) || !cfg.discovery.docker.is_empty();
     let ticket_key = match (cfg.anteroom.enabled && managed, &cfg.anteroom.key_file) {
         (false, _) => None,
         (true, Some(path)) => Some(crate::ticket_key::load_or_create(path)?),
@@ -63,6 +64,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     };
     let built = control.block_on(crate::managed::engine(
         &cfg,
+        &file,
         sessions.clone(),
         ticket_key.clone(),
     ))?;
@@ -84,7 +86,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     edge.loops
         .set_listeners(cfg.own_listeners().into_iter().map(|(_, a)| a).collect());
     cap_at_descriptors(&cfg, &edge, descriptors);
-    let reloader = Reloader::new(config_path.to_path_buf(), edge.clone(), &cfg, text);
+    let inventory = Arc::new(Inventory::new(edge.clone(), file));
+    let reloader = Reloader::new(
+        config_path.to_path_buf(),
+        edge.clone(),
+        &cfg,
+        inventory.clone(),
+    );
     let control_metrics =
         ControlMetrics::register(metrics.registry()).context("registering control metrics")?;
     let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();
@@ -120,7 +128,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
             let catalog = Arc::new(Catalog::new(
                 store.clone(),
                 engine.clone(),
-                reloader.clone(),
+                inventory.clone(),
                 archive,
             ));
             control.spawn(catalog.clone().run());
@@ -144,7 +152,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
                 daemons: cfg.discovery.docker.clone(),
                 interval: cfg.discovery.interval,
                 engine,
-                reloader: reloader.clone(),
+                inventory,
                 configured,
             }
             .run(),

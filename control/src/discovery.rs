@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::warn;
 use warden_proxy::route::Server;
 use warden_runtime::docker::{discover, DiscoveredServer, DockerClient, DEFAULT_CALL_LIMIT};
-use warden_runtime::{DockerEndpoint, DockerRuntime};
+use warden_runtime::DockerEndpoint;
 
-use crate::config::{self, Discovered};
-use crate::reload::Reloader;
+use crate::config::{self, Managed, RuntimeSpec, ServerSpec};
+use crate::inventory::{Build, Inventory, Source};
+use crate::managed::managed_server;
 use warden_lifecycle::{Engine, ManagedServer};
 
 /// Minecraft's default port, for containers without `warden.port`.
@@ -27,7 +28,7 @@ pub struct Discovery {
     pub daemons: Vec<String>,
     pub interval: Duration,
     pub engine: Arc<Engine>,
-    pub reloader: Reloader,
+    pub inventory: Arc<Inventory>,
     /// Ids the config file already uses; a container may not take one over.
     pub configured: Vec<String>,
 }
@@ -92,15 +93,7 @@ impl Discovery {
         clients: &[Option<DockerClient>],
     ) -> bool {
         // `running` flips with every start and stop; only the labels define the server.
-        let same = |a: &DiscoveredServer, b: &DiscoveredServer| {
-            DiscoveredServer {
-                running: false,
-                ..a.clone()
-            } == DiscoveredServer {
-                running: false,
-                ..b.clone()
-            }
-        };
+        let same = |a: &DiscoveredServer, b: &DiscoveredServer| defined(a) == defined(b);
         let changed = before.len() != now.len()
             || now
                 .iter()
@@ -108,63 +101,67 @@ impl Discovery {
         if !changed {
             return true;
         }
-        for id in before.keys().filter(|id| !now.contains_key(*id)) {
-            self.engine.remove(id);
-            info!(server = %id, "discovered container gone; no longer routed");
-        }
-        let mut ok = true;
-        for (id, (d, daemon)) in now {
-            if before.get(id).is_some_and(|(b, _)| same(b, d)) {
-                continue;
-            }
-            let Some(client) = clients[*daemon].clone() else {
-                continue;
-            };
-            match self.managed(client, d) {
-                Ok(spec) => match self.engine.add(spec).await {
-                    Ok(()) => info!(server = %id, host = %d.host, "discovered container routed"),
-                    Err(e) => {
-                        warn!(server = %id, error = %e, "discovered container not added; retrying");
-                        ok = false;
-                    }
-                },
+        let mut specs = BTreeMap::new();
+        for (id, (d, _)) in now {
+            match spec(d) {
+                Ok(spec) => {
+                    specs.insert(id.clone(), spec);
+                }
                 Err(e) => warn!(server = %id, error = %e, "discovered container ignored"),
             }
         }
-        let routes = now
-            .values()
-            .filter(|(d, _)| self.engine.ids().contains(&d.container))
-            .map(|(d, _)| Discovered {
-                server: Server::new(&d.container, &backend(d)),
-                hosts: vec![d.host.clone()],
-            })
-            .collect();
-        self.reloader.set_dynamic("docker", routes);
-        ok
+        let adopt = Adopt { clients, now };
+        self.inventory
+            .apply(&self.engine, Source::Docker, &specs, &adopt)
+            .await
     }
+}
 
-    fn managed(&self, client: DockerClient, d: &DiscoveredServer) -> Result<ManagedServer, String> {
-        let sleep_after = match &d.sleep_after {
-            Some(text) => humantime::parse_duration(text)
-                .map_err(|e| format!("label warden.sleep_after = {text:?}: {e}"))?,
-            None => config::default_sleep_after(),
-        };
-        let runtime = DockerRuntime::adopt(client, d).map_err(|e| e.to_string())?;
-        Ok(ManagedServer {
-            id: d.container.clone(),
-            backend: backend(d),
-            proxy_protocol: false,
-            runtime: Arc::new(runtime),
-            data: None,
+/// A container's definition: what it was found with, less its `running` state.
+fn defined(d: &DiscoveredServer) -> DiscoveredServer {
+    DiscoveredServer {
+        running: false,
+        ..d.clone()
+    }
+}
+
+/// The server a labelled container defines.
+fn spec(d: &DiscoveredServer) -> Result<ServerSpec, String> {
+    let sleep_after = match &d.sleep_after {
+        Some(text) => humantime::parse_duration(text)
+            .map_err(|e| format!("label warden.sleep_after = {text:?}: {e}"))?,
+        None => config::default_sleep_after(),
+    };
+    Ok(ServerSpec {
+        route: Server::new(&d.container, &backend(d)),
+        hosts: vec![d.host.clone()],
+        managed: Some(Managed {
+            runtime: RuntimeSpec::Adopted(defined(d)),
+            rcon: None,
             sleep_after,
             archive_after: config::default_archive_after(),
             start_timeout: config::default_start_timeout(),
             stop_timeout: config::default_stop_timeout(),
             memory_gb: d.memory_gb.unwrap_or_else(config::default_memory_gb),
-            archive: None,
-            rcon: None,
             node_backends: Default::default(),
-        })
+        }),
+    })
+}
+
+/// Adopts containers through the client of the daemon each was found on.
+struct Adopt<'a> {
+    clients: &'a [Option<DockerClient>],
+    now: &'a BTreeMap<String, (DiscoveredServer, usize)>,
+}
+
+#[async_trait::async_trait]
+impl Build for Adopt<'_> {
+    async fn build(&self, spec: &ServerSpec, managed: &Managed) -> anyhow::Result<ManagedServer> {
+        let client = self
+            .now
+            .get(spec.id())
+            .and_then(|(_, daemon)| self.clients.get(*daemon).cloned().flatten());
+        managed_server(spec, managed, None, client).await
     }
 }
 

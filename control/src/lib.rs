@@ -1,10 +1,12 @@
 //! The `warden` binary's library: everything that reads files or wires crates together.
 //!
-//! [`config`] reads and checks the TOML file; [`appliance`] builds the running process on
-//! pingora (the edge from `warden-proxy`, the engine from `warden-lifecycle`, the API from
-//! `warden-api`); [`reload`] swaps in edited configs; [`catalog`] stores API-defined
-//! servers and applies them; [`discovery`] follows labelled Docker containers; [`managed`]
-//! turns a server's spec into the engine's managed server; [`webhooks`] posts events;
+//! [`config`] reads and checks the TOML file (each server becomes a [`config::ServerSpec`]);
+//! [`appliance`] builds the running process on pingora (the edge from `warden-proxy`, the
+//! engine from `warden-lifecycle`, the API from `warden-api`); [`reload`] swaps in edited
+//! configs; [`inventory`] merges the file's servers (as last accepted), the API's
+//! ([`catalog`], which stores them) and Docker's ([`discovery`], labelled containers) into
+//! the engine and the routing table; [`managed`] turns a server's spec into the engine's
+//! managed server; [`webhooks`] posts events;
 //! [`control_metrics`] and [`metrics_http`] serve Prometheus metrics; [`retention`]
 //! prunes old sessions; [`fdlimit`], [`ticket_key`] and [`upgrade_sock`] prepare the
 //! process (file descriptors, the transfer-ticket key, zero-downtime upgrades); [`cli`]
@@ -18,6 +20,7 @@ pub mod control_metrics;
 pub mod demo;
 pub mod discovery;
 pub mod fdlimit;
+pub mod inventory;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;

@@ -1,15 +1,16 @@
 //! Building the lifecycle engine from the config: store, archive storage, runtimes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use warden_archive::{ArchiveStore, LocalDir, Paced, S3Config, S3};
 use warden_proxy::sessions::Sessions;
+use warden_runtime::docker::DockerClient;
 use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, Runtime};
-use warden_store::StoreConfig;
 
-use crate::config::{Config, RconConfig, RuntimeConfig};
+use crate::config::{
+    ArchiveKind, Config, FileServers, Managed, RuntimeConfig, RuntimeSpec, ServerSpec,
+};
 use warden_lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 
 /// Opens the store and starts the engine for every server with a `runtime`. Returns None
@@ -17,52 +18,27 @@ use warden_lifecycle::{Engine, LifecycleSettings, ManagedServer, ServerData};
 /// needs neither store nor engine).
 pub async fn engine(
     cfg: &Config,
+    file: &FileServers,
     sessions: Sessions,
     ticket_key: Option<Arc<[u8]>>,
 ) -> anyhow::Result<Option<(Arc<Engine>, Arc<dyn ArchiveStore>)>> {
-    let wanted = cfg.servers.iter().any(|s| s.runtime.is_some())
+    let wanted = file.servers.iter().any(|s| s.managed.is_some())
         || !cfg.discovery.docker.is_empty()
         || cfg.api.is_some();
     if !wanted {
         return Ok(None);
     }
-    let store_cfg = match cfg.store.kind.as_str() {
-        "embedded" => StoreConfig::Embedded {
-            path: cfg.store.path.clone(),
-        },
-        "redis" => {
-            let url = cfg
-                .store
-                .url
-                .clone()
-                .context("store.kind = \"redis\" needs store.url")?;
-            StoreConfig::Redis(warden_store::RedisConfig::new(url))
-        }
-        other => anyhow::bail!("store.kind `{other}`: use \"embedded\" or \"redis\""),
-    };
+    // `warden config check` refuses a store without what its kind needs.
+    let store_cfg = cfg.store.store_config().map_err(anyhow::Error::msg)?;
     let store = warden_store::open(&store_cfg)
         .await
         .context("opening the state store")?;
     let archive = archive_store(cfg)?;
     let mut servers = Vec::new();
-    for s in &cfg.servers {
-        let Some(runtime) = &s.runtime else {
-            continue;
-        };
-        let spec = ServerSpecParts {
-            id: s.id.get_ref(),
-            backend: s.backend.get_ref(),
-            proxy_protocol: s.proxy_protocol,
-            runtime,
-            rcon: s.rcon.as_ref(),
-            sleep_after: s.sleep_after,
-            archive_after: s.archive_after,
-            start_timeout: s.start_timeout,
-            stop_timeout: s.stop_timeout,
-            memory_gb: s.memory_gb,
-            node_backends: &s.node_backends,
-        };
-        servers.push(managed_server(&spec, archive.clone()).await?);
+    for s in &file.servers {
+        if let Some(m) = &s.managed {
+            servers.push(managed_server(s, m, Some(&archive), None).await?);
+        }
     }
     let settings = LifecycleSettings {
         hold: cfg.lifecycle.hold,
@@ -86,45 +62,34 @@ pub async fn engine(
     Ok(Some((engine, archive)))
 }
 
-/// What a managed server is made of, whether it comes from the config file or the API.
-pub struct ServerSpecParts<'a> {
-    pub id: &'a str,
-    pub backend: &'a str,
-    pub proxy_protocol: bool,
-    pub runtime: &'a RuntimeConfig,
-    pub rcon: Option<&'a RconConfig>,
-    pub sleep_after: Duration,
-    pub archive_after: Duration,
-    pub start_timeout: Duration,
-    pub stop_timeout: Duration,
-    pub memory_gb: f64,
-    pub node_backends: &'a std::collections::BTreeMap<String, String>,
-}
-
-/// Builds the engine's view of one server: its runtime (a process or a container), its
-/// data, RCON and archive storage.
+/// Builds the engine's view of one server: its runtime (a process, a container Warden
+/// owns, or one it adopts through `adopt`, its daemon's client), its data, RCON and
+/// `archive` storage (never for an adopted container: Warden does not own its data).
 pub async fn managed_server(
-    s: &ServerSpecParts<'_>,
-    archive: Arc<dyn ArchiveStore>,
+    s: &ServerSpec,
+    m: &Managed,
+    archive: Option<&Arc<dyn ArchiveStore>>,
+    adopt: Option<DockerClient>,
 ) -> anyhow::Result<ManagedServer> {
-    let rcon = match s.rcon {
+    let id = s.id();
+    let rcon = match &m.rcon {
         Some(r) => {
             let password = std::env::var(&r.password_env).with_context(|| {
                 format!(
-                    "server {}: environment variable {} (RCON password) is not set",
-                    s.id, r.password_env
+                    "server {id}: environment variable {} (RCON password) is not set",
+                    r.password_env
                 )
             })?;
             Some((r.address.clone(), password))
         }
         None => None,
     };
-    let (runtime, data): (Arc<dyn Runtime>, _) = match s.runtime {
-        RuntimeConfig::Process { command, dir } => (
+    let (runtime, data): (Arc<dyn Runtime>, _) = match &m.runtime {
+        RuntimeSpec::Owned(RuntimeConfig::Process { command, dir }) => (
             Arc::new(ProcessRuntime::new(command.clone(), dir.clone())),
-            ServerData::Dir(dir.clone()),
+            Some(ServerData::Dir(dir.clone())),
         ),
-        RuntimeConfig::Docker {
+        RuntimeSpec::Owned(RuntimeConfig::Docker {
             container,
             image,
             volume,
@@ -132,13 +97,13 @@ pub async fn managed_server(
             env,
             binds,
             socket,
-        } => {
+        }) => {
             let mut spec = DockerSpec::new(container, image, volume);
             spec.cmd = cmd.clone();
             spec.env = env.clone();
             spec.binds = binds.clone();
-            spec.memory_gb = s.memory_gb;
-            spec.stop_timeout = s.stop_timeout;
+            spec.memory_gb = m.memory_gb;
+            spec.stop_timeout = m.stop_timeout;
             spec.rcon = rcon.clone();
             let endpoint = socket
                 .clone()
@@ -146,25 +111,30 @@ pub async fn managed_server(
                 .unwrap_or_default();
             let rt = DockerRuntime::connect(&endpoint, spec)
                 .await
-                .with_context(|| format!("server {}: docker runtime", s.id))?;
+                .with_context(|| format!("server {id}: docker runtime"))?;
             let rt = Arc::new(rt);
-            (rt.clone(), ServerData::Volume(rt))
+            (rt.clone(), Some(ServerData::Volume(rt)))
+        }
+        RuntimeSpec::Adopted(found) => {
+            let client = adopt.context("no connection to the container's daemon")?;
+            (Arc::new(DockerRuntime::adopt(client, found)?), None)
         }
     };
+    let owned = data.is_some();
     Ok(ManagedServer {
-        id: s.id.to_string(),
-        backend: s.backend.to_string(),
-        proxy_protocol: s.proxy_protocol,
+        id: id.to_string(),
+        backend: s.route.backend.clone(),
+        proxy_protocol: s.route.proxy_protocol,
         runtime,
-        data: Some(data),
-        sleep_after: s.sleep_after,
-        archive_after: s.archive_after,
-        start_timeout: s.start_timeout,
-        stop_timeout: s.stop_timeout,
-        memory_gb: s.memory_gb,
-        archive: Some(archive),
+        data,
+        sleep_after: m.sleep_after,
+        archive_after: m.archive_after,
+        start_timeout: m.start_timeout,
+        stop_timeout: m.stop_timeout,
+        memory_gb: m.memory_gb,
+        archive: archive.filter(|_| owned).cloned(),
         rcon,
-        node_backends: s.node_backends.clone(),
+        node_backends: m.node_backends.clone(),
     })
 }
 
@@ -172,38 +142,32 @@ pub async fn managed_server(
 /// credentials come from the environment variables the config names.
 fn archive_store(cfg: &Config) -> anyhow::Result<Arc<dyn ArchiveStore>> {
     let a = &cfg.archive;
-    let store: Arc<dyn ArchiveStore> = match a.kind.as_str() {
-        "local" => Arc::new(
+    // `warden config check` refuses an archive without what its kind needs.
+    let store: Arc<dyn ArchiveStore> = match a.kind.get_ref() {
+        ArchiveKind::Local => Arc::new(
             LocalDir::new(a.path.clone())
                 .with_context(|| format!("archive directory {}", a.path.display()))?,
         ),
-        "s3" => {
-            let need = |v: &Option<String>, key: &str| {
-                v.clone()
-                    .with_context(|| format!("archive.kind = \"s3\" needs archive.{key}"))
-            };
-            let env = |name: String| {
-                std::env::var(&name).with_context(|| {
+        ArchiveKind::S3 => {
+            let keys = a.s3_keys().map_err(anyhow::Error::msg)?;
+            let env = |name: &str| {
+                std::env::var(name).with_context(|| {
                     format!("environment variable {name} (archive credentials) is not set")
                 })
             };
             let mut c = S3Config::new(
-                need(&a.endpoint, "endpoint")?,
-                a.region.clone().unwrap_or_else(|| "us-east-1".into()),
-                need(&a.bucket, "bucket")?,
-                env(need(&a.access_key_env, "access_key_env")?)?,
-                env(need(&a.secret_key_env, "secret_key_env")?)?,
+                keys.endpoint.to_string(),
+                keys.region.to_string(),
+                keys.bucket.to_string(),
+                env(keys.access_key_env)?,
+                env(keys.secret_key_env)?,
             );
             c.path_style = true;
             Arc::new(S3::new(&c).context("configuring S3 archive storage")?)
         }
-        other => anyhow::bail!("archive.kind `{other}`: use \"local\" or \"s3\""),
     };
-    Ok(match a.max_mib_per_sec {
-        Some(mib) if mib.is_finite() && mib > 0.0 => {
-            Arc::new(Paced::new(store, mib * 1024.0 * 1024.0))
-        }
-        Some(mib) => anyhow::bail!("archive.max_mib_per_sec = {mib}: use a positive number"),
+    Ok(match a.bytes_per_sec().map_err(anyhow::Error::msg)? {
+        Some(rate) => Arc::new(Paced::new(store, rate)),
         None => store,
     })
 }

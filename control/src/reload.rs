@@ -11,12 +11,11 @@
 //!   unless the new file says `allow_empty = true` (an empty file that did settle is far
 //!   more likely a botched write than an intent).
 //!
-//! Servers defined at run time (Docker labels, the API) are routed alongside the file's,
-//! with the file as it was last accepted: a change there never rereads a file mid-write.
+//! Servers defined at run time (Docker labels, the API) are routed alongside the file's by
+//! the [`Inventory`], which keeps the file as it was last accepted: a change there never
+//! reads the file (or its favicons) again. Only a reload reads the file.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +27,7 @@ use tracing::{error, info, warn};
 use warden_proxy::Edge;
 
 use crate::config;
+use crate::inventory::Inventory;
 
 /// How often the file's modification time is checked.
 const POLL: Duration = Duration::from_millis(500);
@@ -45,13 +45,8 @@ pub struct Reloader {
     edge: Arc<Edge>,
     /// Listen addresses can't change without an upgrade; warn if an edit tries.
     listen: Vec<String>,
-    /// Servers defined outside the file (Docker labels, the control API), by source,
-    /// routed alongside the file's.
-    dynamic: Arc<parking_lot::Mutex<BTreeMap<&'static str, Vec<config::Discovered>>>>,
-    /// The file's text as last accepted (what is being served).
-    accepted: Arc<parking_lot::Mutex<String>>,
-    /// Servers plus routes the accepted file defines.
-    file_routes: Arc<AtomicUsize>,
+    /// Holds the file as last accepted, beside the servers defined at run time.
+    inventory: Arc<Inventory>,
 }
 
 /// Why a file was not used.
@@ -65,33 +60,24 @@ enum Refusal {
 }
 
 impl Reloader {
-    /// `text` and `cfg` are the file as read and checked at start.
-    pub fn new(path: PathBuf, edge: Arc<Edge>, cfg: &config::Config, text: String) -> Self {
+    /// `cfg` is the file as read and checked at start (the inventory holds its servers).
+    pub fn new(
+        path: PathBuf,
+        edge: Arc<Edge>,
+        cfg: &config::Config,
+        inventory: Arc<Inventory>,
+    ) -> Self {
         Self {
             path,
             edge,
             listen: cfg.listen_addrs(),
-            dynamic: Default::default(),
-            accepted: Arc::new(parking_lot::Mutex::new(text)),
-            file_routes: Arc::new(AtomicUsize::new(cfg.servers.len() + cfg.routes.len())),
+            inventory,
         }
     }
 
     fn stamp(&self) -> Stamp {
         let m = std::fs::metadata(&self.path).ok()?;
         Some((m.modified().ok()?, m.len()))
-    }
-
-    /// Routes `found` as everything `source` ("docker", "api") defines, from now on
-    /// (with the file as last accepted).
-    pub fn set_dynamic(&self, source: &'static str, found: Vec<config::Discovered>) -> bool {
-        self.dynamic.lock().insert(source, found);
-        let text = self.accepted.lock().clone();
-        let applied = self.apply(&text);
-        if let Err(r) = &applied {
-            self.refused(r);
-        }
-        applied.is_ok()
     }
 
     /// Reads the file once it has settled and swaps it in if it is valid. Returns whether
@@ -139,27 +125,19 @@ impl Reloader {
         ))
     }
 
-    /// Checks `text` (with the run-time servers) and swaps it in; the number of servers.
+    /// Checks `text` and hands it to the inventory, which routes it with the run-time
+    /// servers; the number of servers routed.
     fn apply(&self, text: &str) -> Result<usize, Refusal> {
-        let c = config::parse(&self.path, text).map_err(Refusal::Invalid)?;
-        let routes = c.servers.len() + c.routes.len();
-        let had = self.file_routes.load(Ordering::Relaxed);
+        let (c, file) = config::check(&self.path, text).map_err(Refusal::Invalid)?;
+        let routes = file.servers.len() + file.routes.len();
+        let had = self.inventory.file_routes();
         if routes == 0 && had > 0 && !c.allow_empty {
             return Err(Refusal::Empty { had });
         }
-        let found: Vec<config::Discovered> =
-            self.dynamic.lock().values().flatten().cloned().collect();
-        let snapshot = c
-            .snapshot_with(&self.path, text, &found)
-            .map_err(Refusal::Invalid)?;
         if c.listen_addrs() != self.listen {
             warn!("edge.listen changed; new listeners need a binary upgrade (see README), old ones stay");
         }
-        let n = snapshot.table.servers().len();
-        self.edge.swap(snapshot);
-        self.file_routes.store(routes, Ordering::Relaxed);
-        *self.accepted.lock() = text.to_owned();
-        Ok(n)
+        Ok(self.inventory.set_file(file))
     }
 
     /// Logs why and counts `warden_config_reloads_total{result="error"}`.

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, warn};
 
-use crate::config::WebhookConfig;
+use crate::config::{WebhookConfig, WebhookFormat};
 use warden_lifecycle::events::{Event, EventKind};
 
 /// Events a hook gets when its config lists none.
@@ -92,7 +92,7 @@ async fn deliver(hook: WebhookConfig, mut rx: mpsc::Receiver<Event>, deliveries:
         }
     };
     while let Some(event) = rx.recv().await {
-        let body = payload(&hook.format, &event);
+        let body = payload(hook.format, &event);
         let mut attempt = 0;
         loop {
             let result = client.post(&hook.url).json(&body).send().await;
@@ -119,8 +119,8 @@ async fn deliver(hook: WebhookConfig, mut rx: mpsc::Receiver<Event>, deliveries:
 }
 
 /// The body for `format`: a Discord message, or the event itself with its name.
-pub fn payload(format: &str, e: &Event) -> serde_json::Value {
-    if format == "discord" {
+pub fn payload(format: WebhookFormat, e: &Event) -> serde_json::Value {
+    if format == WebhookFormat::Discord {
         let icon = match (e.kind, e.name().as_str()) {
             (EventKind::PlayerJoined, _) => "➕",
             (EventKind::PlayerLeft, _) => "➖",

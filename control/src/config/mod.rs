@@ -2,17 +2,19 @@
 //!
 //! Loading is all-or-nothing: a file either becomes a complete, checked [`Config`] or a
 //! [`ConfigError`] that names the file, line and column and suggests a fix. On reload the
-//! running snapshot is only replaced by a config that passed every check.
+//! running snapshot is only replaced by a config that passed every check. A checked file's
+//! servers are [`ServerSpec`]s, the model the API's and Docker's servers share.
 
 mod error;
 mod model;
 mod snapshot;
+mod spec;
 
 use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::*;
-pub use snapshot::Discovered;
+pub use spec::{FileServers, Managed, RuntimeSpec, ServerSpec};
 
 /// Reads and checks a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -22,9 +24,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and checks config text (`path` is only used in messages and for relative paths).
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    check(path, text).map(|(config, _)| config)
+}
+
+/// [`parse`], also returning the file's servers as the inventory takes them.
+pub fn check(path: &Path, text: &str) -> Result<(Config, FileServers), ConfigError> {
     let config: Config =
         toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
-    // Building the snapshot runs every semantic check (hosts, backends, favicons).
-    config.snapshot(path, text)?;
-    Ok(config)
+    // Building the servers runs every semantic check (hosts, backends, favicons).
+    let servers = config.file_servers(path, text)?;
+    Ok((config, servers))
 }

@@ -52,16 +52,23 @@ pub use warden_api::ApiSettings as ApiSection;
 pub struct WebhookConfig {
     pub url: String,
     /// `"json"` (the event as JSON) or `"discord"` (a Discord webhook message).
-    #[serde(default = "default_webhook_format")]
-    pub format: String,
+    #[serde(default)]
+    pub format: WebhookFormat,
     /// Event names to send (`server_started`, `server_stopped`, `server_failed`,
     /// `server_crashed`, `player_joined`, `player_left`, …); empty sends those six.
     #[serde(default)]
     pub events: Vec<String>,
 }
 
-fn default_webhook_format() -> String {
-    "json".into()
+/// How a webhook's body is shaped.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// The event as JSON, plus `"event"`: its name.
+    #[default]
+    Json,
+    /// A Discord webhook message.
+    Discord,
 }
 
 /// The waiting room for 1.20.5+ players while their server wakes or is restored.
@@ -112,7 +119,7 @@ impl Default for DiscoverySection {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// `"embedded"` (one appliance) or `"redis"` (several).
-    pub kind: String,
+    pub kind: Spanned<StoreKind>,
     /// Data directory of the embedded store.
     pub path: PathBuf,
     /// `redis://host:port` for `kind = "redis"`.
@@ -123,6 +130,33 @@ pub struct StoreSection {
     pub session_retention: Duration,
 }
 
+impl StoreSection {
+    /// The store to open, or which key `kind` still needs.
+    pub fn store_config(&self) -> Result<warden_store::StoreConfig, String> {
+        match self.kind.get_ref() {
+            StoreKind::Embedded => Ok(warden_store::StoreConfig::Embedded {
+                path: self.path.clone(),
+            }),
+            StoreKind::Redis => match &self.url {
+                Some(url) => Ok(warden_store::StoreConfig::Redis(
+                    warden_store::RedisConfig::new(url.clone()),
+                )),
+                None => Err("store.kind = \"redis\" needs store.url".into()),
+            },
+        }
+    }
+}
+
+/// Which state store: `[store] kind`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// A file under `store.path`, for one appliance.
+    Embedded,
+    /// A Redis server at `store.url`, shared by several appliances.
+    Redis,
+}
+
 /// The default `store.session_retention`: 30 days.
 pub const DEFAULT_SESSION_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// The shortest `store.session_retention` accepted.
@@ -131,7 +165,7 @@ pub const MIN_SESSION_RETENTION: Duration = Duration::from_secs(3600);
 impl Default for StoreSection {
     fn default() -> Self {
         Self {
-            kind: "embedded".into(),
+            kind: Spanned::new(0..0, StoreKind::Embedded),
             path: PathBuf::from("/var/lib/warden"),
             url: None,
             session_retention: DEFAULT_SESSION_RETENTION,
@@ -144,7 +178,7 @@ impl Default for StoreSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ArchiveSection {
     /// `"local"` (a directory) or `"s3"` (any S3-compatible store).
-    pub kind: String,
+    pub kind: Spanned<ArchiveKind>,
     pub path: PathBuf,
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -156,10 +190,57 @@ pub struct ArchiveSection {
     pub max_mib_per_sec: Option<f64>,
 }
 
+/// The keys an S3 archive is made of (credentials by the names of their variables).
+pub struct S3Keys<'a> {
+    pub endpoint: &'a str,
+    pub region: &'a str,
+    pub bucket: &'a str,
+    pub access_key_env: &'a str,
+    pub secret_key_env: &'a str,
+}
+
+impl ArchiveSection {
+    /// For `kind = "s3"`: its keys, or which one is missing.
+    pub fn s3_keys(&self) -> Result<S3Keys<'_>, String> {
+        fn need<'a>(v: &'a Option<String>, key: &str) -> Result<&'a str, String> {
+            v.as_deref()
+                .ok_or_else(|| format!("archive.kind = \"s3\" needs archive.{key}"))
+        }
+        Ok(S3Keys {
+            endpoint: need(&self.endpoint, "endpoint")?,
+            region: self.region.as_deref().unwrap_or("us-east-1"),
+            bucket: need(&self.bucket, "bucket")?,
+            access_key_env: need(&self.access_key_env, "access_key_env")?,
+            secret_key_env: need(&self.secret_key_env, "secret_key_env")?,
+        })
+    }
+
+    /// The pace limit in bytes per second (`None`: unlimited), or why it is not one.
+    pub fn bytes_per_sec(&self) -> Result<Option<f64>, String> {
+        match self.max_mib_per_sec {
+            Some(mib) if mib.is_finite() && mib > 0.0 => Ok(Some(mib * 1024.0 * 1024.0)),
+            Some(mib) => Err(format!(
+                "archive.max_mib_per_sec = {mib}: use a positive number"
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Where archives go: `[archive] kind`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveKind {
+    /// A directory, `archive.path`.
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+}
+
 impl Default for ArchiveSection {
     fn default() -> Self {
         Self {
-            kind: "local".into(),
+            kind: Spanned::new(0..0, ArchiveKind::Local),
             path: PathBuf::from("/var/lib/warden/archive"),
             endpoint: None,
             region: None,

@@ -1,5 +1,6 @@
-//! Turning a parsed config into the data plane's snapshot, checking meaning as it goes:
-//! addresses parse, hosts are claimed once, wildcards are well formed, favicons are PNGs,
+//! Turning a parsed config into its servers and the data plane's settings, checking
+//! meaning as it goes: addresses parse, hosts are claimed once, wildcards are well formed,
+//! favicons are PNGs (read here, once), the store and archive have what their kind needs,
 //! and no backend is one of Warden's own listeners (a routing loop).
 
 use std::net::SocketAddr;
@@ -11,10 +12,11 @@ use toml::Spanned;
 use warden_proxy::limits::LimitSettings;
 use warden_proxy::loopguard::backend_points_at;
 use warden_proxy::route::{RouteTableBuilder, Server, StatusTexts, TableError, UnknownHost};
-use warden_proxy::settings::{EdgeSettings, Snapshot};
+use warden_proxy::settings::EdgeSettings;
 use warden_proxy::wire::normalize_host;
 
-use super::model::{parse_cidr, Config, MotdConfig, MIN_SESSION_RETENTION};
+use super::model::{parse_cidr, ArchiveKind, Config, MotdConfig, MIN_SESSION_RETENTION};
+use super::spec::{FileServers, Managed, RuntimeSpec, ServerSpec};
 use super::ConfigError;
 
 /// Largest favicon accepted; vanilla's are a few KiB.
@@ -25,14 +27,6 @@ const MAX_SOCKET_PATH: usize = 107;
 /// What a config error about a self-pointing backend suggests.
 const LOOP_HINT: &str = "a backend is the game server's own address, e.g. \"127.0.0.1:25570\"; \
                          pointing it at Warden sends every join around in a loop";
-
-/// A server defined at run time (a labelled container, the control API) and the hosts
-/// it claims.
-#[derive(Debug, Clone)]
-pub struct Discovered {
-    pub server: Server,
-    pub hosts: Vec<String>,
-}
 
 struct Ctx<'a> {
     path: &'a Path,
@@ -60,18 +54,6 @@ impl Ctx<'_> {
     }
 }
 
-/// Adds `server` only if every one of its hosts is free.
-fn try_add(
-    builder: &mut RouteTableBuilder,
-    server: Server,
-    hosts: &[String],
-) -> Result<(), String> {
-    if let Some(h) = hosts.iter().find(|h| builder.claims(h)) {
-        return Err(format!("host {h} is already routed to another server"));
-    }
-    builder.add(server, hosts).map_err(|e| e.to_string())
-}
-
 impl Config {
     /// Listen addresses of the edge, checked.
     pub fn listen_addrs(&self) -> Vec<String> {
@@ -96,19 +78,9 @@ impl Config {
             .collect()
     }
 
-    /// Builds the routing table and settings, or says what is wrong and where.
-    pub fn snapshot(&self, path: &Path, text: &str) -> Result<Snapshot, ConfigError> {
-        self.snapshot_with(path, text, &[])
-    }
-
-    /// [`Config::snapshot`] plus servers found at run time. The file wins: a discovered
-    /// server whose id or host the config already uses is skipped with a warning.
-    pub fn snapshot_with(
-        &self,
-        path: &Path,
-        text: &str,
-        discovered: &[Discovered],
-    ) -> Result<Snapshot, ConfigError> {
+    /// Checks the file's meaning and builds its servers, routes and edge settings, or says
+    /// what is wrong and where.
+    pub fn file_servers(&self, path: &Path, text: &str) -> Result<FileServers, ConfigError> {
         let cx = Ctx {
             path,
             text,
@@ -169,13 +141,30 @@ impl Config {
                     "use e.g. \"https://discord.com/api/webhooks/…\"",
                 ));
             }
-            if !matches!(w.format.as_str(), "json" | "discord") {
-                return Err(ConfigError::general(
-                    path,
-                    format!("webhooks: format `{}` is unknown", w.format),
-                    "use \"json\" or \"discord\"",
-                ));
+        }
+        if let Err(why) = self.store.store_config() {
+            return cx.err(
+                self.store.kind.span(),
+                why,
+                "add url = \"redis://127.0.0.1:6379\" to [store], or use kind = \"embedded\"",
+            );
+        }
+        if *self.archive.kind.get_ref() == ArchiveKind::S3 {
+            if let Err(why) = self.archive.s3_keys() {
+                return cx.err(
+                    self.archive.kind.span(),
+                    why,
+                    "an S3 archive needs endpoint, bucket, access_key_env and secret_key_env \
+                     (see examples/warden.toml)",
+                );
             }
+        }
+        if let Err(why) = self.archive.bytes_per_sec() {
+            return Err(ConfigError::general(
+                path,
+                why,
+                "MiB per second, e.g. 100; leave it out for no limit",
+            ));
         }
         let mut trusted = Vec::new();
         for cidr in &self.edge.trusted_proxies {
@@ -193,6 +182,8 @@ impl Config {
 
         let mut builder = RouteTableBuilder::default();
         let mut servers: Vec<(Spanned<String>, Server)> = Vec::new();
+        let mut specs = Vec::new();
+        let mut routes = Vec::new();
         for sc in &self.servers {
             let server = self.server(&cx, &sc.id, &sc.backend, false, &sc.motd, |s| {
                 s.rewrite_host = sc.rewrite_host.clone();
@@ -240,7 +231,21 @@ impl Config {
             }
             let hosts = self.hosts(&cx, &sc.hosts)?;
             add(&cx, &mut builder, server.clone(), &hosts, &sc.hosts)?;
-            servers.push((sc.id.clone(), server));
+            servers.push((sc.id.clone(), server.clone()));
+            specs.push(ServerSpec {
+                route: server,
+                hosts,
+                managed: sc.runtime.clone().map(|runtime| Managed {
+                    runtime: RuntimeSpec::Owned(runtime),
+                    rcon: sc.rcon.clone(),
+                    sleep_after: sc.sleep_after,
+                    archive_after: sc.archive_after,
+                    start_timeout: sc.start_timeout,
+                    stop_timeout: sc.stop_timeout,
+                    memory_gb: sc.memory_gb,
+                    node_backends: sc.node_backends.clone(),
+                }),
+            });
         }
         for rc in &self.routes {
             let id = rc.id.clone().unwrap_or_else(|| rc.host.clone());
@@ -253,31 +258,15 @@ impl Config {
             add(
                 &cx,
                 &mut builder,
-                server,
+                server.clone(),
                 &hosts,
                 std::slice::from_ref(&rc.host),
             )?;
-        }
-        for d in discovered {
-            let taken = self.servers.iter().any(|s| s.id.get_ref() == &*d.server.id);
-            let hosts: Result<Vec<String>, String> = d
-                .hosts
-                .iter()
-                .map(|h| normalize_host(h).map_err(|e| format!("host {h:?}: {e}")))
-                .collect();
-            let added = match (hosts, cx.own_listener(&d.server.backend)) {
-                (Ok(_), _) if taken => Err("its id is a configured server's".to_string()),
-                (Ok(_), Some(key)) => Err(format!(
-                    "its backend {} is this Warden's own {key} (a routing loop)",
-                    d.server.backend
-                )),
-                // A builder that failed half-way must not leak the half: try on a copy.
-                (Ok(h), None) => try_add(&mut builder, d.server.clone(), &h),
-                (Err(e), _) => Err(e),
-            };
-            if let Err(why) = added {
-                tracing::warn!(server = %d.server.id, hosts = ?d.hosts, %why, "run-time server not routed");
-            }
+            routes.push(ServerSpec {
+                route: server,
+                hosts,
+                managed: None,
+            });
         }
         let unknown = match self.edge.unknown_host.get_ref().as_str() {
             "drop" => UnknownHost::Drop,
@@ -313,9 +302,12 @@ impl Config {
             status_max_response_bytes: self.status.max_response_bytes.clamp(1024, 2 << 20),
             status_cache_max_bytes: self.status.cache_max_mib.clamp(1, 4096) << 20,
         };
-        Ok(Snapshot {
-            table: builder.build(unknown),
+        Ok(FileServers {
+            servers: specs,
+            routes,
+            unknown_host: unknown,
             settings,
+            own_listeners: cx.own,
         })
     }
 
@@ -584,6 +576,38 @@ backend = "{1}.nodes.internal:25565"
         assert!(check(placeholder).unwrap_err().contains("{2}"));
         let unknown = "[edge]\nunknown_host = \"lobby\"\n";
         assert!(check(unknown).unwrap_err().starts_with("warden.toml:2:"));
+    }
+
+    #[test]
+    fn kinds_and_what_they_need_are_checked_with_line_and_hint() {
+        for (text, line, says) in [
+            ("[store]\nkind = \"redsi\"\n", 2, "`embedded` or `redis`"),
+            ("\n[store]\nkind = \"redis\"\n", 3, "needs store.url"),
+            ("[archive]\nkind = \"s4\"\n", 2, "`local` or `s3`"),
+            (
+                "[archive]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\n",
+                2,
+                "needs archive.bucket",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://example.com/h\"\nformat = \"slack\"\n",
+                3,
+                "`json` or `discord`",
+            ),
+        ] {
+            let e = check(text).unwrap_err();
+            assert!(e.starts_with(&format!("warden.toml:{line}:")), "{e}");
+            assert!(e.contains(says) && e.contains("hint:"), "{e}");
+        }
+        let e = check("[archive]\nmax_mib_per_sec = 0.0\n").unwrap_err();
+        assert!(e.contains("positive") && e.contains("hint:"), "{e}");
+        check("[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n").unwrap();
+        check(
+            "[archive]\nkind = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"w\"\n\
+             access_key_env = \"A\"\nsecret_key_env = \"S\"\nmax_mib_per_sec = 5.0\n",
+        )
+        .unwrap();
+        check("[[webhooks]]\nurl = \"https://example.com/h\"\nformat = \"discord\"\n").unwrap();
     }
 
     #[test]
