@@ -6,13 +6,15 @@
 //! [`redis`] and [`s3`] (real servers on free ports), [`rcon`] (a fake RCON server),
 //! [`peers`] (the npm `minecraft-protocol` and PyPI `mcstatus` peers), [`warden`] and
 //! [`config`] (the `warden` binary under test and its config text), [`http`] (a minimal
-//! HTTP client), [`raw`] (raw TCP and Minecraft frames), [`data`] (test bytes).
+//! HTTP client), [`raw`] (raw TCP and Minecraft frames), [`data`] (test bytes), [`docker`]
+//! (a daemon and the test image, cleaned up after).
 //!
 //! It depends on no Warden crate but `warden-wire`, so store, runtime or anteroom tests use
 //! it without building the binary. Everything is re-exported at the top level.
 
 pub mod config;
 pub mod data;
+pub mod docker;
 pub mod http;
 pub mod paths;
 pub mod peers;
@@ -27,6 +29,7 @@ pub mod warden;
 
 pub use config::*;
 pub use data::*;
+pub use docker::*;
 pub use http::*;
 pub use paths::*;
 pub use peers::*;
