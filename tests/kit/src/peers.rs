@@ -3,6 +3,7 @@
 //! Peers print JSON lines on stdout; these helpers collect them so tests assert on what
 //! the peers actually observed.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,17 @@ use serde_json::Value;
 
 use crate::paths::{peers_dir, python};
 use crate::process::KillOnDrop;
+
+/// `program script` in tests/peers, with no stdin and the peer's stderr shown in the
+/// test's output.
+fn peer(program: impl AsRef<OsStr>, script: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(peers_dir())
+        .arg(script)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
+}
 
 /// A `backend.js` process: one nmp server per version; killed when dropped.
 pub struct Backend {
@@ -25,13 +37,10 @@ pub struct Backend {
 impl Backend {
     /// Starts nmp servers for `versions` (comma list or `all`) on ephemeral ports.
     pub fn start(versions: &str, extra: &[&str]) -> Backend {
-        let mut child = Command::new("node")
-            .current_dir(peers_dir())
-            .args(["backend.js", "--versions", versions, "--base-port", "0"])
+        let mut child = peer("node", "backend.js")
+            .args(["--versions", versions, "--base-port", "0"])
             .args(extra)
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn backend.js (is node installed?)");
         let stdout = child.stdout.take().expect("stdout");
@@ -94,12 +103,8 @@ impl Backend {
 
 /// Runs `player.js` with `args`; returns its exit success and its JSON lines.
 pub fn player(args: &[&str]) -> (bool, Vec<Value>) {
-    let out = Command::new("node")
-        .current_dir(peers_dir())
-        .arg("player.js")
+    let out = peer("node", "player.js")
         .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
         .expect("spawn player.js");
     (out.status.success(), json_lines(&out.stdout))
@@ -107,13 +112,9 @@ pub fn player(args: &[&str]) -> (bool, Vec<Value>) {
 
 /// Starts `player.js` in the background (for players that hold their session).
 pub fn player_spawn(args: &[&str]) -> Child {
-    Command::new("node")
-        .current_dir(peers_dir())
-        .arg("player.js")
+    peer("node", "player.js")
         .args(args)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn player.js")
 }
@@ -144,12 +145,8 @@ pub fn player_wait(child: Child) -> (bool, Vec<Value>) {
 
 /// Runs `status.py` (mcstatus) with `args`; returns its JSON lines.
 pub fn mcstatus(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(python())
-        .current_dir(peers_dir())
-        .arg("status.py")
+    let out = peer(python(), "status.py")
         .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
         .expect("run status.py (did scripts/install-test-deps.sh run?)");
     json_lines(&out.stdout)
@@ -173,10 +170,9 @@ pub(crate) fn json_lines(out: &[u8]) -> Vec<Value> {
 /// Runs `node -e script` in tests/peers (where `minecraft-protocol` is installed) and
 /// reads what it prints as JSON.
 pub fn node_json<T: DeserializeOwned>(script: &str) -> T {
-    let out = Command::new("node")
-        .current_dir(peers_dir())
-        .arg("-e")
+    let out = peer("node", "-e")
         .arg(script)
+        .stderr(Stdio::piped())
         .output()
         .expect("run node (is it installed? are tests/peers/node_modules installed?)");
     assert!(
