@@ -7,7 +7,6 @@
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,33 +17,20 @@ use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{watch, Semaphore};
 use warden_anteroom::{offline_uuid, Anteroom, Outcome, WaitStatus, Waiting};
+use warden_testkit::{node_json, peers_dir};
 use warden_wire::Intent;
 
 /// How many node players run at once (each compiles nmp's protocol code first).
 const PARALLEL: usize = 3;
 
-fn peers() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers")
-}
-
 /// (version, protocol) for every nmp-supported version with protocol ≥ 766.
 fn versions() -> Vec<(String, i32)> {
-    let script = "const mc = require('minecraft-protocol'); const md = require('minecraft-data');\
+    let list: Vec<(String, i32)> = node_json(
+        "const mc = require('minecraft-protocol'); const md = require('minecraft-data');\
         console.log(JSON.stringify(mc.supportedVersions\
           .map(v => [v, (md.versionsByMinecraftVersion.pc[v] || md(v).version).version])\
-          .filter(([, p]) => p >= 766)))";
-    let out = std::process::Command::new("node")
-        .arg("-e")
-        .arg(script)
-        .current_dir(peers())
-        .output()
-        .expect("run node (is it installed? are tests/peers/node_modules installed?)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+          .filter(([, p]) => p >= 766)))",
     );
-    let list: Vec<(String, i32)> = serde_json::from_slice(&out.stdout).expect("version list");
     assert!(!list.is_empty());
     list
 }
@@ -68,7 +54,7 @@ where
         .arg("transfer-player.js")
         .args(["127.0.0.1", &port.to_string(), version, &name, "60"])
         .arg((intent as i32).to_string())
-        .current_dir(peers())
+        .current_dir(peers_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

@@ -10,46 +10,13 @@ use std::time::{Duration, Instant};
 
 use warden_tests::*;
 
-const IMAGE: &str = "warden-test-node:1";
-
-fn script(name: &str) {
-    let out = Command::new("bash")
-        .arg(repo_root().join("scripts").join(name))
-        .output()
-        .expect("run script");
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Removes the test's container and volume however the test ends.
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        docker(&["rm", "-f", &self.0]);
-        docker(&["volume", "rm", "-f", &format!("{}-data", self.0)]);
-    }
-}
-
 /// Config for one Docker-run server `boxed.test` (the nmp backend inside the test image).
 fn boxed(dir: &Path, name: &str, port: u16, sleep_after: &str, archive_after: &str) -> String {
     let peers = peers_dir().canonicalize().expect("peers dir");
     format!(
         "[store]\npath = \"{d}/store\"\n[archive]\npath = \"{d}/archive\"\n{}sleep_after = \"{sleep_after}\"\narchive_after = \"{archive_after}\"\n\
          start_timeout = \"60s\"\nstop_timeout = \"10s\"\nmemory_gb = 0.5\n\
-         runtime = {{ kind = \"docker\", container = \"{name}\", image = \"{IMAGE}\", volume = \"{name}-data\", binds = [\"/usr:/usr:ro\", \"{}:/peers:ro\"], \
+         runtime = {{ kind = \"docker\", container = \"{name}\", image = \"{TEST_IMAGE}\", volume = \"{name}-data\", binds = [\"/usr:/usr:ro\", \"{}:/peers:ro\"], \
          cmd = [\"node\", \"/peers/backend.js\", \"--version\", \"1.21.4\", \"--port\", \"{port}\"] }}\n",
         server("boxed", "boxed.test", &format!("127.0.0.1:{port}")),
         peers.display(),
@@ -59,10 +26,9 @@ fn boxed(dir: &Path, name: &str, port: u16, sleep_after: &str, archive_after: &s
 
 #[test]
 fn join_wakes_a_sleeping_container_and_idle_stops_it() {
-    script("dockerd.sh");
-    script("test-image.sh");
+    docker_ready();
     let name = format!("warden-test-e2e-{}", std::process::id());
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = DockerCleanup::new(&name, &format!("{name}-data"));
     let port = free_port();
     let dir = tempdir("docker");
     let rest = boxed(&dir, &name, port, "4s", "48h");
@@ -113,13 +79,6 @@ fn join_wakes_a_sleeping_container_and_idle_stops_it() {
     assert!(m.contains("Sleeping"), "{m:?}");
 }
 
-fn docker_ok(args: &[&str]) -> bool {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Runs `sh -c script` in a throwaway container of the test image with `volume` at /data.
 fn in_volume(volume: &str, extra: &[&str], script: &str) -> String {
     let mount = format!("{volume}:/data");
@@ -134,7 +93,7 @@ fn in_volume(volume: &str, extra: &[&str], script: &str) -> String {
         &mount,
     ];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+    args.extend_from_slice(&[TEST_IMAGE, "sh", "-c", script]);
     let out = Command::new("docker")
         .args(&args)
         .output()
@@ -183,11 +142,10 @@ fn join(port: u16, chat: &str) -> (bool, Vec<serde_json::Value>) {
 /// SIGKILL mid-archive and mid-restore along the way and nothing is lost.
 #[test]
 fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
-    script("dockerd.sh");
-    script("test-image.sh");
+    docker_ready();
     let name = format!("warden-test-arch-{}", std::process::id());
     let volume = format!("{name}-data");
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = DockerCleanup::new(&name, &format!("{name}-data"));
     let dir = tempdir("docker-archive");
 
     // A world: nested directories, incompressible region files, a small text file.
@@ -287,10 +245,9 @@ fn docker_volume_archives_and_restores_byte_identical_through_kill_dash_9() {
 /// shows it asleep, a join wakes it, idle stops it, and removing the container unroutes it.
 #[test]
 fn labelled_container_is_discovered_woken_slept_and_forgotten() {
-    script("dockerd.sh");
-    script("test-image.sh");
+    docker_ready();
     let name = format!("warden-test-found-{}", std::process::id());
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = DockerCleanup::new(&name, &format!("{name}-data"));
     let port = free_port();
     let peers = format!(
         "{}:/peers:ro",
@@ -323,7 +280,7 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
         "/usr:/usr:ro",
         "-v",
         &peers,
-        IMAGE,
+        TEST_IMAGE,
         "node",
         "/peers/backend.js",
         "--version",
@@ -404,12 +361,11 @@ fn labelled_container_is_discovered_woken_slept_and_forgotten() {
 /// are released to it. Nobody is disconnected.
 #[test]
 fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
-    script("dockerd.sh");
-    script("test-image.sh");
-    assert!(docker_ok(&["tag", IMAGE, "warden-test-node:2"]));
+    docker_ready();
+    assert!(docker_ok(&["tag", TEST_IMAGE, "warden-test-node:2"]));
     std::env::set_var("WARDEN_TEST_DOCKER_RCON", "docker-secret");
     let name = format!("warden-test-swap-{}", std::process::id());
-    let _cleanup = Cleanup(name.clone());
+    let _cleanup = DockerCleanup::new(&name, &format!("{name}-data"));
     let dir = tempdir("docker-swap");
     let (port, rcon) = (free_port(), free_port());
     let rest = boxed(&dir, &name, port, "1h", "48h")

@@ -313,13 +313,3 @@ fn the_upgrade_socket_lives_in_the_state_directory() {
     assert_eq!(mode(&run), 0o700);
     assert!(wait_listening(old.addr(), Duration::from_secs(5)));
 }
-
-/// Ends a process however the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}

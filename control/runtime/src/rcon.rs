@@ -119,52 +119,11 @@ impl Rcon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
-
-    /// A tiny RCON server double: accepts password "pw", echoes commands.
-    async fn server() -> String {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    loop {
-                        let Ok(len) = s.read_i32_le().await else {
-                            return;
-                        };
-                        let mut rest = vec![0u8; len as usize];
-                        if s.read_exact(&mut rest).await.is_err() {
-                            return;
-                        }
-                        let id = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-                        let kind = i32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-                        let body = String::from_utf8_lossy(&rest[8..rest.len() - 2]).to_string();
-                        let (rid, text) = match kind {
-                            3 if body == "pw" => (id, String::new()),
-                            3 => (-1, String::new()),
-                            _ if body == "huge" => {
-                                let _ = s.write_all(&i32::MAX.to_le_bytes()).await;
-                                return;
-                            }
-                            _ => (id, format!("ran {body}")),
-                        };
-                        let mut out = Vec::new();
-                        out.extend(((text.len() + 10) as i32).to_le_bytes());
-                        out.extend(rid.to_le_bytes());
-                        out.extend(2i32.to_le_bytes());
-                        out.extend(text.as_bytes());
-                        out.extend([0, 0]);
-                        let _ = s.write_all(&out).await;
-                    }
-                });
-            }
-        });
-        addr
-    }
+    use warden_testkit::fake_rcon;
 
     #[tokio::test]
     async fn login_command_and_bounds() {
-        let addr = server().await;
+        let (addr, _commands) = fake_rcon(Some("pw")).await;
         let limit = Duration::from_secs(2);
         assert!(matches!(
             Rcon::connect(&addr, "nope", limit).await,

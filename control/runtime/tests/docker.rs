@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -18,67 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use warden_runtime::docker::{discover, DockerClient, DockerEndpoint, DEFAULT_CALL_LIMIT};
 use warden_runtime::{DockerRuntime, DockerSpec, Runtime, RuntimeError};
+use warden_testkit::{
+    docker, docker_ok, docker_ready, fake_rcon, free_port, incompressible, peers_dir,
+    DockerCleanup, TEST_IMAGE,
+};
 use warden_wire::{FrameDecoder, Handshake, Intent, PacketReader, PacketWriter};
-
-const IMAGE: &str = "warden-test-node:1";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run_script(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("bash")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .map_err(|e| format!("could not run {args:?}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{args:?} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// Daemon, image and node peers, once per test binary (the tests run in parallel).
-fn setup() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        run_script(&["scripts/dockerd.sh"])?;
-        if !repo()
-            .join("tests/peers/node_modules/minecraft-protocol")
-            .exists()
-        {
-            run_script(&["scripts/install-test-deps.sh", "--no-apt"])?;
-        }
-        run_script(&["scripts/test-image.sh"])?;
-        Ok(())
-    });
-    if let Err(why) = ready {
-        panic!(
-            "Docker is not usable on this machine, so the Docker runtime cannot be tested:\n{why}"
-        );
-    }
-}
-
-/// Removes what a test created even when it fails halfway.
-struct Cleanup(Vec<(&'static str, String)>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for (kind, name) in &self.0 {
-            let args: &[&str] = match *kind {
-                "container" => &["rm", "-f", name],
-                _ => &["volume", "rm", "-f", name],
-            };
-            let _ = Command::new("docker").args(args).output();
-        }
-    }
-}
 
 fn unique(what: &str) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -86,21 +29,16 @@ fn unique(what: &str) -> String {
     format!("warden-test-{what}-{}-{n}", std::process::id())
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// A spec running the nmp backend on `port`, and a guard that removes its container+volume.
-fn backend_spec(what: &str, port: u16) -> (DockerSpec, Cleanup) {
+fn backend_spec(what: &str, port: u16) -> (DockerSpec, DockerCleanup) {
     let name = unique(what);
-    let mut spec = DockerSpec::new(&name, IMAGE, format!("{name}-data"));
+    let mut spec = DockerSpec::new(&name, TEST_IMAGE, format!("{name}-data"));
     spec.memory_gb = 0.5;
     spec.binds = vec![
         "/usr:/usr:ro".into(),
         format!(
             "{}:/peers:ro",
-            repo().join("tests/peers").canonicalize().unwrap().display()
+            peers_dir().canonicalize().unwrap().display()
         ),
     ];
     spec.cmd = Some(
@@ -116,10 +54,7 @@ fn backend_spec(what: &str, port: u16) -> (DockerSpec, Cleanup) {
         .to_vec(),
     );
     spec.stop_timeout = Duration::from_secs(10);
-    let cleanup = Cleanup(vec![
-        ("container", spec.container.clone()),
-        ("volume", spec.volume.clone()),
-    ]);
+    let cleanup = DockerCleanup::new(&spec.container, &spec.volume);
     (spec, cleanup)
 }
 
@@ -174,65 +109,20 @@ async fn wait_for_status(port: u16, limit: Duration) -> String {
     }
 }
 
-/// An RCON double that accepts any password and records the commands it receives.
-async fn rcon_double() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok(len) = s.read_i32_le().await else {
-                        return;
-                    };
-                    let mut rest = vec![0u8; len as usize];
-                    if s.read_exact(&mut rest).await.is_err() {
-                        return;
-                    }
-                    let id = i32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-                    let kind = i32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-                    let body = String::from_utf8_lossy(&rest[8..rest.len() - 2]).to_string();
-                    if kind == 2 {
-                        let _ = tx.send(body);
-                    }
-                    let mut out = Vec::new();
-                    out.extend(10i32.to_le_bytes());
-                    out.extend(id.to_le_bytes());
-                    out.extend(2i32.to_le_bytes());
-                    out.extend([0, 0]);
-                    let _ = s.write_all(&out).await;
-                }
-            });
-        }
-    });
-    (addr, rx)
-}
-
 fn docker_inspect(name: &str, format: &str) -> String {
-    let out = Command::new("docker")
-        .args(["inspect", "-f", format, name])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    docker(&["inspect", "-f", format, name])
 }
 
 fn volume_exists(name: &str) -> bool {
-    Command::new("docker")
-        .args(["volume", "inspect", name])
-        .output()
-        .unwrap()
-        .status
-        .success()
+    docker_ok(&["volume", "inspect", name])
 }
 
 #[tokio::test]
 async fn start_ping_stop_and_remove() {
-    setup();
+    docker_ready();
     let port = free_port();
     let (mut spec, _cleanup) = backend_spec("life", port);
-    let (rcon_addr, mut rcon_cmds) = rcon_double().await;
+    let (rcon_addr, mut rcon_cmds) = fake_rcon(None).await;
     spec.rcon = Some((rcon_addr, "pw".into()));
     let rt = runtime(spec.clone()).await;
     assert_eq!(
@@ -303,7 +193,7 @@ async fn start_ping_stop_and_remove() {
 
 /// A deterministic, incompressible-looking payload.
 fn payload(len: usize) -> Vec<u8> {
-    warden_tests::incompressible(len, 0x9e37_79b9_7f4a_7c15)
+    incompressible(len, 0x9e37_79b9_7f4a_7c15)
 }
 
 fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -322,7 +212,7 @@ fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 #[tokio::test]
 async fn import_then_export_round_trips_bytes() {
-    setup();
+    docker_ready();
     let port = free_port();
     let (spec, _cleanup) = backend_spec("archive", port);
     let rt = runtime(spec.clone()).await;
@@ -386,7 +276,7 @@ async fn import_then_export_round_trips_bytes() {
 
 #[tokio::test]
 async fn discover_finds_labelled_containers() {
-    setup();
+    docker_ready();
     let (mut spec, _cleanup) = backend_spec("disc", free_port());
     let host = format!("{}.example.org", spec.container);
     spec.labels.insert("warden.host".into(), host.clone());
@@ -433,7 +323,7 @@ async fn discover_finds_labelled_containers() {
 
 #[tokio::test]
 async fn missing_image_is_a_clear_error() {
-    setup();
+    docker_ready();
     let (mut spec, _cleanup) = backend_spec("noimg", free_port());
     spec.image = "warden-test-absent:0".into();
     let rt = runtime(spec).await;
@@ -526,7 +416,7 @@ async fn tls_front(dir: &Path) -> String {
 
 #[tokio::test]
 async fn remote_daemon_over_mutual_tls() {
-    setup();
+    docker_ready();
     let dir = std::env::temp_dir().join(unique("pki"));
     std::fs::create_dir_all(&dir).unwrap();
     make_pki(&dir);

@@ -8,25 +8,26 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{wait_for_version, RedisServer};
+use common::wait_for_version;
 use warden_store::{
     RedisConfig, RedisStore, ServerRecord, ServerState, SessionRecord, StateStore, StoreError,
     WakeLease,
 };
+use warden_testkit::{free_port, Redis};
 
-fn store(server: &RedisServer) -> RedisStore {
+fn store(server: &Redis) -> RedisStore {
     RedisStore::open(RedisConfig::new(server.url())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_conformance() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     common::conformance(&store(&server)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_prefixes_keep_fleets_apart() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let a = store(&server);
     let b = RedisStore::open(RedisConfig {
         prefix: "other".into(),
@@ -42,7 +43,7 @@ async fn redis_prefixes_keep_fleets_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_wake_lock_is_exclusive_across_instances() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let stores = [Arc::new(store(&server)), Arc::new(store(&server))];
     let ttl = Duration::from_secs(10);
 
@@ -100,7 +101,7 @@ async fn redis_wake_lock_is_exclusive_across_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_watch_sees_changes_from_another_instance() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let watcher = store(&server);
     let writer = store(&server);
     let mut rx = watcher.watch();
@@ -122,7 +123,7 @@ async fn redis_watch_sees_changes_from_another_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_dead_appliance_stops_counting() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     let cfg = RedisConfig {
         live_ttl: Duration::from_millis(400),
         ..RedisConfig::new(server.url())
@@ -155,7 +156,7 @@ async fn redis_dead_appliance_stops_counting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_at_start_reports_unavailable() {
-    let port = common::free_port();
+    let port = free_port();
     let started = Instant::now();
     let store = RedisStore::open(RedisConfig::new(format!("redis://127.0.0.1:{port}/"))).unwrap();
     let err = store.health().await.unwrap_err();
@@ -188,7 +189,7 @@ async fn assert_unavailable<T: std::fmt::Debug>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_is_survived() {
-    let mut server = RedisServer::start();
+    let mut server = Redis::start();
     let port = server.port;
     let store = store(&server);
     let other = self::store(&server);
@@ -221,7 +222,7 @@ async fn redis_restart_is_survived() {
 
     // Same port, empty data (no persistence): the same store instances work
     // again without being reopened.
-    let _server = RedisServer::start_on(port);
+    let _server = Redis::start_on(port);
     assert_eq!(
         store.get("srv").await.unwrap(),
         None,
@@ -275,7 +276,7 @@ async fn redis_restart_is_survived() {
 async fn redis_frozen_server_times_out() {
     // A server that accepts nothing and answers nothing (frozen, or a network
     // black hole) must not hang callers either.
-    let server = RedisServer::start();
+    let server = Redis::start();
     let store = store(&server);
     store
         .put_new(ServerRecord::new("srv", ServerState::Sleeping, ""))
@@ -312,7 +313,7 @@ async fn redis_frozen_server_times_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_indexes_the_sessions_of_an_older_store() {
-    let server = RedisServer::start();
+    let server = Redis::start();
     // What an earlier version wrote: the session hash, but no time index.
     let client = redis::Client::open(server.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

@@ -1,5 +1,6 @@
 //! Shared fixtures: a generated server-like tree, a tree fingerprint for byte-identical
-//! comparisons, and a real S3-compatible server (moto) for the S3 tests.
+//! comparisons, and (from warden-testkit) a real S3-compatible server (moto) for the S3
+//! tests.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -7,20 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use warden_archive::sha256_hex;
-
-/// Deterministic pseudo-random bytes (xorshift64*): incompressible like region files.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use warden_testkit::incompressible;
 
 /// Nested dirs, empty files, a 20 MiB random file, unicode names, an internal symlink,
 /// an empty directory and a non-default mode.
@@ -31,12 +19,12 @@ pub fn make_tree(root: &Path) {
     fs::create_dir_all(root.join("empty-dir")).unwrap();
     fs::write(
         root.join("world/region/r.0.0.mca"),
-        random_bytes(20 << 20, 1),
+        incompressible(20 << 20, 1),
     )
     .unwrap();
     fs::write(
         root.join("world/DIM-1/region/r.-1.0.mca"),
-        random_bytes(300_000, 2),
+        incompressible(300_000, 2),
     )
     .unwrap();
     fs::write(root.join("world/session.lock"), b"").unwrap();
@@ -124,4 +112,4 @@ pub fn restoring_siblings(target: &Path) -> Vec<PathBuf> {
 }
 
 #[allow(unused_imports)]
-pub use warden_tests::s3::S3Server;
+pub use warden_testkit::S3Server;

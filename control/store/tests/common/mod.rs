@@ -1,108 +1,14 @@
-//! Shared by the store tests: a real `redis-server` per test (on its own free
-//! port, killed at the end) and the conformance suite both stores must pass.
+//! Shared by the store tests: the conformance suite both stores must pass. (The Redis
+//! tests' `redis-server` per test comes from warden-testkit.)
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use warden_store::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, HistoryEvent, ServerRecord, ServerState,
     SessionRecord, StateStore, StoreError, TransitionFilter, WakeLease, AGGREGATE_MS,
 };
-
-pub struct RedisServer {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        Self::start_on(free_port())
-    }
-
-    pub fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run redis-server ({e}); the Redis store tests need it: \
-                     apt-get install -y redis-server"
-                )
-            });
-        let mut server = RedisServer {
-            port,
-            child: Some(child),
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("redis-server on port {} exited: {status}", self.port);
-                }
-            }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let mut buf = [0u8; 7];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && s.read_exact(&mut buf).is_ok()
-                    && &buf == b"+PONG\r\n"
-                {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!(
-            "redis-server on port {} did not come up within 10 s",
-            self.port
-        );
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Sends a signal (e.g. "STOP" to freeze the server, "CONT" to resume it).
-    pub fn signal(&self, sig: &str) {
-        let child = self.child.as_ref().expect("server running");
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{sig} failed");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 pub async fn wait_for_version(
     rx: &mut tokio::sync::watch::Receiver<u64>,

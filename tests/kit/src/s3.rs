@@ -3,26 +3,26 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::paths::{repo_root, tempdir};
+use crate::ports::free_port;
+use crate::process::KillOnDrop;
 
 /// A moto S3 server on a free port, killed on drop. Panics (fails the test) with the
 /// server's output if it does not come up: these tests are never skipped.
 pub struct S3Server {
-    child: Child,
+    child: KillOnDrop,
     pub port: u16,
     log: PathBuf,
 }
 
 impl S3Server {
     pub fn start() -> S3Server {
-        let script = crate::repo_root().join("scripts/s3-server.sh");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let logdir = crate::tempdir("moto");
+        let script = repo_root().join("scripts/s3-server.sh");
+        let port = free_port();
+        let logdir = tempdir("moto");
         let log = logdir.join("moto.log");
         let logf = fs::File::create(&log).unwrap();
         let child = Command::new(&script)
@@ -32,7 +32,11 @@ impl S3Server {
             .stderr(logf)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let mut server = S3Server { child, port, log };
+        let mut server = S3Server {
+            child: KillOnDrop(child),
+            port,
+            log,
+        };
         server.wait_ready(Duration::from_secs(240));
         server
     }
@@ -105,12 +109,5 @@ impl S3Server {
     pub fn create_bucket(&self, bucket: &str) {
         let status = self.request("PUT", &format!("/{bucket}"));
         assert_eq!(status, Some(200), "creating bucket {bucket} on moto");
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
