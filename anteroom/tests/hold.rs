@@ -1,5 +1,6 @@
 //! The anteroom against a hand-written client: the paths a real client rarely takes
 //! (silence, garbage, oversize frames, early failure, giving up) and the memory a hold costs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod support;
 

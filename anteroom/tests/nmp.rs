@@ -3,6 +3,7 @@
 //!
 //! The test plays the proxy: it accepts, reads handshake + Login Start with warden_wire and
 //! hands the connection to `Anteroom::hold`, then flips the status channel.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod support;
 

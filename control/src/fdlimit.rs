@@ -7,6 +7,7 @@
 //! limit, says how many players that allows, and caps client connections below it: the
 //! edge sheds the oldest pre-routing connections before the limit is reached (see
 //! `warden_proxy::shed`), never the other way round.
+#![allow(unsafe_code)] // system calls with no safe wrapper here; each block says why it is sound
 
 use std::io;
 

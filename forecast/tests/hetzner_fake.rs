@@ -1,6 +1,7 @@
 //! The provisioner against a local fake of the Hetzner Cloud API: the
 //! documented endpoints, bodies, pagination, RateLimit-* headers and error
 //! shapes ({"error":{"code","message","details"}}), bound to 127.0.0.1:0.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -2,6 +2,7 @@
 //! WARDEN_SHARED_DATA, default `<workspace>/../shared/data`). Debug builds
 //! run a subset so `cargo test` stays quick; release builds run everything
 //! and hold the model to the targets.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::path::PathBuf;
 

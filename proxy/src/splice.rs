@@ -3,6 +3,7 @@
 //! Moving pages through a pipe instead of copying them into Warden and back out saves
 //! two copies per byte. A pipe costs two descriptors and kernel memory, so only a
 //! direction that has shown bulk traffic gets one (see [`crate::relay`]).
+#![allow(unsafe_code)] // system calls with no safe wrapper here; each block says why it is sound
 
 use std::io;
 use std::net::Shutdown;

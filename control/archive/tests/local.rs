@@ -1,4 +1,5 @@
 //! End-to-end archive/verify/restore through the LocalDir store.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

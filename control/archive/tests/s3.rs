@@ -1,6 +1,7 @@
 //! The same guarantees against a real S3-compatible server (moto, started by the test via
 //! scripts/s3-server.sh on a free 127.0.0.1 port). Not skippable: if the server cannot be
 //! started the test fails with the server's output.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

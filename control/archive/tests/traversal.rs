@@ -1,5 +1,6 @@
 //! Hostile tar input: path traversal and symlink escapes must be refused both when archiving
 //! a container's tar and when restoring a (tampered) archive.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! restore that bring the world back byte for byte, and a wake that fails cleanly. No
 //! `warden` binary, no network peers: these run in seconds and pin the engine's own
 //! contract (states, messages, error kinds) below the API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::BTreeMap;
 use std::path::Path;

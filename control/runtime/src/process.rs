@@ -4,6 +4,7 @@
 //! Its pid is written next to its data: after Warden itself is killed and restarted, the
 //! pid file tells whether the server is still running, so reconciliation neither starts a
 //! second copy nor loses track of the first.
+#![allow(unsafe_code)] // system calls with no safe wrapper here; each block says why it is sound
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -5,6 +5,7 @@
 //! no internet. If Docker cannot run here the tests FAIL with the scripts' reason; they never
 //! skip. Containers run the repo's nmp backend (`tests/peers/backend.js`) with the host's
 //! node, and everything created is named `warden-test-…` and removed afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::BTreeMap;
 use std::io::Read;

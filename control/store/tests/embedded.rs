@@ -1,5 +1,6 @@
 //! The embedded store against the shared conformance suite, plus what only
 //! it promises: durability across reopen and one owner per data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! shared store must do: exclusivity and notifications across instances,
 //! dead appliances dropping out of the live count, and riding out a Redis
 //! restart. Every test runs its own `redis-server` on a free port.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod common;
 
