@@ -22,7 +22,7 @@ use crate::model::{
     creation, new_token, now_unix_ms, Change, ServerRecord, SessionRecord, Transition,
     TransitionFilter, WakeLease,
 };
-use crate::store::{StateStore, LOG_CAPACITY};
+use crate::store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
 
 const SERVERS: TableDefinition<&str, &str> = TableDefinition::new("servers");
 /// Global sequence number → transition; the sequence is the append order.
@@ -425,6 +425,17 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn version(&self) -> Result<u64, StoreError> {
+        Ok(*self.inner.version_tx.borrow())
+    }
+
+    fn watch(&self) -> watch::Receiver<u64> {
+        self.inner.version_tx.subscribe()
+    }
+}
+
+#[async_trait]
+impl Servers for EmbeddedStore {
     async fn get(&self, id: &str) -> Result<Option<ServerRecord>, StoreError> {
         let id = id.to_string();
         self.blocking(move |inner| {
@@ -573,7 +584,10 @@ impl StateStore for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Sessions for EmbeddedStore {
     async fn session_started(&self, session: SessionRecord) -> Result<(), StoreError> {
         check_id("session", &session.id)?;
         check_id("server", &session.server)?;
@@ -737,6 +751,19 @@ impl StateStore for EmbeddedStore {
         .await
     }
 
+    async fn live_count(&self, server: &str) -> Result<u64, StoreError> {
+        // One appliance: its open sessions are exactly the live ones.
+        let open = self.sessions(Some(server), true).await?;
+        Ok(open.len() as u64)
+    }
+
+    async fn heartbeat(&self, _appliance: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl History for EmbeddedStore {
     async fn history_head(&self) -> Result<u64, StoreError> {
         self.blocking(|inner| {
             let txn = inner.read()?;
@@ -833,17 +860,10 @@ impl StateStore for EmbeddedStore {
         })
         .await
     }
+}
 
-    async fn live_count(&self, server: &str) -> Result<u64, StoreError> {
-        // One appliance: its open sessions are exactly the live ones.
-        let open = self.sessions(Some(server), true).await?;
-        Ok(open.len() as u64)
-    }
-
-    async fn heartbeat(&self, _appliance: &str) -> Result<(), StoreError> {
-        Ok(())
-    }
-
+#[async_trait]
+impl WakeLock for EmbeddedStore {
     async fn acquire_wake(
         &self,
         server: &str,
@@ -887,7 +907,10 @@ impl StateStore for EmbeddedStore {
     async fn release_wake(&self, lease: &WakeLease) -> Result<bool, StoreError> {
         Ok(self.inner.leases.release(&lease.server, &lease.token))
     }
+}
 
+#[async_trait]
+impl Documents for EmbeddedStore {
     async fn put_doc(
         &self,
         kind: &'static str,
@@ -1001,13 +1024,5 @@ impl StateStore for EmbeddedStore {
             Ok(out)
         })
         .await
-    }
-
-    async fn version(&self) -> Result<u64, StoreError> {
-        Ok(*self.inner.version_tx.borrow())
-    }
-
-    fn watch(&self) -> watch::Receiver<u64> {
-        self.inner.version_tx.subscribe()
     }
 }

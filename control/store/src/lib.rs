@@ -25,7 +25,7 @@ pub use model::{
     Transition, TransitionFilter, WakeLease,
 };
 pub use redis_store::{RedisConfig, RedisStore};
-pub use store::{StateStore, LOG_CAPACITY};
+pub use store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
 pub use usage::{compute_usage, Usage};
 
 /// Which store to run, as chosen by `[store] kind` in the config.

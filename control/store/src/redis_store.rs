@@ -26,7 +26,7 @@ use crate::model::{
     creation, new_token, now_unix_ms, Change, ServerRecord, SessionRecord, Transition,
     TransitionFilter, WakeLease,
 };
-use crate::store::{StateStore, LOG_CAPACITY};
+use crate::store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -827,6 +827,18 @@ impl StateStore for RedisStore {
         Ok(())
     }
 
+    async fn version(&self) -> Result<u64, StoreError> {
+        self.read_version().await
+    }
+
+    fn watch(&self) -> watch::Receiver<u64> {
+        self.start_watcher();
+        self.version_tx.subscribe()
+    }
+}
+
+#[async_trait]
+impl Servers for RedisStore {
     async fn get(&self, id: &str) -> Result<Option<ServerRecord>, StoreError> {
         Ok(self.get_raw(id).await?.map(|(_, r)| r))
     }
@@ -1004,7 +1016,10 @@ impl StateStore for RedisStore {
         }
         Ok(out)
     }
+}
 
+#[async_trait]
+impl Sessions for RedisStore {
     async fn session_started(&self, session: SessionRecord) -> Result<(), StoreError> {
         check_id("session", &session.id)?;
         check_id("server", &session.server)?;
@@ -1177,6 +1192,38 @@ impl StateStore for RedisStore {
         Ok(out)
     }
 
+    async fn live_count(&self, server: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .invoke(
+                &self.scripts.live_count,
+                &[self.keys.appliances()],
+                &[self.keys.live_prefix(), server.to_string()],
+                true,
+            )
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn heartbeat(&self, appliance: &str) -> Result<(), StoreError> {
+        check_id("appliance", appliance)?;
+        let k = &self.keys;
+        let _: i64 = self
+            .invoke(
+                &self.scripts.heartbeat,
+                &[k.live(appliance), k.appliances(), k.open(), k.sessions()],
+                &[
+                    appliance.to_string(),
+                    self.cfg.live_ttl.as_millis().to_string(),
+                ],
+                true,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl History for RedisStore {
     async fn history_head(&self) -> Result<u64, StoreError> {
         let head: Option<u64> = self
             .query(redis::cmd("GET").arg(self.keys.feed_seq()), true)
@@ -1289,36 +1336,10 @@ impl StateStore for RedisStore {
             feed_entries: self.prune_feed(before_ms, batch).await?,
         })
     }
+}
 
-    async fn live_count(&self, server: &str) -> Result<u64, StoreError> {
-        let n: i64 = self
-            .invoke(
-                &self.scripts.live_count,
-                &[self.keys.appliances()],
-                &[self.keys.live_prefix(), server.to_string()],
-                true,
-            )
-            .await?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    async fn heartbeat(&self, appliance: &str) -> Result<(), StoreError> {
-        check_id("appliance", appliance)?;
-        let k = &self.keys;
-        let _: i64 = self
-            .invoke(
-                &self.scripts.heartbeat,
-                &[k.live(appliance), k.appliances(), k.open(), k.sessions()],
-                &[
-                    appliance.to_string(),
-                    self.cfg.live_ttl.as_millis().to_string(),
-                ],
-                true,
-            )
-            .await?;
-        Ok(())
-    }
-
+#[async_trait]
+impl WakeLock for RedisStore {
     async fn acquire_wake(
         &self,
         server: &str,
@@ -1365,7 +1386,10 @@ impl StateStore for RedisStore {
             .await?;
         Ok(n == 1)
     }
+}
 
+#[async_trait]
+impl Documents for RedisStore {
     async fn put_doc(
         &self,
         kind: &'static str,
@@ -1455,14 +1479,5 @@ impl StateStore for RedisStore {
             true,
         )
         .await
-    }
-
-    async fn version(&self) -> Result<u64, StoreError> {
-        self.read_version().await
-    }
-
-    fn watch(&self) -> watch::Receiver<u64> {
-        self.start_watcher();
-        self.version_tx.subscribe()
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{wait_for_version, RedisServer};
 use warden_store::{
-    RedisConfig, RedisStore, ServerRecord, ServerState, SessionRecord, StateStore, StoreError,
-    WakeLease,
+    RedisConfig, RedisStore, ServerRecord, ServerState, Servers, SessionRecord, Sessions,
+    StateStore, StoreError, WakeLease, WakeLock,
 };
 
 fn store(server: &RedisServer) -> RedisStore {
