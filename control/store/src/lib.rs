@@ -10,13 +10,14 @@ mod error;
 mod history;
 mod lock;
 mod model;
-mod redis_store;
+mod redis;
 mod store;
 mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use self::redis::{RedisConfig, RedisStore};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
@@ -24,7 +25,6 @@ pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
     Transition, TransitionFilter, WakeLease,
 };
-pub use redis_store::{RedisConfig, RedisStore};
 pub use store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
 pub use usage::{compute_usage, Usage};
 
