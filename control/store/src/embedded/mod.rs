@@ -4,6 +4,8 @@
 //! version) or none of it. redb is blocking, so every call runs on the
 //! blocking pool rather than stalling the proxy's async workers.
 
+mod error;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use crate::model::{
     TransitionFilter, WakeLease,
 };
 use crate::store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
+use error::Failure;
 
 const SERVERS: TableDefinition<&str, &str> = TableDefinition::new("servers");
 /// Global sequence number → transition; the sequence is the append order.
@@ -72,16 +75,6 @@ struct Inner {
     leases: LeaseTable,
 }
 
-fn db_err(path: &Path, e: impl Into<redb::Error>) -> StoreError {
-    match e.into() {
-        redb::Error::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
-            "{} is already open (another warden process or store instance uses this data directory)",
-            path.display()
-        )),
-        e => StoreError::Backend(format!("{}: {e}", path.display())),
-    }
-}
-
 impl EmbeddedStore {
     /// Opens (or creates) the store in `data_dir`.
     pub async fn open(data_dir: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -96,37 +89,33 @@ impl EmbeddedStore {
             StoreError::Unavailable(format!("creating data directory {}: {e}", dir.display()))
         })?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| db_err(&path, e))?;
+        Self::open_file(path.clone()).map_err(|e| e.at(&path))
+    }
+
+    fn open_file(path: PathBuf) -> Result<Self, Failure> {
+        let db = Database::create(&path)?;
         // Create every table up front so readers never meet a missing table.
-        let txn = db.begin_write().map_err(|e| db_err(&path, e))?;
+        let txn = db.begin_write()?;
         let version = {
-            txn.open_table(SERVERS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(TRANSITIONS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(TRANSITIONS_BY_SERVER)
-                .map_err(|e| db_err(&path, e))?;
-            txn.open_table(SESSIONS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(OPEN_SESSIONS)
-                .map_err(|e| db_err(&path, e))?;
-            txn.open_table(WAKE_EPOCHS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(DOCS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(LOGS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(SESSION_STARTS)
-                .map_err(|e| db_err(&path, e))?;
-            txn.open_table(SESSION_ENDS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(SERVER_SESSION_STARTS)
-                .map_err(|e| db_err(&path, e))?;
-            txn.open_table(SERVER_SESSION_ENDS)
-                .map_err(|e| db_err(&path, e))?;
-            txn.open_table(PLAYER_MS).map_err(|e| db_err(&path, e))?;
-            txn.open_table(FEED).map_err(|e| db_err(&path, e))?;
-            let meta = txn.open_table(META).map_err(|e| db_err(&path, e))?;
-            let v = meta
-                .get(META_VERSION)
-                .map_err(|e| db_err(&path, e))?
-                .map_or(0, |g| g.value());
+            txn.open_table(SERVERS)?;
+            txn.open_table(TRANSITIONS)?;
+            txn.open_table(TRANSITIONS_BY_SERVER)?;
+            txn.open_table(SESSIONS)?;
+            txn.open_table(OPEN_SESSIONS)?;
+            txn.open_table(WAKE_EPOCHS)?;
+            txn.open_table(DOCS)?;
+            txn.open_table(LOGS)?;
+            txn.open_table(SESSION_STARTS)?;
+            txn.open_table(SESSION_ENDS)?;
+            txn.open_table(SERVER_SESSION_STARTS)?;
+            txn.open_table(SERVER_SESSION_ENDS)?;
+            txn.open_table(PLAYER_MS)?;
+            txn.open_table(FEED)?;
+            let meta = txn.open_table(META)?;
+            let v = meta.get(META_VERSION)?.map_or(0, |g| g.value());
             v
         };
-        txn.commit().map_err(|e| db_err(&path, e))?;
+        txn.commit()?;
         let (version_tx, _) = watch::channel(version);
         let inner = Inner {
             db,
@@ -143,107 +132,83 @@ impl EmbeddedStore {
     /// Runs `f` on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Inner) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || f(&inner))
+        tokio::task::spawn_blocking(move || f(&inner).map_err(|e| e.at(&inner.path)))
             .await
             .map_err(|e| StoreError::Backend(format!("embedded store task failed: {e}")))?
     }
 }
 
 impl Inner {
-    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
-        db_err(&self.path, e)
-    }
-
-    fn read(&self) -> Result<ReadTransaction, StoreError> {
-        self.db.begin_read().map_err(|e| self.err(e))
+    fn read(&self) -> Result<ReadTransaction, Failure> {
+        Ok(self.db.begin_read()?)
     }
 
     /// One write transaction that also bumps the version; `f` failing aborts
     /// everything it wrote.
     fn write<T>(
         &self,
-        f: impl FnOnce(&Inner, &WriteTransaction) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        f: impl FnOnce(&Inner, &WriteTransaction) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let txn = self.db.begin_write()?;
         let out = f(self, &txn)?;
-        let version = bump(self, &txn, META_VERSION)?;
-        txn.commit().map_err(|e| self.err(e))?;
+        let version = bump(&txn, META_VERSION)?;
+        txn.commit()?;
         self.version_tx.send_replace(version);
         Ok(out)
     }
 
-    fn append_transition(&self, txn: &WriteTransaction, t: &Transition) -> Result<(), StoreError> {
-        let seq = bump(self, txn, META_TRANSITION_SEQ)?;
+    fn append_transition(&self, txn: &WriteTransaction, t: &Transition) -> Result<(), Failure> {
+        let seq = bump(txn, META_TRANSITION_SEQ)?;
         let json = encode(t)?;
-        txn.open_table(TRANSITIONS)
-            .map_err(|e| self.err(e))?
-            .insert(seq, json.as_str())
-            .map_err(|e| self.err(e))?;
-        txn.open_table(TRANSITIONS_BY_SERVER)
-            .map_err(|e| self.err(e))?
-            .insert((t.server.as_str(), seq), ())
-            .map_err(|e| self.err(e))?;
+        txn.open_table(TRANSITIONS)?.insert(seq, json.as_str())?;
+        txn.open_table(TRANSITIONS_BY_SERVER)?
+            .insert((t.server.as_str(), seq), ())?;
         self.append_feed(txn, &HistoryEvent::Transition(t.clone()))
     }
 
     /// Appends `event` to the feed, dropping the entry [`LOG_CAPACITY`] positions back.
-    fn append_feed(&self, txn: &WriteTransaction, event: &HistoryEvent) -> Result<(), StoreError> {
-        let seq = bump(self, txn, META_FEED_SEQ)?;
+    fn append_feed(&self, txn: &WriteTransaction, event: &HistoryEvent) -> Result<(), Failure> {
+        let seq = bump(txn, META_FEED_SEQ)?;
         let payload = feed_payload(event, now_unix_ms())?;
-        let mut feed = txn.open_table(FEED).map_err(|e| self.err(e))?;
-        feed.insert(seq, payload.as_str())
-            .map_err(|e| self.err(e))?;
+        let mut feed = txn.open_table(FEED)?;
+        feed.insert(seq, payload.as_str())?;
         let capacity = LOG_CAPACITY as u64;
         if seq > capacity {
-            feed.remove(seq - capacity).map_err(|e| self.err(e))?;
+            feed.remove(seq - capacity)?;
         }
         Ok(())
     }
 
     /// Adds `s` to the start index, and to the end index if it has ended.
-    fn index_session(&self, txn: &WriteTransaction, s: &SessionRecord) -> Result<(), StoreError> {
+    fn index_session(&self, txn: &WriteTransaction, s: &SessionRecord) -> Result<(), Failure> {
         let (id, server) = (s.id.as_str(), s.server.as_str());
-        txn.open_table(SESSION_STARTS)
-            .map_err(|e| self.err(e))?
-            .insert((s.start_unix_ms, id), ())
-            .map_err(|e| self.err(e))?;
-        txn.open_table(SERVER_SESSION_STARTS)
-            .map_err(|e| self.err(e))?
-            .insert((server, s.start_unix_ms, id), ())
-            .map_err(|e| self.err(e))?;
+        txn.open_table(SESSION_STARTS)?
+            .insert((s.start_unix_ms, id), ())?;
+        txn.open_table(SERVER_SESSION_STARTS)?
+            .insert((server, s.start_unix_ms, id), ())?;
         if let Some(end) = s.end_unix_ms {
-            txn.open_table(SESSION_ENDS)
-                .map_err(|e| self.err(e))?
-                .insert((end, id), ())
-                .map_err(|e| self.err(e))?;
-            txn.open_table(SERVER_SESSION_ENDS)
-                .map_err(|e| self.err(e))?
-                .insert((server, end, id), ())
-                .map_err(|e| self.err(e))?;
+            txn.open_table(SESSION_ENDS)?.insert((end, id), ())?;
+            txn.open_table(SERVER_SESSION_ENDS)?
+                .insert((server, end, id), ())?;
         }
         Ok(())
     }
 
     /// A store written before the time index existed: index its sessions once.
-    fn index_old_sessions(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let done = txn
-            .open_table(META)
-            .map_err(|e| self.err(e))?
-            .get(META_SESSION_INDEX)
-            .map_err(|e| self.err(e))?
-            .is_some();
+    fn index_old_sessions(&self) -> Result<(), Failure> {
+        let txn = self.db.begin_write()?;
+        let done = txn.open_table(META)?.get(META_SESSION_INDEX)?.is_some();
         if done {
             return Ok(());
         }
         let mut all = Vec::new();
         {
-            let table = txn.open_table(SESSIONS).map_err(|e| self.err(e))?;
-            for item in table.iter().map_err(|e| self.err(e))? {
-                let (k, v) = item.map_err(|e| self.err(e))?;
+            let table = txn.open_table(SESSIONS)?;
+            for item in table.iter()? {
+                let (k, v) = item?;
                 all.push(decode::<SessionRecord>(
                     &format!("session {}", k.value()),
                     v.value(),
@@ -253,11 +218,8 @@ impl Inner {
         for s in &all {
             self.index_session(&txn, s)?;
         }
-        txn.open_table(META)
-            .map_err(|e| self.err(e))?
-            .insert(META_SESSION_INDEX, 1)
-            .map_err(|e| self.err(e))?;
-        txn.commit().map_err(|e| self.err(e))
+        txn.open_table(META)?.insert(META_SESSION_INDEX, 1)?;
+        Ok(txn.commit()?)
     }
 
     /// The newest `limit` ids of a time index at or after `since`, newest first.
@@ -268,7 +230,7 @@ impl Inner {
         server: Option<&str>,
         since: u64,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<String>, Failure> {
         let mut out = Vec::new();
         if let Some(server) = server {
             let def = if ends {
@@ -276,20 +238,18 @@ impl Inner {
             } else {
                 SERVER_SESSION_STARTS
             };
-            let table = txn.open_table(def).map_err(|e| self.err(e))?;
-            let range = table
-                .range((server, since, "")..(server, u64::MAX, ""))
-                .map_err(|e| self.err(e))?;
+            let table = txn.open_table(def)?;
+            let range = table.range((server, since, "")..(server, u64::MAX, ""))?;
             for item in range.rev().take(limit) {
-                let (k, _) = item.map_err(|e| self.err(e))?;
+                let (k, _) = item?;
                 out.push(k.value().2.to_string());
             }
         } else {
             let def = if ends { SESSION_ENDS } else { SESSION_STARTS };
-            let table = txn.open_table(def).map_err(|e| self.err(e))?;
-            let range = table.range((since, "")..).map_err(|e| self.err(e))?;
+            let table = txn.open_table(def)?;
+            let range = table.range((since, "")..)?;
             for item in range.rev().take(limit) {
-                let (k, _) = item.map_err(|e| self.err(e))?;
+                let (k, _) = item?;
                 out.push(k.value().1.to_string());
             }
         }
@@ -303,52 +263,33 @@ impl Inner {
         txn: &WriteTransaction,
         before: u64,
         batch: usize,
-    ) -> Result<u64, StoreError> {
-        let mut ends = txn.open_table(SESSION_ENDS).map_err(|e| self.err(e))?;
+    ) -> Result<u64, Failure> {
+        let mut ends = txn.open_table(SESSION_ENDS)?;
         let mut victims = Vec::new();
-        for item in ends
-            .range(..(before, ""))
-            .map_err(|e| self.err(e))?
-            .take(batch)
-        {
-            let (k, _) = item.map_err(|e| self.err(e))?;
+        for item in ends.range(..(before, ""))?.take(batch) {
+            let (k, _) = item?;
             let (end, id) = k.value();
             victims.push((end, id.to_string()));
         }
-        let mut sessions = txn.open_table(SESSIONS).map_err(|e| self.err(e))?;
-        let mut starts = txn.open_table(SESSION_STARTS).map_err(|e| self.err(e))?;
-        let mut server_starts = txn
-            .open_table(SERVER_SESSION_STARTS)
-            .map_err(|e| self.err(e))?;
-        let mut server_ends = txn
-            .open_table(SERVER_SESSION_ENDS)
-            .map_err(|e| self.err(e))?;
-        let mut player_ms = txn.open_table(PLAYER_MS).map_err(|e| self.err(e))?;
+        let mut sessions = txn.open_table(SESSIONS)?;
+        let mut starts = txn.open_table(SESSION_STARTS)?;
+        let mut server_starts = txn.open_table(SERVER_SESSION_STARTS)?;
+        let mut server_ends = txn.open_table(SERVER_SESSION_ENDS)?;
+        let mut player_ms = txn.open_table(PLAYER_MS)?;
         for (end, id) in &victims {
-            ends.remove((*end, id.as_str())).map_err(|e| self.err(e))?;
-            let removed = sessions.remove(id.as_str()).map_err(|e| self.err(e))?;
+            ends.remove((*end, id.as_str()))?;
+            let removed = sessions.remove(id.as_str())?;
             let Some(json) = removed.map(|g| g.value().to_string()) else {
                 continue;
             };
             let s: SessionRecord = decode(&format!("session {id}"), &json)?;
             let server = s.server.as_str();
-            starts
-                .remove((s.start_unix_ms, id.as_str()))
-                .map_err(|e| self.err(e))?;
-            server_starts
-                .remove((server, s.start_unix_ms, id.as_str()))
-                .map_err(|e| self.err(e))?;
-            server_ends
-                .remove((server, *end, id.as_str()))
-                .map_err(|e| self.err(e))?;
+            starts.remove((s.start_unix_ms, id.as_str()))?;
+            server_starts.remove((server, s.start_unix_ms, id.as_str()))?;
+            server_ends.remove((server, *end, id.as_str()))?;
             for (hour, ms) in player_ms_by_hour(s.start_unix_ms, *end) {
-                let old = player_ms
-                    .get((server, hour))
-                    .map_err(|e| self.err(e))?
-                    .map_or(0, |g| g.value());
-                player_ms
-                    .insert((server, hour), old.saturating_add(ms))
-                    .map_err(|e| self.err(e))?;
+                let old = player_ms.get((server, hour))?.map_or(0, |g| g.value());
+                player_ms.insert((server, hour), old.saturating_add(ms))?;
             }
         }
         Ok(victims.len() as u64)
@@ -360,51 +301,45 @@ impl Inner {
         txn: &WriteTransaction,
         before: u64,
         batch: usize,
-    ) -> Result<u64, StoreError> {
-        let mut feed = txn.open_table(FEED).map_err(|e| self.err(e))?;
+    ) -> Result<u64, Failure> {
+        let mut feed = txn.open_table(FEED)?;
         let mut old = Vec::new();
-        for item in feed.iter().map_err(|e| self.err(e))?.take(batch) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
+        for item in feed.iter()?.take(batch) {
+            let (k, v) = item?;
             if payload_time(v.value())? >= before {
                 break;
             }
             old.push(k.value());
         }
         for seq in &old {
-            feed.remove(*seq).map_err(|e| self.err(e))?;
+            feed.remove(*seq)?;
         }
         Ok(old.len() as u64)
     }
 }
 
-fn bump(inner: &Inner, txn: &WriteTransaction, key: &str) -> Result<u64, StoreError> {
-    let mut meta = txn.open_table(META).map_err(|e| inner.err(e))?;
-    let next = meta
-        .get(key)
-        .map_err(|e| inner.err(e))?
-        .map_or(0, |g| g.value())
-        .saturating_add(1);
-    meta.insert(key, next).map_err(|e| inner.err(e))?;
+fn bump(txn: &WriteTransaction, key: &str) -> Result<u64, Failure> {
+    let mut meta = txn.open_table(META)?;
+    let next = meta.get(key)?.map_or(0, |g| g.value()).saturating_add(1);
+    meta.insert(key, next)?;
     Ok(next)
 }
 
 fn get_server(
-    inner: &Inner,
     table: &impl ReadableTable<&'static str, &'static str>,
     id: &str,
-) -> Result<Option<ServerRecord>, StoreError> {
-    match table.get(id).map_err(|e| inner.err(e))? {
+) -> Result<Option<ServerRecord>, Failure> {
+    match table.get(id)? {
         Some(g) => Ok(Some(decode(&format!("server {id}"), g.value())?)),
         None => Ok(None),
     }
 }
 
 fn get_session(
-    inner: &Inner,
     table: &impl ReadableTable<&'static str, &'static str>,
     id: &str,
-) -> Result<Option<SessionRecord>, StoreError> {
-    match table.get(id).map_err(|e| inner.err(e))? {
+) -> Result<Option<SessionRecord>, Failure> {
+    match table.get(id)? {
         Some(g) => Ok(Some(decode(&format!("session {id}"), g.value())?)),
         None => Ok(None),
     }
@@ -419,7 +354,7 @@ impl StateStore for EmbeddedStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.blocking(|inner| {
             let txn = inner.read()?;
-            txn.open_table(META).map_err(|e| inner.err(e))?;
+            txn.open_table(META)?;
             Ok(())
         })
         .await
@@ -440,8 +375,8 @@ impl Servers for EmbeddedStore {
         let id = id.to_string();
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
-            get_server(inner, &table, &id)
+            let table = txn.open_table(SERVERS)?;
+            get_server(&table, &id)
         })
         .await
     }
@@ -449,10 +384,10 @@ impl Servers for EmbeddedStore {
     async fn list(&self) -> Result<Vec<ServerRecord>, StoreError> {
         self.blocking(|inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(SERVERS)?;
             let mut out = Vec::new();
-            for item in table.iter().map_err(|e| inner.err(e))? {
-                let (k, v) = item.map_err(|e| inner.err(e))?;
+            for item in table.iter()? {
+                let (k, v) = item?;
                 out.push(decode(&format!("server {}", k.value()), v.value())?);
             }
             Ok(out)
@@ -464,21 +399,16 @@ impl Servers for EmbeddedStore {
         check_id("server", &record.id)?;
         self.blocking(move |inner| {
             inner.write(|inner, txn| {
-                let mut table = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
-                if table
-                    .get(record.id.as_str())
-                    .map_err(|e| inner.err(e))?
-                    .is_some()
-                {
+                let mut table = txn.open_table(SERVERS)?;
+                if table.get(record.id.as_str())?.is_some() {
                     return Err(StoreError::AlreadyExists {
                         kind: "server",
                         id: record.id.clone(),
-                    });
+                    }
+                    .into());
                 }
                 let json = encode(&record)?;
-                table
-                    .insert(record.id.as_str(), json.as_str())
-                    .map_err(|e| inner.err(e))?;
+                table.insert(record.id.as_str(), json.as_str())?;
                 drop(table);
                 inner.append_transition(txn, &creation(&record, now_unix_ms()))?;
                 Ok(record)
@@ -490,12 +420,9 @@ impl Servers for EmbeddedStore {
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.blocking(move |inner| {
-            inner.write(|inner, txn| {
-                let mut table = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
-                let existed = table
-                    .remove(id.as_str())
-                    .map_err(|e| inner.err(e))?
-                    .is_some();
+            inner.write(|_, txn| {
+                let mut table = txn.open_table(SERVERS)?;
+                let existed = table.remove(id.as_str())?.is_some();
                 Ok(existed)
             })
         })
@@ -511,22 +438,21 @@ impl Servers for EmbeddedStore {
         let id = id.to_string();
         self.blocking(move |inner| {
             inner.write(|inner, txn| {
-                let mut table = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
-                let current = get_server(inner, &table, &id)?
-                    .ok_or_else(|| StoreError::server_not_found(&id))?;
+                let mut table = txn.open_table(SERVERS)?;
+                let current =
+                    get_server(&table, &id)?.ok_or_else(|| StoreError::server_not_found(&id))?;
                 if current.epoch != expected_epoch {
                     return Err(StoreError::Conflict {
                         id: id.clone(),
                         expected: expected_epoch,
                         actual: current.epoch,
                         state: current.state,
-                    });
+                    }
+                    .into());
                 }
                 let (next, t) = change.apply_to(&current, now_unix_ms());
                 let json = encode(&next)?;
-                table
-                    .insert(id.as_str(), json.as_str())
-                    .map_err(|e| inner.err(e))?;
+                table.insert(id.as_str(), json.as_str())?;
                 drop(table);
                 inner.append_transition(txn, &t)?;
                 Ok(next)
@@ -539,10 +465,10 @@ impl Servers for EmbeddedStore {
         let filter = filter.clone();
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let all = txn.open_table(TRANSITIONS).map_err(|e| inner.err(e))?;
+            let all = txn.open_table(TRANSITIONS)?;
             let mut out = Vec::new();
-            let take = |seq: u64, out: &mut Vec<Transition>| -> Result<bool, StoreError> {
-                let Some(g) = all.get(seq).map_err(|e| inner.err(e))? else {
+            let take = |seq: u64, out: &mut Vec<Transition>| -> Result<bool, Failure> {
+                let Some(g) = all.get(seq)? else {
                     return Ok(true);
                 };
                 let t: Transition = decode(&format!("transition {seq}"), g.value())?;
@@ -557,22 +483,18 @@ impl Servers for EmbeddedStore {
             };
             if filter.limit > 0 {
                 if let Some(server) = filter.server.as_deref() {
-                    let index = txn
-                        .open_table(TRANSITIONS_BY_SERVER)
-                        .map_err(|e| inner.err(e))?;
-                    let range = index
-                        .range((server, 0u64)..=(server, u64::MAX))
-                        .map_err(|e| inner.err(e))?;
+                    let index = txn.open_table(TRANSITIONS_BY_SERVER)?;
+                    let range = index.range((server, 0u64)..=(server, u64::MAX))?;
                     for item in range.rev() {
-                        let (k, _) = item.map_err(|e| inner.err(e))?;
+                        let (k, _) = item?;
                         if !take(k.value().1, &mut out)? {
                             break;
                         }
                     }
                 } else {
-                    let seqs = all.iter().map_err(|e| inner.err(e))?;
+                    let seqs = all.iter()?;
                     for item in seqs.rev() {
-                        let (k, _) = item.map_err(|e| inner.err(e))?;
+                        let (k, _) = item?;
                         if !take(k.value(), &mut out)? {
                             break;
                         }
@@ -600,25 +522,18 @@ impl Sessions for EmbeddedStore {
         }
         self.blocking(move |inner| {
             inner.write(|inner, txn| {
-                let mut table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
-                if table
-                    .get(session.id.as_str())
-                    .map_err(|e| inner.err(e))?
-                    .is_some()
-                {
+                let mut table = txn.open_table(SESSIONS)?;
+                if table.get(session.id.as_str())?.is_some() {
                     return Err(StoreError::AlreadyExists {
                         kind: "session",
                         id: session.id.clone(),
-                    });
+                    }
+                    .into());
                 }
                 let json = encode(&session)?;
-                table
-                    .insert(session.id.as_str(), json.as_str())
-                    .map_err(|e| inner.err(e))?;
-                txn.open_table(OPEN_SESSIONS)
-                    .map_err(|e| inner.err(e))?
-                    .insert(session.id.as_str(), ())
-                    .map_err(|e| inner.err(e))?;
+                table.insert(session.id.as_str(), json.as_str())?;
+                txn.open_table(OPEN_SESSIONS)?
+                    .insert(session.id.as_str(), ())?;
                 drop(table);
                 inner.index_session(txn, &session)?;
                 inner.append_feed(txn, &HistoryEvent::Joined(session.clone()))
@@ -635,8 +550,8 @@ impl Sessions for EmbeddedStore {
                 let id = id.clone();
                 move |inner| {
                     let txn = inner.read()?;
-                    let table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
-                    get_session(inner, &table, &id)
+                    let table = txn.open_table(SESSIONS)?;
+                    get_session(&table, &id)
                 }
             })
             .await?
@@ -646,33 +561,26 @@ impl Sessions for EmbeddedStore {
         }
         self.blocking(move |inner| {
             inner.write(|inner, txn| {
-                let mut table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
-                let mut session = get_session(inner, &table, &id)?
-                    .ok_or_else(|| StoreError::session_not_found(&id))?;
+                let mut table = txn.open_table(SESSIONS)?;
+                let mut session =
+                    get_session(&table, &id)?.ok_or_else(|| StoreError::session_not_found(&id))?;
                 if session.end_unix_ms.is_some() {
                     return Ok(session);
                 }
                 session.end_unix_ms = Some(end_unix_ms.max(session.start_unix_ms));
                 let json = encode(&session)?;
-                table
-                    .insert(id.as_str(), json.as_str())
-                    .map_err(|e| inner.err(e))?;
-                txn.open_table(OPEN_SESSIONS)
-                    .map_err(|e| inner.err(e))?
-                    .remove(id.as_str())
-                    .map_err(|e| inner.err(e))?;
+                table.insert(id.as_str(), json.as_str())?;
+                txn.open_table(OPEN_SESSIONS)?.remove(id.as_str())?;
                 drop(table);
                 inner.index_session(txn, &session)?;
                 inner.append_feed(txn, &HistoryEvent::Left(session.clone()))?;
-                let mut servers = txn.open_table(SERVERS).map_err(|e| inner.err(e))?;
-                if let Some(mut record) = get_server(inner, &servers, &session.server)? {
+                let mut servers = txn.open_table(SERVERS)?;
+                if let Some(mut record) = get_server(&servers, &session.server)? {
                     let end = session.end_unix_ms;
                     if end > record.last_session_end_unix_ms {
                         record.last_session_end_unix_ms = end;
                         let json = encode(&record)?;
-                        servers
-                            .insert(record.id.as_str(), json.as_str())
-                            .map_err(|e| inner.err(e))?;
+                        servers.insert(record.id.as_str(), json.as_str())?;
                     }
                 }
                 Ok(session)
@@ -689,19 +597,19 @@ impl Sessions for EmbeddedStore {
         let server = server.map(str::to_string);
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(SESSIONS)?;
             let mut out: Vec<SessionRecord> = Vec::new();
             if open_only {
-                let open = txn.open_table(OPEN_SESSIONS).map_err(|e| inner.err(e))?;
-                for item in open.iter().map_err(|e| inner.err(e))? {
-                    let (k, _) = item.map_err(|e| inner.err(e))?;
-                    if let Some(s) = get_session(inner, &table, k.value())? {
+                let open = txn.open_table(OPEN_SESSIONS)?;
+                for item in open.iter()? {
+                    let (k, _) = item?;
+                    if let Some(s) = get_session(&table, k.value())? {
                         out.push(s);
                     }
                 }
             } else {
-                for item in table.iter().map_err(|e| inner.err(e))? {
-                    let (k, v) = item.map_err(|e| inner.err(e))?;
+                for item in table.iter()? {
+                    let (k, v) = item?;
                     out.push(decode(&format!("session {}", k.value()), v.value())?);
                 }
             }
@@ -721,24 +629,21 @@ impl Sessions for EmbeddedStore {
         let server = server.to_string();
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(SESSIONS)?;
             let mut out = Vec::new();
-            let ends = txn
-                .open_table(SERVER_SESSION_ENDS)
-                .map_err(|e| inner.err(e))?;
-            for item in ends
-                .range((server.as_str(), from_ms, "")..(server.as_str(), u64::MAX, ""))
-                .map_err(|e| inner.err(e))?
+            let ends = txn.open_table(SERVER_SESSION_ENDS)?;
+            for item in
+                ends.range((server.as_str(), from_ms, "")..(server.as_str(), u64::MAX, ""))?
             {
-                let (k, _) = item.map_err(|e| inner.err(e))?;
-                if let Some(s) = get_session(inner, &table, k.value().2)? {
+                let (k, _) = item?;
+                if let Some(s) = get_session(&table, k.value().2)? {
                     out.push(s);
                 }
             }
-            let open = txn.open_table(OPEN_SESSIONS).map_err(|e| inner.err(e))?;
-            for item in open.iter().map_err(|e| inner.err(e))? {
-                let (k, _) = item.map_err(|e| inner.err(e))?;
-                if let Some(s) = get_session(inner, &table, k.value())? {
+            let open = txn.open_table(OPEN_SESSIONS)?;
+            for item in open.iter()? {
+                let (k, _) = item?;
+                if let Some(s) = get_session(&table, k.value())? {
                     if s.server == server && s.end_unix_ms.is_none() {
                         out.push(s);
                     }
@@ -767,8 +672,8 @@ impl History for EmbeddedStore {
     async fn history_head(&self) -> Result<u64, StoreError> {
         self.blocking(|inner| {
             let txn = inner.read()?;
-            let meta = txn.open_table(META).map_err(|e| inner.err(e))?;
-            let head = meta.get(META_FEED_SEQ).map_err(|e| inner.err(e))?;
+            let meta = txn.open_table(META)?;
+            let head = meta.get(META_FEED_SEQ)?;
             Ok(head.map_or(0, |g| g.value()))
         })
         .await
@@ -777,16 +682,13 @@ impl History for EmbeddedStore {
     async fn history_after(&self, cursor: u64, limit: usize) -> Result<HistoryPage, StoreError> {
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let meta = txn.open_table(META).map_err(|e| inner.err(e))?;
-            let head = meta
-                .get(META_FEED_SEQ)
-                .map_err(|e| inner.err(e))?
-                .map_or(0, |g| g.value());
+            let meta = txn.open_table(META)?;
+            let head = meta.get(META_FEED_SEQ)?.map_or(0, |g| g.value());
             let mut entries = Vec::new();
             if let Some(first) = cursor.checked_add(1) {
-                let feed = txn.open_table(FEED).map_err(|e| inner.err(e))?;
-                for item in feed.range(first..).map_err(|e| inner.err(e))?.take(limit) {
-                    let (k, v) = item.map_err(|e| inner.err(e))?;
+                let feed = txn.open_table(FEED)?;
+                for item in feed.range(first..)?.take(limit) {
+                    let (k, v) = item?;
                     entries.push((k.value(), parse_payload(v.value())?.1));
                 }
             }
@@ -804,11 +706,11 @@ impl History for EmbeddedStore {
         let server = server.map(str::to_string);
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(SESSIONS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(SESSIONS)?;
             let mut out = Vec::new();
             for ends in [false, true] {
                 for id in inner.newest(&txn, ends, server.as_deref(), since_ms, limit)? {
-                    let Some(s) = get_session(inner, &table, &id)? else {
+                    let Some(s) = get_session(&table, &id)? else {
                         continue;
                     };
                     out.push(if ends {
@@ -832,14 +734,11 @@ impl History for EmbeddedStore {
         let server = server.to_string();
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(PLAYER_MS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(PLAYER_MS)?;
             let first = from_ms - from_ms % AGGREGATE_MS;
             let mut out = Vec::new();
-            for item in table
-                .range((server.as_str(), first)..(server.as_str(), to_ms))
-                .map_err(|e| inner.err(e))?
-            {
-                let (k, v) = item.map_err(|e| inner.err(e))?;
+            for item in table.range((server.as_str(), first)..(server.as_str(), to_ms))? {
+                let (k, v) = item?;
                 out.push((k.value().1, v.value()));
             }
             Ok(out)
@@ -850,12 +749,12 @@ impl History for EmbeddedStore {
     async fn prune_history(&self, before_ms: u64, batch: usize) -> Result<Pruned, StoreError> {
         self.blocking(move |inner| {
             // No version bump: nobody re-reads because old history went away.
-            let txn = inner.db.begin_write().map_err(|e| inner.err(e))?;
+            let txn = inner.db.begin_write()?;
             let pruned = Pruned {
                 sessions: inner.prune_sessions(&txn, before_ms, batch)?,
                 feed_entries: inner.prune_feed(&txn, before_ms, batch)?,
             };
-            txn.commit().map_err(|e| inner.err(e))?;
+            txn.commit()?;
             Ok(pruned)
         })
         .await
@@ -877,19 +776,18 @@ impl WakeLock for EmbeddedStore {
             let epoch = inner.leases.try_acquire(&server, &token, ttl, || {
                 // Persisted (without a version bump: a lease is not state
                 // anyone re-reads) so epochs keep rising across restarts.
-                let txn = inner.db.begin_write().map_err(|e| inner.err(e))?;
+                let txn = inner.db.begin_write()?;
                 let next = {
-                    let mut t = txn.open_table(WAKE_EPOCHS).map_err(|e| inner.err(e))?;
+                    let mut t = txn.open_table(WAKE_EPOCHS)?;
                     let next = t
-                        .get(server.as_str())
-                        .map_err(|e| inner.err(e))?
+                        .get(server.as_str())?
                         .map_or(0, |g| g.value())
                         .saturating_add(1);
-                    t.insert(server.as_str(), next).map_err(|e| inner.err(e))?;
+                    t.insert(server.as_str(), next)?;
                     next
                 };
-                txn.commit().map_err(|e| inner.err(e))?;
-                Ok::<_, StoreError>(next)
+                txn.commit()?;
+                Ok::<_, Failure>(next)
             })?;
             Ok(epoch.map(|fencing_epoch| WakeLease {
                 server,
@@ -921,19 +819,12 @@ impl Documents for EmbeddedStore {
         check_id(kind, id)?;
         let (id, json) = (id.to_string(), json.to_string());
         self.blocking(move |inner| {
-            inner.write(|inner, txn| {
-                let mut table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
-                if create
-                    && table
-                        .get((kind, id.as_str()))
-                        .map_err(|e| inner.err(e))?
-                        .is_some()
-                {
-                    return Err(StoreError::AlreadyExists { kind, id });
+            inner.write(|_, txn| {
+                let mut table = txn.open_table(DOCS)?;
+                if create && table.get((kind, id.as_str()))?.is_some() {
+                    return Err(StoreError::AlreadyExists { kind, id }.into());
                 }
-                table
-                    .insert((kind, id.as_str()), json.as_str())
-                    .map_err(|e| inner.err(e))?;
+                table.insert((kind, id.as_str()), json.as_str())?;
                 Ok(())
             })
         })
@@ -944,8 +835,8 @@ impl Documents for EmbeddedStore {
         let id = id.to_string();
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
-            let found = table.get((kind, id.as_str())).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(DOCS)?;
+            let found = table.get((kind, id.as_str()))?;
             Ok(found.map(|g| g.value().to_string()))
         })
         .await
@@ -954,10 +845,10 @@ impl Documents for EmbeddedStore {
     async fn list_docs(&self, kind: &'static str) -> Result<Vec<(String, String)>, StoreError> {
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(DOCS)?;
             let mut out = Vec::new();
-            for item in table.range((kind, "")..).map_err(|e| inner.err(e))? {
-                let (k, v) = item.map_err(|e| inner.err(e))?;
+            for item in table.range((kind, "")..)? {
+                let (k, v) = item?;
                 let (k_kind, id) = k.value();
                 if k_kind != kind {
                     break;
@@ -972,12 +863,9 @@ impl Documents for EmbeddedStore {
     async fn delete_doc(&self, kind: &'static str, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.blocking(move |inner| {
-            inner.write(|inner, txn| {
-                let mut table = txn.open_table(DOCS).map_err(|e| inner.err(e))?;
-                let existed = table
-                    .remove((kind, id.as_str()))
-                    .map_err(|e| inner.err(e))?
-                    .is_some();
+            inner.write(|_, txn| {
+                let mut table = txn.open_table(DOCS)?;
+                let existed = table.remove((kind, id.as_str()))?.is_some();
                 Ok(existed)
             })
         })
@@ -987,21 +875,17 @@ impl Documents for EmbeddedStore {
     async fn append_log(&self, kind: &'static str, json: &str) -> Result<(), StoreError> {
         let json = json.to_string();
         self.blocking(move |inner| {
-            let txn = inner.db.begin_write().map_err(|e| inner.err(e))?;
+            let txn = inner.db.begin_write()?;
             {
-                let seq = bump(inner, &txn, &format!("log:{kind}"))?;
-                let mut table = txn.open_table(LOGS).map_err(|e| inner.err(e))?;
-                table
-                    .insert((kind, seq), json.as_str())
-                    .map_err(|e| inner.err(e))?;
+                let seq = bump(&txn, &format!("log:{kind}"))?;
+                let mut table = txn.open_table(LOGS)?;
+                table.insert((kind, seq), json.as_str())?;
                 let capacity = crate::store::LOG_CAPACITY as u64;
                 if seq > capacity {
-                    table
-                        .remove((kind, seq - capacity))
-                        .map_err(|e| inner.err(e))?;
+                    table.remove((kind, seq - capacity))?;
                 }
             }
-            txn.commit().map_err(|e| inner.err(e))
+            Ok(txn.commit()?)
         })
         .await
     }
@@ -1009,15 +893,10 @@ impl Documents for EmbeddedStore {
     async fn read_log(&self, kind: &'static str, limit: usize) -> Result<Vec<String>, StoreError> {
         self.blocking(move |inner| {
             let txn = inner.read()?;
-            let table = txn.open_table(LOGS).map_err(|e| inner.err(e))?;
+            let table = txn.open_table(LOGS)?;
             let mut out = Vec::new();
-            for item in table
-                .range((kind, 0)..=(kind, u64::MAX))
-                .map_err(|e| inner.err(e))?
-                .rev()
-                .take(limit)
-            {
-                let (_, v) = item.map_err(|e| inner.err(e))?;
+            for item in table.range((kind, 0)..=(kind, u64::MAX))?.rev().take(limit) {
+                let (_, v) = item?;
                 out.push(v.value().to_string());
             }
             out.reverse();
