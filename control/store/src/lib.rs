@@ -4,11 +4,16 @@
 //! Redis for a fleet of appliances sharing state. Switching is one config line.
 //! Sessions are indexed by time and feed a history cursor; a retention removes old ones
 //! and keeps their player time as hourly aggregates (see `history`).
+//!
+//! Modules: `store` (the `StateStore` trait and its sub-traits `Servers`, `Sessions`,
+//! `History`, `WakeLock`, `Documents`), `model` (records, transitions, leases), `error`,
+//! `history` (the feed's events and hourly aggregates), `usage` (usage computed from
+//! transitions and sessions), and one folder per backend: `embedded` (redb) and `redis`
+//! (in its files, `redis::` paths still name the redis client crate).
 
 mod embedded;
 mod error;
 mod history;
-mod lock;
 mod model;
 mod redis;
 mod store;
