@@ -153,6 +153,7 @@ pub async fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warden_store::Documents;
 
     #[tokio::test]
     async fn tokens_verify_until_revoked_and_forgeries_do_not() {

@@ -4,19 +4,25 @@
 //! Redis for a fleet of appliances sharing state. Switching is one config line.
 //! Sessions are indexed by time and feed a history cursor; a retention removes old ones
 //! and keeps their player time as hourly aggregates (see `history`).
+//!
+//! Modules: `store` (the `StateStore` trait and its sub-traits `Servers`, `Sessions`,
+//! `History`, `WakeLock`, `Documents`), `model` (records, transitions, leases), `error`,
+//! `history` (the feed's events and hourly aggregates), `usage` (usage computed from
+//! transitions and sessions), and one folder per backend: `embedded` (redb) and `redis`
+//! (in its files, `redis::` paths still name the redis client crate).
 
 mod embedded;
 mod error;
 mod history;
-mod lock;
 mod model;
-mod redis_store;
+mod redis;
 mod store;
 mod usage;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use self::redis::{RedisConfig, RedisStore};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
@@ -24,8 +30,7 @@ pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
     Transition, TransitionFilter, WakeLease,
 };
-pub use redis_store::{RedisConfig, RedisStore};
-pub use store::{StateStore, LOG_CAPACITY};
+pub use store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
 pub use usage::{compute_usage, Usage};
 
 /// Which store to run, as chosen by `[store] kind` in the config.

@@ -1,6 +1,13 @@
 //! The one interface the lifecycle engine, control API and proxy wiring use,
 //! so that switching between one appliance (embedded) and a fleet sharing
 //! Redis is a config line, not a code path.
+//!
+//! It is cut by concern into five sub-traits ([`Servers`], [`Sessions`], [`History`],
+//! [`WakeLock`], [`Documents`]), so each backend keeps one file per concern;
+//! [`StateStore`] requires all five and adds what concerns the store as a whole.
+//! Callers hold an `Arc<dyn StateStore>`: on a trait object (and on a `S: StateStore`
+//! bound) the sub-traits' methods resolve without importing them. Only a call on a
+//! concrete store (`EmbeddedStore`, `RedisStore`) needs its sub-trait in scope.
 
 use std::time::Duration;
 
@@ -17,16 +24,60 @@ use crate::usage::{compute_usage, Usage};
 /// How many entries a log keeps (older ones are dropped as new ones arrive).
 pub const LOG_CAPACITY: usize = 100_000;
 
+/// The whole store: every concern below, plus what is about the store itself.
 #[async_trait]
-pub trait StateStore: Send + Sync {
+pub trait StateStore: Servers + Sessions + History + WakeLock + Documents {
     /// "embedded" or "redis", for logs and status output.
     fn kind(&self) -> &'static str;
 
     /// Ok if the store answers now.
     async fn health(&self) -> Result<(), StoreError>;
 
-    // --- servers -------------------------------------------------------
+    /// A counter bumped by every write.
+    async fn version(&self) -> Result<u64, StoreError>;
 
+    /// The latest version seen; changes whenever any writer (on any
+    /// appliance, for Redis) changes the store. Re-read what you need on
+    /// change; intermediate versions may be skipped.
+    fn watch(&self) -> watch::Receiver<u64>;
+
+    /// Usage of one server in `[from_ms, to_ms)`, from its transitions, its sessions and
+    /// the aggregates of pruned sessions (see [`compute_usage`]).
+    async fn usage(
+        &self,
+        server: &str,
+        from_ms: u64,
+        to_ms: u64,
+        memory_gb: f64,
+    ) -> Result<Usage, StoreError> {
+        let filter = TransitionFilter {
+            server: Some(server.to_string()),
+            since_ms: None,
+            limit: usize::MAX,
+        };
+        let transitions = self.transitions(&filter).await?;
+        let sessions = self.sessions_overlapping(server, from_ms, to_ms).await?;
+        let aggregates = self.player_time_aggregates(server, from_ms, to_ms).await?;
+        let archived_bytes = self
+            .get(server)
+            .await?
+            .and_then(|r| r.archive)
+            .map_or(0, |a| a.bytes);
+        Ok(compute_usage(
+            &transitions,
+            &sessions,
+            &aggregates,
+            from_ms,
+            to_ms,
+            memory_gb,
+            archived_bytes,
+        ))
+    }
+}
+
+/// Server records and their transitions (the audit trail and the ETA source).
+#[async_trait]
+pub trait Servers: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<ServerRecord>, StoreError>;
 
     /// All servers, sorted by id.
@@ -50,7 +101,7 @@ pub trait StateStore: Send + Sync {
         change: Change,
     ) -> Result<ServerRecord, StoreError>;
 
-    /// [`StateStore::apply`] for a plain state change.
+    /// [`Servers::apply`] for a plain state change.
     async fn transition(
         &self,
         id: &str,
@@ -102,9 +153,11 @@ pub trait StateStore: Send + Sync {
             limit = limit.saturating_mul(8);
         }
     }
+}
 
-    // --- sessions ------------------------------------------------------
-
+/// Player sessions and the live player counts idle detection reads.
+#[async_trait]
+pub trait Sessions: Send + Sync {
     /// Records an open session and counts it for its server and appliance.
     /// `AlreadyExists` if the id is taken.
     async fn session_started(&self, session: SessionRecord) -> Result<(), StoreError>;
@@ -154,15 +207,17 @@ pub trait StateStore: Send + Sync {
         from_ms: u64,
         to_ms: u64,
     ) -> Result<Vec<SessionRecord>, StoreError>;
+}
 
-    // --- history ---------------------------------------------------------
-
+/// The history feed, the session time index and its retention.
+#[async_trait]
+pub trait History: Send + Sync {
     /// The feed's newest position: a reader that starts here sees only what comes next.
     async fn history_head(&self) -> Result<u64, StoreError>;
 
     /// Feed entries (transitions, joins, leaves) after position `cursor`, in the order the
     /// store committed them, at most `limit`. The feed keeps the newest [`LOG_CAPACITY`]
-    /// entries, and none recorded longer ago than the retention ([`StateStore::prune_history`]).
+    /// entries, and none recorded longer ago than the retention ([`History::prune_history`]).
     async fn history_after(&self, cursor: u64, limit: usize) -> Result<HistoryPage, StoreError>;
 
     /// Joins and leaves (of one server, or all) at or after `since_ms`: the newest `limit`,
@@ -189,9 +244,11 @@ pub trait StateStore: Send + Sync {
     /// sessions and transitions (the audit trail and billing input) stay. Call again while
     /// [`Pruned::more`] says so. Safe to run on several appliances at once.
     async fn prune_history(&self, before_ms: u64, batch: usize) -> Result<Pruned, StoreError>;
+}
 
-    // --- wake lock -----------------------------------------------------
-
+/// The right to start a server, held by one appliance at a time.
+#[async_trait]
+pub trait WakeLock: Send + Sync {
     /// Takes the right to start `server` for `ttl`, if nobody holds it.
     async fn acquire_wake(
         &self,
@@ -205,19 +262,11 @@ pub trait StateStore: Send + Sync {
 
     /// Gives a lease back; false if it was not (or no longer) held by it.
     async fn release_wake(&self, lease: &WakeLease) -> Result<bool, StoreError>;
+}
 
-    // --- change notification -------------------------------------------
-
-    /// A counter bumped by every write.
-    async fn version(&self) -> Result<u64, StoreError>;
-
-    /// The latest version seen; changes whenever any writer (on any
-    /// appliance, for Redis) changes the store. Re-read what you need on
-    /// change; intermediate versions may be skipped.
-    fn watch(&self) -> watch::Receiver<u64>;
-
-    // --- documents and logs ----------------------------------------------
-
+/// JSON documents (API-defined servers, API tokens) and append-only logs (the audit log).
+#[async_trait]
+pub trait Documents: Send + Sync {
     /// Writes the JSON document `id` of `kind` (API-defined servers, API tokens). With
     /// `create`, `AlreadyExists` if it exists; otherwise it is replaced or created. Bumps
     /// the change version, so every appliance's watch sees the write.
@@ -243,39 +292,4 @@ pub trait StateStore: Send + Sync {
 
     /// The newest `limit` entries of log `kind`, oldest first.
     async fn read_log(&self, kind: &'static str, limit: usize) -> Result<Vec<String>, StoreError>;
-
-    // --- usage ---------------------------------------------------------
-
-    /// Usage of one server in `[from_ms, to_ms)`, from its transitions, its sessions and
-    /// the aggregates of pruned sessions (see [`compute_usage`]).
-    async fn usage(
-        &self,
-        server: &str,
-        from_ms: u64,
-        to_ms: u64,
-        memory_gb: f64,
-    ) -> Result<Usage, StoreError> {
-        let filter = TransitionFilter {
-            server: Some(server.to_string()),
-            since_ms: None,
-            limit: usize::MAX,
-        };
-        let transitions = self.transitions(&filter).await?;
-        let sessions = self.sessions_overlapping(server, from_ms, to_ms).await?;
-        let aggregates = self.player_time_aggregates(server, from_ms, to_ms).await?;
-        let archived_bytes = self
-            .get(server)
-            .await?
-            .and_then(|r| r.archive)
-            .map_or(0, |a| a.bytes);
-        Ok(compute_usage(
-            &transitions,
-            &sessions,
-            &aggregates,
-            from_ms,
-            to_ms,
-            memory_gb,
-            archived_bytes,
-        ))
-    }
 }

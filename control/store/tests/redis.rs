@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::wait_for_version;
 use warden_store::{
-    RedisConfig, RedisStore, ServerRecord, ServerState, SessionRecord, StateStore, StoreError,
-    WakeLease,
+    RedisConfig, RedisStore, ServerRecord, ServerState, Servers, SessionRecord, Sessions,
+    StateStore, StoreError, WakeLease, WakeLock,
 };
 use warden_testkit::{free_port, Redis};
 
