@@ -23,7 +23,7 @@ use warden_proxy::ticket::{Ticket, COOKIE_KEY};
 
 use crate::conn::{Conn, ConnError};
 use crate::packets::{self, Serverbound};
-use crate::{ids, offline, text, AnteroomSettings, Destination, Guest, Outcome, WaitStatus};
+use crate::{offline, text, AnteroomSettings, Destination, Guest, Outcome, WaitStatus};
 
 /// More serverbound packets than this between two keep-alives is a flood, not a client
 /// (a vanilla client sends a handful in all of configuration).
@@ -54,7 +54,7 @@ pub fn run(
         dest,
         addr,
         conn: Conn::new(client, settings.max_packet, settings.write_timeout),
-        dialogs: protocol >= ids::version::V1_21_6,
+        dialogs: protocol >= warden_wire::version::V1_21_6,
         shown: None,
         proven,
     };

@@ -1,19 +1,9 @@
-//! Every packet id and protocol number the anteroom relies on, in one place.
+//! Every packet id the anteroom relies on, in one place (protocol numbers: `warden_wire::version`).
 //!
 //! Source: PrismarineJS minecraft-data 3.117.0, `data/pc/<version>/protocol.json`, the
 //! `login` and `configuration` `mappings` of 1.20.6, 1.21.1, 1.21.3, 1.21.4, 1.21.5, 1.21.6,
 //! 1.21.8, 1.21.9, 1.21.11 and 26.1 (protocols 766–775). Every id below is the same in all of
 //! them, so the anteroom needs no per-version tables; only the fields noted below differ.
-
-/// Protocol numbers where something the anteroom writes changed.
-pub mod version {
-    /// 1.20.5: first protocol with Transfer, cookies and handshake intent 3.
-    pub const V1_20_5: i32 = 766;
-    /// 1.21.2: Login Success loses its trailing `strictErrorHandling` bool (present in 766–767).
-    pub const V1_21_2: i32 = 768;
-    /// 1.21.6: configuration `show_dialog` exists.
-    pub const V1_21_6: i32 = 771;
-}
 
 /// Login, clientbound `success` (Login Success): uuid, name, properties[, strictErrorHandling].
 pub const LOGIN_SUCCESS: i32 = 0x02;

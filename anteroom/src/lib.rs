@@ -51,7 +51,7 @@ pub use settings::AnteroomSettings;
 
 /// Whether a client speaking `protocol` can be held here (1.20.5+).
 pub fn supports(protocol: i32) -> bool {
-    protocol >= ids::version::V1_20_5
+    warden_wire::version::has_transfer(protocol)
 }
 
 /// Why the player is waiting; shown to them.

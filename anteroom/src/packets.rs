@@ -7,7 +7,9 @@
 use bytes::{Bytes, BytesMut};
 use warden_wire::{PacketReader, PacketWriter, WireError};
 
-use crate::ids::{self, version};
+use warden_wire::version;
+
+use crate::ids;
 use crate::nbt::Tag;
 use crate::text;
 

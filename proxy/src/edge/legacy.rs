@@ -13,13 +13,11 @@ use crate::metrics::Reject;
 use crate::settings::Snapshot;
 use crate::status::render::{motd, Standin};
 use crate::wire::legacy::{response, LegacyPing, LegacyStatus};
-use crate::wire::normalize_host;
+use crate::wire::{normalize_host, version};
 
 /// Legacy clients can't name a modern protocol; Warden asks the backend as a 1.8 client,
 /// which every modern server (natively or through ViaVersion) answers.
-const PROBE_PROTOCOL: i32 = 47;
-/// What vanilla reports to legacy pings.
-const LEGACY_PROTOCOL: i32 = 127;
+const PROBE_PROTOCOL: i32 = version::V1_8;
 
 pub(super) async fn answer(
     edge: &Edge,
@@ -58,7 +56,7 @@ pub(super) async fn answer(
         Some(st) => response(
             &ping,
             &LegacyStatus {
-                protocol: LEGACY_PROTOCOL,
+                protocol: version::LEGACY_REPLY,
                 version: &st.doc.version_name,
                 motd: &st.doc.motd_text,
                 online: st.doc.online,
@@ -75,7 +73,7 @@ pub(super) async fn answer(
             response(
                 &ping,
                 &LegacyStatus {
-                    protocol: LEGACY_PROTOCOL,
+                    protocol: version::LEGACY_REPLY,
                     version: &server.status.version_name,
                     motd: &text,
                     online: 0,

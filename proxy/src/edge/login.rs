@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::debug;
 
-use super::preroute::{framed, Preroute};
+use super::preroute::Preroute;
 use super::Edge;
 use crate::forward::{forward, Join};
 use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
@@ -17,9 +17,9 @@ use crate::metrics::Reject;
 use crate::route::Resolved;
 use crate::settings::Snapshot;
 use crate::shed::Slot;
-use crate::wire::{disconnect_packet, log_safe, Handshake, Intent, LoginStart};
+use crate::wire::{disconnect_packet, framed, log_safe, version, Handshake, Intent, LoginStart};
 
-use super::returning::{self, MIN_COOKIE_PROTOCOL};
+use super::returning;
 
 const RATE_LIMITED: &str =
     "Too many login attempts from your network. Please wait a few seconds and try again.";
@@ -63,7 +63,7 @@ pub(super) async fn admit(
     // A player the anteroom transferred here comes back with a ticket: straight to the
     // backend, never into the anteroom again. No or a bad ticket is an ordinary join.
     let returning = match (handshake.intent, edge.ticket_key.get()) {
-        (Intent::Transfer, Some(key)) if handshake.protocol >= MIN_COOKIE_PROTOCOL => {
+        (Intent::Transfer, Some(key)) if version::has_transfer(handshake.protocol) => {
             match returning::check(&mut pre, key, &target.server.id, client.ip()).await {
                 Ok(r) => r,
                 Err(()) => return edge.metrics.reject(Reject::BadHandshake),

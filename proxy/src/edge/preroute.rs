@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -17,7 +17,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::proxy_protocol::{self, Parsed};
 use crate::wire::legacy::{self, Detection, LegacyPing};
-use crate::wire::{encode_frame, FrameDecoder, Handshake, WireError};
+use crate::wire::{FrameDecoder, Handshake, WireError};
 
 /// How long a lone `FE` or `FE 01` may wait for more bytes before it counts as a beta or
 /// 1.4 ping (those clients send nothing more; modern frames arrive in one segment).
@@ -187,11 +187,4 @@ impl Preroute {
     pub(crate) fn take_rest(&mut self) -> Bytes {
         self.buf.take_rest()
     }
-}
-
-/// A frame body with its length prefix, as it goes on the wire.
-pub(crate) fn framed(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(body.len() + 3);
-    encode_frame(body, &mut out);
-    out.freeze()
 }

@@ -16,8 +16,6 @@ use super::preroute::Preroute;
 use crate::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
 use crate::wire::{log_safe, PacketReader, PacketWriter};
 
-/// Cookies exist from 1.20.5 (protocol 766).
-pub(super) const MIN_COOKIE_PROTOCOL: i32 = 766;
 /// Login state, stable across 766–776 (minecraft-data `protocol.json`, `login`).
 const COOKIE_REQUEST: i32 = 0x05;
 const COOKIE_RESPONSE: i32 = 0x04;

@@ -13,9 +13,10 @@ mod logsafe;
 pub mod packets;
 pub mod status;
 mod varint;
+pub mod version;
 
 pub use error::WireError;
-pub use frame::{encode_frame, FrameDecoder, MAX_LENGTH_PREFIX};
+pub use frame::{encode_frame, framed, FrameDecoder, MAX_LENGTH_PREFIX};
 pub use host::{normalize_host, HostError, MAX_HOST_CHARS};
 pub use logsafe::{log_safe, LogSafe, MAX_LOGGED_CHARS};
 pub use packets::{
