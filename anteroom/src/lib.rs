@@ -29,10 +29,7 @@
 
 mod conn;
 mod hold;
-pub mod ids;
-mod nbt;
 mod offline;
-mod packets;
 mod settings;
 mod text;
 

@@ -5,11 +5,14 @@
 //! edge, login Disconnect, legacy pings). Everything here is pure and allocation-light so
 //! it can be fuzzed without a runtime.
 
+pub mod configuration;
 mod error;
 mod frame;
 mod host;
 pub mod legacy;
+pub mod login;
 mod logsafe;
+pub mod nbt;
 pub mod packets;
 pub mod status;
 mod varint;
@@ -20,8 +23,8 @@ pub use frame::{encode_frame, framed, FrameDecoder, MAX_LENGTH_PREFIX};
 pub use host::{normalize_host, HostError, MAX_HOST_CHARS};
 pub use logsafe::{log_safe, LogSafe, MAX_LOGGED_CHARS};
 pub use packets::{
-    disconnect_packet, pong_packet, status_response_packet, Handshake, Intent, LoginStart,
-    PacketReader, PacketWriter,
+    disconnect_packet, pong_packet, status_response_packet, Decode, Encode, Handshake, Intent,
+    LoginStart, Packet, PacketReader, PacketWriter,
 };
 pub use status::{parse_status_response, StatusDoc, StatusError};
 pub use varint::{read_varint, read_varlong, varint_len, write_varint, write_varlong, VarIntError};

@@ -164,9 +164,54 @@ impl PacketWriter {
         self
     }
 
+    /// A VarInt-prefixed byte array.
+    pub fn byte_array(mut self, b: &[u8]) -> Self {
+        write_varint(&mut self.buf, b.len() as i32);
+        self.buf.put_slice(b);
+        self
+    }
+
+    /// A tag as anonymous network NBT.
+    pub fn nbt(mut self, tag: &crate::nbt::Tag) -> Self {
+        tag.write_anonymous(&mut self.buf);
+        self
+    }
+
     /// The body framed with its length prefix, ready for the wire.
     pub fn into_frame(self) -> Bytes {
         framed(&self.buf)
+    }
+}
+
+/// A packet with a fixed id in its protocol state: the same in every version Warden speaks
+/// (see the module that defines it for the versions checked).
+pub trait Packet {
+    const ID: i32;
+}
+
+/// A packet Warden writes.
+pub trait Encode: Packet {
+    /// Writes the fields that follow the packet id.
+    fn write_fields(&self, w: PacketWriter) -> PacketWriter;
+
+    /// The whole packet, framed for the wire.
+    fn frame(&self) -> Bytes {
+        self.write_fields(PacketWriter::new(Self::ID)).into_frame()
+    }
+}
+
+/// A packet Warden reads. Every field is bounded; nothing panics on any input.
+pub trait Decode<'a>: Packet + Sized {
+    /// Reads the fields that follow the packet id.
+    fn read_fields(r: &mut PacketReader<'a>) -> Result<Self, WireError>;
+
+    /// Decodes a whole body: the expected id, the fields, and nothing after them.
+    fn decode(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = PacketReader::new(body);
+        r.expect_id(Self::ID)?;
+        let packet = Self::read_fields(&mut r)?;
+        r.finish()?;
+        Ok(packet)
     }
 }
 
