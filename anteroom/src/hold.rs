@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use bytes::BytesMut;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
-use warden_proxy::ticket::{Ticket, COOKIE_KEY};
+use warden_wire::ticket::{Ticket, COOKIE_KEY};
 
 use warden_wire::configuration::{
     Disconnect, KeepAlive, Serverbound, ShowDialog, StoreCookie, Transfer,

@@ -41,7 +41,6 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
-use warden_proxy::lifecycle::HeldConnection;
 
 pub use offline::offline_uuid;
 pub use settings::AnteroomSettings;
@@ -84,19 +83,6 @@ pub struct Guest {
     pub uuid: Option<u128>,
     /// The real client address (after a trusted PROXY header); the ticket is bound to it.
     pub addr: SocketAddr,
-}
-
-impl From<HeldConnection> for Guest {
-    fn from(held: HeldConnection) -> Self {
-        Self {
-            client: held.client,
-            received: held.received,
-            protocol: held.player.protocol,
-            name: held.player.name,
-            uuid: held.player.uuid,
-            addr: held.player.addr,
-        }
-    }
 }
 
 /// Where the player goes once the server is ready.

@@ -23,6 +23,5 @@ pub mod settings;
 pub mod shed;
 mod splice;
 pub mod status;
-pub mod ticket;
 
 pub use edge::{Edge, EdgeApp};

@@ -75,7 +75,7 @@ impl Hold for AnteroomHold {
         };
         let player = conn.player.name.clone();
         let outcome = tokio::select! {
-            o = self.anteroom.hold_proving(Guest::from(conn), dest, rx, Some(proven_tx)) => o,
+            o = self.anteroom.hold_proving(guest(conn), dest, rx, Some(proven_tx)) => o,
             never = follow => never,
         };
         if outcome != Outcome::Transferred && !proved.load(Ordering::Relaxed) {
@@ -89,6 +89,18 @@ impl Hold for AnteroomHold {
                 info!(server = %slot.spec.id, player = %log_safe(&player), outcome = ?other, "anteroom: hold ended")
             }
         }
+    }
+}
+
+/// The anteroom's view of a held connection.
+fn guest(held: HeldConnection) -> Guest {
+    Guest {
+        client: held.client,
+        received: held.received,
+        protocol: held.player.protocol,
+        name: held.player.name,
+        uuid: held.player.uuid,
+        addr: held.player.addr,
     }
 }
 

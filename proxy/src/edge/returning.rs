@@ -13,8 +13,8 @@ use tokio::time::timeout_at;
 use tracing::debug;
 
 use super::preroute::Preroute;
-use crate::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
 use crate::wire::login::{CookieRequest, CookieResponse};
+use crate::wire::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
 use crate::wire::{log_safe, Decode, Encode, Packet, PacketReader};
 
 /// Key (an identifier) and framing around the ticket.

@@ -15,6 +15,7 @@ mod logsafe;
 pub mod nbt;
 pub mod packets;
 pub mod status;
+pub mod ticket;
 mod varint;
 pub mod version;
 
