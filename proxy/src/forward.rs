@@ -18,12 +18,11 @@ use tracing::{debug, info};
 use crate::edge::say_goodbye;
 use crate::edge::Edge;
 use crate::lifecycle::Player;
-use crate::proxy_protocol;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
 use crate::sessions::NewSession;
 use crate::settings::EdgeSettings;
-use crate::wire::{log_safe, normalize_host, Handshake, Intent};
+use crate::wire::{log_safe, normalize_host, proxy_protocol, Handshake, Intent};
 
 /// What a joining client has sent so far.
 pub struct Join {

@@ -16,7 +16,6 @@ pub mod lifecycle;
 pub mod limits;
 pub mod loopguard;
 pub mod metrics;
-pub mod proxy_protocol;
 pub mod relay;
 pub mod sessions;
 pub mod settings;

@@ -15,8 +15,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::proxy_protocol::{self, Parsed};
 use crate::wire::legacy::{self, Detection, LegacyPing};
+use crate::wire::proxy_protocol::{self, Parsed};
 use crate::wire::{FrameDecoder, Handshake, WireError};
 
 /// How long a lone `FE` or `FE 01` may wait for more bytes before it counts as a beta or

@@ -14,6 +14,7 @@ pub mod login;
 mod logsafe;
 pub mod nbt;
 pub mod packets;
+pub mod proxy_protocol;
 pub mod status;
 pub mod ticket;
 mod varint;
