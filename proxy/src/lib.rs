@@ -11,7 +11,6 @@ pub mod route;
 pub use warden_wire as wire;
 
 pub mod edge;
-pub mod forward;
 pub mod lifecycle;
 pub mod limits;
 pub mod loopguard;

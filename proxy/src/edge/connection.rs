@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, warn, Instrument};
 
+use super::goodbye::{self, Goodbye};
 use super::preroute::{First, Preroute, PrerouteError};
 use super::Edge;
 use crate::limits::Refused;
@@ -21,10 +22,6 @@ use crate::wire::{log_safe, normalize_host, Handshake, Intent};
 
 /// Slack for a PROXY header and the bytes that pipeline behind Login Start.
 const BUDGET_SLACK: usize = 1024;
-
-/// What a player hears when the server's backend is this Warden itself.
-const LOOP: &str = "This server's address leads back to the proxy itself (a routing loop). \
-                    Please tell the server's operator.";
 
 pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
     let Ok(peer) = client.peer_addr() else { return };
@@ -142,7 +139,7 @@ impl Conn<'_> {
             server = %log_safe(server.as_deref().unwrap_or("-")),
             "routing loop: a backend address leads back to this Warden; join refused after one hop"
         );
-        super::say_goodbye(pre.client, LOOP).await
+        goodbye::say(pre.client, &Goodbye::Loop, goodbye::WITHIN).await
     }
 }
 

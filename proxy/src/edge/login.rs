@@ -1,28 +1,22 @@
 //! A player joining: read Login Start, ask the lifecycle, then forward, refuse or hold.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
+use bytes::BytesMut;
 use tracing::debug;
 
+use super::forward::{forward, Join};
+use super::goodbye::{self, Goodbye};
 use super::preroute::Preroute;
 use super::Edge;
-use crate::forward::{forward, Join};
 use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
 use crate::metrics::Reject;
 use crate::route::Resolved;
 use crate::settings::Snapshot;
 use crate::shed::Slot;
-use crate::wire::{disconnect_packet, framed, log_safe, version, Handshake, Intent, LoginStart};
+use crate::wire::{framed, log_safe, version, Handshake, Intent, LoginStart};
 
 use super::returning;
-
-const RATE_LIMITED: &str =
-    "Too many login attempts from your network. Please wait a few seconds and try again.";
 
 pub(super) async fn admit(
     edge: &Edge,
@@ -36,7 +30,7 @@ pub(super) async fn admit(
     let s = &snap.settings;
     if !edge.limits.allow_login(client.ip(), &s.limits) {
         edge.metrics.reject(Reject::LoginRate);
-        return say_goodbye(pre.client, RATE_LIMITED).await;
+        return goodbye::say(pre.client, &Goodbye::RateLimited, goodbye::WITHIN).await;
     }
     let body = match pre.frame(s.max_login_start_bytes).await {
         Ok(b) => b,
@@ -92,7 +86,9 @@ pub(super) async fn admit(
             };
             forward(edge, pre.client, &target, join, s).await
         }
-        Admission::Refuse(reason) => say_goodbye(pre.client, &reason).await,
+        Admission::Refuse(reason) => {
+            goodbye::say(pre.client, &Goodbye::Refused(reason), goodbye::WITHIN).await
+        }
         Admission::Hold(holder) => {
             let mut received = BytesMut::new();
             received.extend_from_slice(&handshake.encode());
@@ -108,14 +104,4 @@ pub(super) async fn admit(
             holder.hold(conn).await
         }
     }
-}
-
-/// Sends a login Disconnect with `reason` and closes, without waiting long on a slow client.
-pub(crate) async fn say_goodbye(mut client: TcpStream, reason: &str) {
-    let packet: Bytes = disconnect_packet(reason);
-    let _ = timeout(Duration::from_secs(2), async {
-        client.write_all(&packet).await?;
-        client.shutdown().await
-    })
-    .await;
 }

@@ -8,13 +8,13 @@
 
 mod connection;
 mod detach;
+mod forward;
+mod goodbye;
 mod legacy;
 mod login;
 mod preroute;
 mod returning;
 mod status;
-
-pub(crate) use login::say_goodbye;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@
 //! backend refuses or dies before answering, the player — still in the login state — gets
 //! a Disconnect that says so, instead of a dropped socket.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tracing::{debug, info};
 
-use crate::edge::say_goodbye;
-use crate::edge::Edge;
+use super::goodbye::{self, Goodbye};
+use super::Edge;
 use crate::lifecycle::Player;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
@@ -49,23 +49,19 @@ pub async fn forward(
         Ok(Err(e)) => {
             edge.metrics.backend_error("connect");
             debug!(backend = %log_safe(&target.backend), error = %e, "backend connect failed");
-            return say_goodbye(
+            return goodbye::say(
                 client,
-                &format!(
-                    "{} is not reachable right now. Please try again in a moment.",
-                    server.id
-                ),
+                &Goodbye::Unreachable(server.id.clone()),
+                goodbye::WITHIN,
             )
             .await;
         }
         Err(_) => {
             edge.metrics.backend_error("connect_timeout");
-            return say_goodbye(
+            return goodbye::say(
                 client,
-                &format!(
-                    "{} did not answer in time. Please try again in a moment.",
-                    server.id
-                ),
+                &Goodbye::NoAnswer(server.id.clone()),
+                goodbye::WITHIN,
             )
             .await;
         }
@@ -88,7 +84,12 @@ pub async fn forward(
         Ok(Ok(()))
     ) {
         edge.metrics.backend_error("closed_before_login");
-        return say_goodbye(client, &closed_before_login(server)).await;
+        return goodbye::say(
+            client,
+            &Goodbye::ClosedBeforeLogin(server.id.clone()),
+            goodbye::WITHIN,
+        )
+        .await;
     }
 
     let _session = edge.sessions.open(
@@ -113,7 +114,12 @@ pub async fn forward(
     match ended {
         Ok(Ended::BackendSilent) => {
             edge.metrics.backend_error("closed_before_login");
-            say_goodbye(client, &closed_before_login(server)).await;
+            goodbye::say(
+                client,
+                &Goodbye::ClosedBeforeLogin(server.id.clone()),
+                goodbye::WITHIN,
+            )
+            .await;
         }
         Ok(how) => debug!(?how, ?moved, "session ended"),
         Err(e) => debug!(error = %e, ?moved, "session ended with an error"),
@@ -126,14 +132,6 @@ pub async fn forward(
         down = moved.backend_to_client,
         "session closed"
     );
-}
-
-/// What a player hears when the backend hangs up before the login got anywhere.
-fn closed_before_login(server: &Server) -> String {
-    format!(
-        "{} closed the connection before you could log in. Please try again.",
-        server.id
-    )
 }
 
 /// PROXY header (optional) + handshake + Login Start + read-ahead, in one write.
@@ -172,9 +170,6 @@ pub fn backend_handshake(server: &Server, original: &Handshake) -> Handshake {
     }
     hs
 }
-
-/// Bounded wait used by callers that must not hang on a stuck peer.
-pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
