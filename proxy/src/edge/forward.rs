@@ -13,11 +13,13 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::debug;
 
-use super::goodbye::{self, Goodbye};
+use super::closed::{Closed, Ending, Session};
+use super::goodbye::Goodbye;
 use super::Edge;
 use crate::lifecycle::Player;
+use crate::metrics::BackendError;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
 use crate::sessions::NewSession;
@@ -35,35 +37,25 @@ pub struct Join {
 }
 
 /// Connects the backend, replays the join and relays until the session ends.
-pub async fn forward(
+pub(super) async fn forward(
     edge: &Edge,
     client: TcpStream,
     target: &Resolved,
     join: Join,
     s: &EdgeSettings,
-) {
+) -> Ending {
     let server = &target.server;
     let started = Instant::now();
     let backend = match timeout(s.connect_timeout, TcpStream::connect(&*target.backend)).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            edge.metrics.backend_error("connect");
             debug!(backend = %log_safe(&target.backend), error = %e, "backend connect failed");
-            return goodbye::say(
-                client,
-                &Goodbye::Unreachable(server.id.clone()),
-                goodbye::WITHIN,
-            )
-            .await;
+            return Closed::Backend(BackendError::Connect)
+                .saying(client, Goodbye::Unreachable(server.id.clone()));
         }
         Err(_) => {
-            edge.metrics.backend_error("connect_timeout");
-            return goodbye::say(
-                client,
-                &Goodbye::NoAnswer(server.id.clone()),
-                goodbye::WITHIN,
-            )
-            .await;
+            return Closed::Backend(BackendError::ConnectTimeout)
+                .saying(client, Goodbye::NoAnswer(server.id.clone()))
         }
     };
     edge.metrics
@@ -83,13 +75,8 @@ pub async fn forward(
         timeout(s.connect_timeout, backend.write_all(&preamble)).await,
         Ok(Ok(()))
     ) {
-        edge.metrics.backend_error("closed_before_login");
-        return goodbye::say(
-            client,
-            &Goodbye::ClosedBeforeLogin(server.id.clone()),
-            goodbye::WITHIN,
-        )
-        .await;
+        return Closed::Backend(BackendError::ClosedBeforeLogin)
+            .saying(client, Goodbye::ClosedBeforeLogin(server.id.clone()));
     }
 
     let _session = edge.sessions.open(
@@ -111,27 +98,20 @@ pub async fn forward(
         edge.metrics.byte_counters(),
     )
     .await;
-    match ended {
-        Ok(Ended::BackendSilent) => {
-            edge.metrics.backend_error("closed_before_login");
-            goodbye::say(
-                client,
-                &Goodbye::ClosedBeforeLogin(server.id.clone()),
-                goodbye::WITHIN,
-            )
-            .await;
-        }
-        Ok(how) => debug!(?how, ?moved, "session ended"),
-        Err(e) => debug!(error = %e, ?moved, "session ended with an error"),
+    // The player, still in the login state, hears why instead of a dropped socket.
+    let silent = matches!(ended, Ok(Ended::BackendSilent));
+    let closed = Closed::Session(Session {
+        player: join.player.name,
+        server: server.id.clone(),
+        started,
+        ended,
+        moved,
+    });
+    if silent {
+        closed.saying(client, Goodbye::ClosedBeforeLogin(server.id.clone()))
+    } else {
+        closed.into()
     }
-    info!(
-        player = %log_safe(&join.player.name),
-        server = %server.id,
-        secs = started.elapsed().as_secs(),
-        up = moved.client_to_backend,
-        down = moved.backend_to_client,
-        "session closed"
-    );
 }
 
 /// PROXY header (optional) + handshake + Login Start + read-ahead, in one write.

@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout_at;
 
+use super::closed::{Answered, Closed};
 use super::preroute::Preroute;
 use super::Edge;
 use crate::lifecycle::ServerState;
@@ -25,9 +27,10 @@ pub(super) async fn answer(
     snap: &Snapshot,
     ping: LegacyPing,
     client: SocketAddr,
-) {
+    answered: &Mutex<Option<Answered>>,
+) -> Closed {
     if !edge.limits.allow_status(client.ip(), &snap.settings.limits) {
-        return edge.metrics.reject(Reject::StatusRate);
+        return Closed::Rejected(Reject::StatusRate);
     }
     // Only 1.6 says which host it wants; older pings take the default route.
     let (host, port) = match &ping {
@@ -37,17 +40,20 @@ pub(super) async fn answer(
         _ => (String::new(), 25565),
     };
     let Some(target) = snap.table.lookup(&host) else {
-        return edge.metrics.reject(Reject::UnknownHost);
+        return Closed::Rejected(Reject::UnknownHost);
     };
-    edge.metrics.legacy_pings.inc();
+    *answered.lock() = Some(Answered::Legacy(None));
     let server = &target.server;
     let state = edge.lifecycle.state(server);
     let deadline = pre.deadline();
     let cached = if state == ServerState::Active {
         let lookup = super::status::cached_status(edge, snap, &host, &target, PROBE_PROTOCOL, port);
         match timeout_at(deadline, lookup).await {
-            Ok(cached) => cached,
-            Err(_) => return edge.metrics.reject(Reject::Timeout),
+            Ok((cached, from)) => {
+                *answered.lock() = Some(Answered::Legacy(Some(from)));
+                cached
+            }
+            Err(_) => return Closed::LegacyTimedOut,
         }
     } else {
         None
@@ -83,4 +89,5 @@ pub(super) async fn answer(
         }
     };
     let _ = timeout_at(deadline, pre.client.write_all(&reply)).await;
+    Closed::Answered(answered.lock().unwrap_or(Answered::Legacy(None)))
 }

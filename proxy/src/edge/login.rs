@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use tracing::debug;
 
+use super::closed::{Closed, Ending};
 use super::forward::{forward, Join};
-use super::goodbye::{self, Goodbye};
+use super::goodbye::Goodbye;
 use super::preroute::Preroute;
 use super::Edge;
 use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
-use crate::metrics::Reject;
+use crate::metrics::{Malformed, Reject};
 use crate::route::Resolved;
 use crate::settings::Snapshot;
 use crate::shed::Slot;
@@ -26,24 +27,19 @@ pub(super) async fn admit(
     target: Resolved,
     client: SocketAddr,
     slot: &Slot,
-) {
+) -> Ending {
     let s = &snap.settings;
     if !edge.limits.allow_login(client.ip(), &s.limits) {
-        edge.metrics.reject(Reject::LoginRate);
-        return goodbye::say(pre.client, &Goodbye::RateLimited, goodbye::WITHIN).await;
+        return Closed::Rejected(Reject::LoginRate).saying(pre.client, Goodbye::RateLimited);
     }
     let body = match pre.frame(s.max_login_start_bytes).await {
         Ok(b) => b,
-        Err(e) => {
-            edge.metrics.handshake_error(e.kind());
-            return;
-        }
+        Err(e) => return Closed::Malformed(Malformed::Kind(e.kind()), None).into(),
     };
     let login = match LoginStart::parse(&body, handshake.protocol) {
         Ok(l) => l,
         Err(e) => {
-            edge.metrics.handshake_error(e.kind());
-            return edge.metrics.reject(Reject::BadHandshake);
+            return Closed::Malformed(Malformed::Kind(e.kind()), Some(Reject::BadHandshake)).into()
         }
     };
     let player = Player {
@@ -60,14 +56,14 @@ pub(super) async fn admit(
         (Intent::Transfer, Some(key)) if version::has_transfer(handshake.protocol) => {
             match returning::check(&mut pre, key, &target.server.id, client.ip()).await {
                 Ok(r) => r,
-                Err(()) => return edge.metrics.reject(Reject::BadHandshake),
+                Err(()) => return Closed::Rejected(Reject::BadHandshake).into(),
             }
         }
         _ => false,
     };
     // From here on this is a player on the way to a server: never shed.
     if !slot.routed() {
-        return;
+        return Closed::Unrouted.into();
     }
     // A ticket skips the anteroom only while the server is up; if it went down again
     // since the transfer, this is a join like any other.
@@ -86,9 +82,7 @@ pub(super) async fn admit(
             };
             forward(edge, pre.client, &target, join, s).await
         }
-        Admission::Refuse(reason) => {
-            goodbye::say(pre.client, &Goodbye::Refused(reason), goodbye::WITHIN).await
-        }
+        Admission::Refuse(reason) => Closed::Refused.saying(pre.client, Goodbye::Refused(reason)),
         Admission::Hold(holder) => {
             let mut received = BytesMut::new();
             received.extend_from_slice(&handshake.encode());
@@ -101,7 +95,8 @@ pub(super) async fn admit(
                 player,
                 received: received.freeze(),
             };
-            holder.hold(conn).await
+            holder.hold(conn).await;
+            Closed::Held.into()
         }
     }
 }

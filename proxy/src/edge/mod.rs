@@ -6,6 +6,7 @@
 //! ([`detach`]) so the relay can wait on readiness without holding buffers, and then
 //! follows [`connection::handle`].
 
+mod closed;
 mod connection;
 mod detach;
 mod forward;
