@@ -33,10 +33,10 @@ pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
         edge.metrics.accepted.inc();
         let snap = edge.snapshot();
         let s = &snap.settings;
-        let finish = |ending: Ending| closed::finish(&edge.metrics, super::goodbye::WITHIN, ending);
+        let finish = |ending: Ending| closed::finish(&edge.metrics, s.goodbye_timeout, ending);
         let deadline = Instant::now() + s.handshake_timeout;
         let budget = s.max_handshake_bytes + s.max_login_start_bytes + BUDGET_SLACK;
-        let mut pre = Preroute::new(client, deadline, budget);
+        let mut pre = Preroute::new(client, deadline, budget, s.legacy_grace);
 
         let trusted = s.is_trusted_proxy(peer.ip());
         let client_addr = if trusted {

@@ -14,9 +14,6 @@ use tokio::time::timeout;
 use crate::route::ServerId;
 use crate::wire::disconnect_packet;
 
-/// How long a goodbye may wait for a slow client.
-pub(crate) const WITHIN: Duration = Duration::from_secs(2);
-
 /// Why a player gets a login Disconnect instead of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Goodbye {
