@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::info;
 use warden_anteroom::{Anteroom, Destination, Guest, Outcome, WaitStatus, Waiting};
 use warden_proxy::lifecycle::{HeldConnection, Hold};
-use warden_proxy::wire::{log_safe, normalize_host, FrameDecoder, Handshake};
+use warden_proxy::wire::{log_safe, normalize_host};
 use warden_store::ServerState;
 
 use super::{wake, Engine, Slot};
@@ -106,16 +106,12 @@ fn guest(held: HeldConnection) -> Guest {
 
 /// The player is sent back to the address they used: the handshake's host and port.
 fn destination(conn: &HeldConnection) -> Option<Destination> {
-    let mut dec = FrameDecoder::new();
-    dec.buffer_mut().extend_from_slice(&conn.received);
-    let frame = dec.next_frame(conn.received.len()).ok()??;
-    let hs = Handshake::parse(&frame).ok()?;
-    let host = normalize_host(&hs.address).ok()?;
+    let host = normalize_host(&conn.handshake.address).ok()?;
     Some(Destination {
         server_id: conn.server.id.to_string(),
         server_name: conn.server.id.to_string(),
         host,
-        port: hs.port,
+        port: conn.handshake.port,
     })
 }
 

@@ -93,6 +93,7 @@ pub(super) async fn admit(
                 server: target.server,
                 backend: target.backend,
                 player,
+                handshake,
                 received: received.freeze(),
             };
             holder.hold(conn).await;
