@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
 use tracing::info;
 use warden_anteroom::{Anteroom, Destination, Guest, Outcome, WaitStatus, Waiting};
-use warden_proxy::lifecycle::{HeldConnection, Hold};
+use warden_proxy::admission::{HeldConnection, Hold};
 use warden_proxy::wire::{log_safe, normalize_host};
 use warden_store::ServerState;
 

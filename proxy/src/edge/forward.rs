@@ -18,7 +18,7 @@ use tracing::debug;
 use super::closed::{Closed, Ending, Session};
 use super::goodbye::Goodbye;
 use super::Edge;
-use crate::lifecycle::Player;
+use crate::admission::Player;
 use crate::metrics::BackendError;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};

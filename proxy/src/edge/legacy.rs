@@ -10,7 +10,7 @@ use tokio::time::timeout_at;
 use super::closed::{Answered, Closed};
 use super::preroute::Preroute;
 use super::Edge;
-use crate::lifecycle::ServerState;
+use crate::admission::ServerState;
 use crate::metrics::Reject;
 use crate::settings::Snapshot;
 use crate::status::render::{motd, Standin};

@@ -1,4 +1,5 @@
-//! A player joining: read Login Start, ask the lifecycle, then forward, refuse or hold.
+//! A player joining: read Login Start, check a returning player's ticket, ask the control
+//! plane for admission, then forward, refuse or hold.
 
 use std::net::SocketAddr;
 
@@ -10,7 +11,7 @@ use super::forward::{forward, Join};
 use super::goodbye::Goodbye;
 use super::preroute::Preroute;
 use super::Edge;
-use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
+use crate::admission::{Admission, HeldConnection, Player, ServerState};
 use crate::metrics::{Malformed, Reject};
 use crate::route::Resolved;
 use crate::settings::Snapshot;

@@ -10,7 +10,7 @@ use tokio::time::timeout_at;
 use super::closed::{Answered, Closed, StatusFrom};
 use super::preroute::{Preroute, PrerouteError};
 use super::Edge;
-use crate::lifecycle::ServerState;
+use crate::admission::ServerState;
 use crate::metrics::{BackendError, CacheResult, Malformed, Reject};
 use crate::route::Resolved;
 use crate::settings::Snapshot;

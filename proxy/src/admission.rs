@@ -1,4 +1,4 @@
-//! The seam between the data plane and the control plane.
+//! Admission: the seam between the data plane and the control plane (the lifecycle engine).
 //!
 //! The proxy never starts containers or counts GB-hours itself; it asks a [`Lifecycle`]
 //! what state a server is in (for the server-list MOTD) and whether a joining player may
