@@ -2,8 +2,16 @@
 //!
 //! Warden is a layer-4 router: it speaks the protocol only before routing (handshake,
 //! status, Login Start) and when it must answer on the backend's behalf (status at the
-//! edge, login Disconnect, legacy pings). Everything here is pure and allocation-light so
-//! it can be fuzzed without a runtime.
+//! edge, login Disconnect, legacy pings, the anteroom's waiting room). Everything here is
+//! pure and allocation-light so it can be fuzzed without a runtime.
+//!
+//! Modules: [`version`] (protocol numbers, each defined once); framing and VarInts
+//! (`frame`, `varint`); [`packets`] (reader, writer, the `Packet`/`Encode`/`Decode` traits,
+//! handshake, Login Start); [`login`] and [`configuration`] (typed packets of those states);
+//! [`nbt`] (network NBT for text and dialogs); [`status`] (server-list responses);
+//! [`legacy`] (pre-1.7 pings); [`proxy_protocol`] (HAProxy PROXY v1/v2 headers); [`ticket`]
+//! (the signed transfer ticket); host normalization (`host`), log-safe strings (`logsafe`)
+//! and the error type (`error`).
 
 pub mod configuration;
 mod error;
