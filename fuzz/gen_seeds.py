@@ -140,6 +140,69 @@ seeds["status_response"] = [
     status_seed("{broken"),
 ]
 
+# proxy_header: what a load balancer sends first (the first 37 bytes also drive the encoder).
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v2(command, family, addresses, tlvs=b""):
+    body = addresses + tlvs
+    return V2_SIG + bytes([0x20 | command, family]) + struct.pack(">H", len(body)) + body
+
+
+HS_FRAME = frame(handshake(767, "mc.example.com", 25565, 2))
+V4_ADDRS = bytes([203, 0, 113, 9, 10, 0, 0, 1]) + struct.pack(">HH", 51234, 25565)
+V6_ADDRS = bytes(15) + b"\x01" + bytes(15) + b"\x02" + struct.pack(">HH", 51234, 25565)
+seeds["proxy_header"] = [
+    b"PROXY TCP4 203.0.113.9 10.0.0.1 51234 25565\r\n" + HS_FRAME,
+    b"PROXY TCP6 2001:db8::1 2001:db8::2 51234 25565\r\n",
+    b"PROXY UNKNOWN\r\n" + HS_FRAME,
+    b"PROXY TCP4 " + b"9" * 120,  # a v1 line that never ends
+    v2(1, 0x11, V4_ADDRS) + HS_FRAME,
+    v2(1, 0x21, V6_ADDRS),
+    v2(0, 0x00, b""),  # LOCAL: a health check
+    v2(1, 0x11, V4_ADDRS, b"\x04\x00\x04noop"),  # a NOOP TLV
+    v2(1, 0x11, V4_ADDRS)[:20],  # cut short
+    V2_SIG + b"\x21\x11\xff\xff" + bytes(40),  # claims 64 KiB
+    HS_FRAME,  # no header at all
+    b"\x0d\x00\xfd\x05",  # a 13-byte frame starts with '\r' like the v2 signature
+]
+
+
+# ticket_verify: mode byte, then either presented bytes (even) or signing fields (odd).
+def ticket_like(family=4, server=b"survival"):
+    ip = bytes([203, 0, 113, 7]) if family == 4 else bytes(15) + b"\x01"
+    return (
+        bytes([1, family]) + ip + struct.pack(">Q", 1_800_000_060) + bytes(8)
+        + struct.pack(">H", len(server)) + server + bytes(32)
+    )
+
+
+def signing(flags, expires, now, server=b"survival", flip_at=0, flip=0, cut=0, v6=False):
+    addr = (bytes(15) + b"\x01") if v6 else (bytes([203, 0, 113, 7]) + bytes(12))
+    fields = (
+        bytes([flags | (1 if v6 else 0)]) + addr + struct.pack(">II", expires, now)
+        + struct.pack(">H", flip_at) + bytes([flip, cut]) + bytes([203, 0, 113, 8]) + bytes(5)
+    )
+    assert len(fields) == 38
+    return b"\x01" + fields + server
+
+
+seeds["ticket_verify"] = [
+    b"\x00" + ticket_like(),
+    b"\x00" + ticket_like(6),
+    b"\x00" + ticket_like(server=b"x" * 300),
+    b"\x00" + bytes(10),
+    signing(0b000_00_0, 1_800_000_060, 1_800_000_000),  # valid and undamaged
+    signing(0b000_00_0, 1_800_000_060, 1_800_000_000, flip_at=5, flip=0x40),
+    signing(0b001_00_0, 1_800_000_060, 1_800_000_000, cut=3),  # cut short
+    signing(0b010_00_0, 1_800_000_060, 1_800_000_000, flip=7),  # one byte longer
+    signing(0b000_10_0, 1_800_000_060, 1_800_000_000),  # checked from the v4-mapped v6 form
+    signing(0b000_11_0, 1_800_000_060, 1_800_000_000),  # checked from another address
+    signing(0b000_00_0, 1_800_000_060, 1_800_000_060),  # expired on the second
+    signing(0b000_00_0, 1_800_000_060, 1_800_000_000, v6=True),
+    signing(0b000_00_0, 1_800_000_060, 1_800_000_000, server=b"\xe2\x82" * 1700),  # lossy: too long
+]
+
 if ROOT.exists():
     shutil.rmtree(ROOT)
 for target, inputs in seeds.items():

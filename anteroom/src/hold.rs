@@ -19,11 +19,16 @@ use std::time::SystemTime;
 use bytes::BytesMut;
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
-use warden_proxy::ticket::{Ticket, COOKIE_KEY};
+use warden_wire::ticket::{Ticket, COOKIE_KEY};
+
+use warden_wire::configuration::{
+    Disconnect, KeepAlive, Serverbound, ShowDialog, StoreCookie, Transfer,
+};
+use warden_wire::login::{LoginAcknowledged, LoginSuccess};
+use warden_wire::{Decode, Encode};
 
 use crate::conn::{Conn, ConnError};
-use crate::packets::{self, Serverbound};
-use crate::{ids, offline, text, AnteroomSettings, Destination, Guest, Outcome, WaitStatus};
+use crate::{offline, text, AnteroomSettings, Destination, Guest, Outcome, WaitStatus};
 
 /// More serverbound packets than this between two keep-alives is a flood, not a client
 /// (a vanilla client sends a handful in all of configuration).
@@ -54,7 +59,7 @@ pub fn run(
         dest,
         addr,
         conn: Conn::new(client, settings.max_packet, settings.write_timeout),
-        dialogs: protocol >= ids::version::V1_21_6,
+        dialogs: protocol >= warden_wire::version::V1_21_6,
         shown: None,
         proven,
     };
@@ -145,14 +150,10 @@ impl Stay<'_> {
         }
         let conn = &mut self.conn;
         let log_in = async {
-            conn.send(&packets::login_success(
-                login.protocol,
-                login.uuid,
-                login.name,
-            ))
-            .await?;
+            conn.send(&LoginSuccess::new(login.protocol, login.uuid, login.name).frame())
+                .await?;
             let body = conn.read_frame().await?;
-            packets::parse_login_acknowledged(&body)?;
+            LoginAcknowledged::decode(&body)?;
             Ok::<_, ConnError>(())
         };
         // Boxed, like every other path taken once per guest, so that only the idle wait in
@@ -209,8 +210,8 @@ impl Stay<'_> {
                     if packets > MAX_PACKETS_PER_KEEPALIVE {
                         return Outcome::ProtocolError("packet flood".into());
                     }
-                    match packets::parse_config(&body) {
-                        Ok(Serverbound::KeepAlive(id)) => {
+                    match Serverbound::decode(&body) {
+                        Ok(Serverbound::KeepAlive(KeepAlive { id })) => {
                             if pending.is_some_and(|(want, _)| want == id) {
                                 pending = None;
                                 if let Some(tx) = self.proven.take() {
@@ -229,7 +230,7 @@ impl Stay<'_> {
                     }
                     let now = Instant::now();
                     let id = now.duration_since(started).as_millis() as i64;
-                    if let Err(e) = Box::pin(self.conn.send(&packets::keep_alive(id))).await {
+                    if let Err(e) = Box::pin(self.conn.send(&KeepAlive { id }.frame())).await {
                         return conn_outcome(e);
                     }
                     pending = Some((id, now));
@@ -254,7 +255,9 @@ impl Stay<'_> {
             return Ok(());
         }
         let dialog = text::dialog(&self.dest.server_name, *why, *eta);
-        self.conn.send(&packets::show_dialog(&dialog)).await?;
+        self.conn
+            .send(&ShowDialog { dialog: &dialog }.frame())
+            .await?;
         self.shown = Some(status.clone());
         Ok(())
     }
@@ -273,8 +276,16 @@ impl Stay<'_> {
                 }
             };
         let mut out = BytesMut::with_capacity(ticket.len() + self.dest.host.len() + 32);
-        out.extend_from_slice(&packets::store_cookie(COOKIE_KEY, &ticket));
-        out.extend_from_slice(&packets::transfer(&self.dest.host, self.dest.port));
+        let cookie = StoreCookie {
+            key: COOKIE_KEY,
+            payload: &ticket,
+        };
+        let transfer = Transfer {
+            host: &self.dest.host,
+            port: self.dest.port,
+        };
+        out.extend_from_slice(&cookie.frame());
+        out.extend_from_slice(&transfer.frame());
         if let Err(e) = self.conn.send(&out).await {
             return conn_outcome(e);
         }
@@ -283,7 +294,12 @@ impl Stay<'_> {
     }
 
     async fn disconnect(&mut self, message: &str, outcome: Outcome) -> Outcome {
-        if let Err(e) = self.conn.send(&packets::disconnect(message)).await {
+        let reason = text::component(message);
+        if let Err(e) = self
+            .conn
+            .send(&Disconnect { reason: &reason }.frame())
+            .await
+        {
             return conn_outcome(e);
         }
         self.conn.close(self.settings.linger).await;

@@ -29,10 +29,7 @@
 
 mod conn;
 mod hold;
-pub mod ids;
-mod nbt;
 mod offline;
-mod packets;
 mod settings;
 mod text;
 
@@ -44,14 +41,13 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
-use warden_proxy::lifecycle::HeldConnection;
 
 pub use offline::offline_uuid;
 pub use settings::AnteroomSettings;
 
 /// Whether a client speaking `protocol` can be held here (1.20.5+).
 pub fn supports(protocol: i32) -> bool {
-    protocol >= ids::version::V1_20_5
+    warden_wire::version::has_transfer(protocol)
 }
 
 /// Why the player is waiting; shown to them.
@@ -87,19 +83,6 @@ pub struct Guest {
     pub uuid: Option<u128>,
     /// The real client address (after a trusted PROXY header); the ticket is bound to it.
     pub addr: SocketAddr,
-}
-
-impl From<HeldConnection> for Guest {
-    fn from(held: HeldConnection) -> Self {
-        Self {
-            client: held.client,
-            received: held.received,
-            protocol: held.player.protocol,
-            name: held.player.name,
-            uuid: held.player.uuid,
-            addr: held.player.addr,
-        }
-    }
 }
 
 /// Where the player goes once the server is ready.

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use crate::nbt::Tag;
+use warden_wire::nbt::Tag;
+
 use crate::Waiting;
 
 /// Longest server name shown (characters); names come from operator config.

@@ -142,7 +142,7 @@ async fn intent_3_guest_answering_keepalives_is_transferred() {
     assert_eq!(dialogs, 1, "774 gets one dialog; the status never changed");
     assert_eq!((host.as_str(), port), ("play.example.com", 25599));
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let server = warden_proxy::ticket::verify(KEY, &cookie, ip, SystemTime::now()).unwrap();
+    let server = warden_wire::ticket::verify(KEY, &cookie, ip, SystemTime::now()).unwrap();
     assert_eq!(server, "survival");
 }
 

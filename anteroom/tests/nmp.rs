@@ -130,13 +130,13 @@ fn check_transfer(version: &str, protocol: i32, run: &Run) -> Result<(), String>
         .ok_or(format!("{version}: no cookie: {p}"))?;
     let cookie = hex::decode(cookie).map_err(|e| format!("{version}: cookie hex: {e}"))?;
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let server = warden_proxy::ticket::verify(KEY, &cookie, ip, SystemTime::now())
+    let server = warden_wire::ticket::verify(KEY, &cookie, ip, SystemTime::now())
         .map_err(|e| format!("{version}: ticket: {e}"))?;
     if server != "survival" {
         return Err(format!("{version}: ticket names {server}"));
     }
     let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-    if warden_proxy::ticket::verify(KEY, &cookie, other, SystemTime::now()).is_ok() {
+    if warden_wire::ticket::verify(KEY, &cookie, other, SystemTime::now()).is_ok() {
         return Err(format!("{version}: ticket accepted from another address"));
     }
     if p["keepalives"].as_u64().unwrap_or(0) < 2 {

@@ -17,7 +17,7 @@ use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use tracing::{info, warn};
-use warden_proxy::lifecycle::{AlwaysActive, Lifecycle};
+use warden_proxy::admission::{AlwaysActive, Lifecycle};
 use warden_proxy::metrics::Metrics;
 use warden_proxy::sessions::Sessions;
 use warden_proxy::{Edge, EdgeApp};

@@ -12,6 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use warden_wire::version::{V1_19, V1_19_1, V1_19_3, V1_20_2};
 use warden_wire::{LoginStart, PacketWriter};
 
 const PROTOCOLS: &[i32] = &[
@@ -41,13 +42,13 @@ const PROTOCOLS: &[i32] = &[
 fn encode(ls: &LoginStart, protocol: i32) -> Vec<u8> {
     let mut w = PacketWriter::new(0x00).string(&ls.name);
     let uuid = |w: PacketWriter, u: u128| w.raw(&u.to_be_bytes());
-    if protocol >= 764 {
+    if protocol >= V1_20_2 {
         w = uuid(w, ls.uuid.expect("1.20.2+ always has a UUID"));
-    } else if protocol >= 759 {
-        if protocol < 761 {
+    } else if protocol >= V1_19 {
+        if protocol < V1_19_3 {
             w = w.raw(&[0]); // no signature data
         }
-        if protocol >= 760 {
+        if protocol >= V1_19_1 {
             match ls.uuid {
                 Some(u) => w = uuid(w.raw(&[1]), u),
                 None => w = w.raw(&[0]),
@@ -73,10 +74,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(ls.name.chars().count() <= 16, "name {:?}", ls.name);
-    if protocol >= 764 {
+    if protocol >= V1_20_2 {
         assert!(ls.uuid.is_some());
     }
-    if protocol < 760 {
+    if protocol < V1_19_1 {
         assert!(ls.uuid.is_none());
     }
     let again = encode(&ls, protocol);

@@ -1,28 +1,30 @@
 //! Warden's data plane.
 //!
-//! Follow one player: [`edge`] accepts the TCP connection (pingora owns the listener and the
-//! graceful upgrade), [`edge::preroute`] reads the handshake under strict limits, [`route`]
-//! finds the server for the host, [`status`] answers server-list pings at the edge, and
-//! [`forward`] connects the backend, replays what the client sent and hands both sockets to
-//! [`relay`], which carries the bytes. [`lifecycle`] is the seam through which the control
-//! plane tells the data plane whether a server is up, wakes it, or takes the player over.
+//! Follow one player: [`edge`] accepts the TCP connection (pingora owns the listener and
+//! the graceful upgrade), reads the handshake under strict limits, asks [`route`] for the
+//! host's server, answers server-list pings from [`status`], and forwards a login to its
+//! backend, handing both sockets to [`relay`], which carries the bytes (with `splice` for
+//! bulk). [`admission`] is the seam through which the control plane tells the edge whether
+//! a server is up, wakes it, or takes the player over.
+//!
+//! Around the path: [`limits`] (per-network rates and connection caps), [`shed`] (making
+//! room when the edge is full), [`loopguard`] (routing loops back into Warden),
+//! [`sessions`] (live sessions the control plane counts), [`settings`] (routes and knobs,
+//! swapped as one snapshot) and [`metrics`]. The wire protocol is [`wire`] (warden-wire).
 
 pub mod route;
 pub use warden_wire as wire;
 
+pub mod admission;
 pub mod edge;
-pub mod forward;
-pub mod lifecycle;
 pub mod limits;
 pub mod loopguard;
 pub mod metrics;
-pub mod proxy_protocol;
 pub mod relay;
 pub mod sessions;
 pub mod settings;
 pub mod shed;
 mod splice;
 pub mod status;
-pub mod ticket;
 
 pub use edge::{Edge, EdgeApp};

@@ -26,7 +26,7 @@ pub enum Reject {
 }
 
 impl Reject {
-    fn label(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Reject::GlobalLimit => "global_limit",
             Reject::BucketLimit => "bucket_limit",
@@ -39,6 +39,100 @@ impl Reject {
             Reject::UnknownHost => "unknown_host",
             Reject::Shutdown => "shutdown",
             Reject::Loop => "loop",
+        }
+    }
+}
+
+/// A backend failure a player or a status request ran into (`warden_backend_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendError {
+    /// The backend refused the connection.
+    Connect,
+    /// The backend did not accept the connection within `connect_timeout`.
+    ConnectTimeout,
+    /// The backend hung up before it said anything to a joining player.
+    ClosedBeforeLogin,
+    /// A status request to the backend failed.
+    Status,
+    /// The backend's status was over `status_max_response_bytes`.
+    StatusTooLarge,
+}
+
+impl BackendError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendError::Connect => "connect",
+            BackendError::ConnectTimeout => "connect_timeout",
+            BackendError::ClosedBeforeLogin => "closed_before_login",
+            BackendError::Status => "status",
+            BackendError::StatusTooLarge => "status_too_large",
+        }
+    }
+}
+
+/// How a status request was answered at the edge (`warden_status_cache_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    /// Fetched from the backend just now.
+    Miss,
+    /// Past its TTL, served while the backend does not answer.
+    Stale,
+    /// The fetch failed just now.
+    Error,
+    /// A recent failure, remembered.
+    ErrorCached,
+    /// The server is not up: Warden's own stand-in, no cache involved.
+    Standin,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+            CacheResult::Error => "error",
+            CacheResult::ErrorCached => "error_cached",
+            CacheResult::Standin => "standin",
+        }
+    }
+}
+
+/// What was malformed before routing (`warden_handshake_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// A read or decoding error, by its own kind (`WireError::kind` and the edge's
+    /// pre-routing errors).
+    Kind(&'static str),
+    /// The handshake's address is not a usable host name.
+    BadHost,
+    /// A status client sent something other than a Status Request.
+    BadStatusRequest,
+}
+
+impl Malformed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::Kind(kind) => kind,
+            Malformed::BadHost => "bad_host",
+            Malformed::BadStatusRequest => "bad_status_request",
+        }
+    }
+}
+
+/// The two directions of `warden_bytes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    ClientToBackend,
+    BackendToClient,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ClientToBackend => "client_to_backend",
+            Direction::BackendToClient => "backend_to_client",
         }
     }
 }
@@ -201,15 +295,19 @@ impl Metrics {
     }
 
     pub fn reject(&self, reason: Reject) {
-        self.rejected.with_label_values(&[reason.label()]).inc();
+        self.rejected.with_label_values(&[reason.as_str()]).inc();
     }
 
-    pub fn handshake_error(&self, kind: &str) {
-        self.handshake_errors.with_label_values(&[kind]).inc();
+    pub fn handshake_error(&self, what: Malformed) {
+        self.handshake_errors
+            .with_label_values(&[what.as_str()])
+            .inc();
     }
 
-    pub fn status_cache(&self, result: &str) {
-        self.status_cache.with_label_values(&[result]).inc();
+    pub fn status_cache(&self, result: CacheResult) {
+        self.status_cache
+            .with_label_values(&[result.as_str()])
+            .inc();
     }
 
     pub fn status_cache_size(&self, entries: usize, bytes: usize) {
@@ -217,15 +315,19 @@ impl Metrics {
         self.status_cache_bytes.set(bytes as i64);
     }
 
-    pub fn backend_error(&self, kind: &str) {
-        self.backend_errors.with_label_values(&[kind]).inc();
+    pub fn backend_error(&self, kind: BackendError) {
+        self.backend_errors
+            .with_label_values(&[kind.as_str()])
+            .inc();
     }
 
     /// Counters for the two relay directions, resolved once per session.
     pub fn byte_counters(&self) -> (IntCounter, IntCounter) {
         (
-            self.bytes.with_label_values(&["client_to_backend"]),
-            self.bytes.with_label_values(&["backend_to_client"]),
+            self.bytes
+                .with_label_values(&[Direction::ClientToBackend.as_str()]),
+            self.bytes
+                .with_label_values(&[Direction::BackendToClient.as_str()]),
         )
     }
 

@@ -35,6 +35,11 @@ pub struct EdgeSettings {
     pub status_max_response_bytes: usize,
     /// Bytes the status cache may hold in all.
     pub status_cache_max_bytes: usize,
+    /// How long a player's login Disconnect may wait for a client that does not read.
+    pub goodbye_timeout: Duration,
+    /// How long a lone `FE` or `FE 01` waits for more bytes before it is answered as a
+    /// beta or 1.4 legacy ping (those clients send nothing more).
+    pub legacy_grace: Duration,
 }
 
 impl Default for EdgeSettings {
@@ -53,6 +58,8 @@ impl Default for EdgeSettings {
             status_error_ttl: Duration::from_secs(2),
             status_max_response_bytes: crate::status::fetch::DEFAULT_MAX_STATUS_BYTES,
             status_cache_max_bytes: 32 << 20,
+            goodbye_timeout: Duration::from_secs(2),
+            legacy_grace: Duration::from_millis(150),
         }
     }
 }

@@ -133,9 +133,7 @@ impl RawClient {
     }
 
     pub async fn send_body(&mut self, body: &[u8]) {
-        let mut out = BytesMut::new();
-        warden_wire::encode_frame(body, &mut out);
-        self.send_raw(&out).await;
+        self.send_raw(&warden_wire::framed(body)).await;
     }
 
     /// Writes bytes as they are; errors are ignored (the server may already have closed).

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use tokio::sync::{oneshot, watch};
 use tracing::info;
 use warden_anteroom::{Anteroom, Destination, Guest, Outcome, WaitStatus, Waiting};
-use warden_proxy::lifecycle::{HeldConnection, Hold};
-use warden_proxy::wire::{log_safe, normalize_host, FrameDecoder, Handshake};
+use warden_proxy::admission::{HeldConnection, Hold};
+use warden_proxy::wire::{log_safe, normalize_host};
 use warden_store::ServerState;
 
 use super::{wake, Engine, Slot};
@@ -75,7 +75,7 @@ impl Hold for AnteroomHold {
         };
         let player = conn.player.name.clone();
         let outcome = tokio::select! {
-            o = self.anteroom.hold_proving(Guest::from(conn), dest, rx, Some(proven_tx)) => o,
+            o = self.anteroom.hold_proving(guest(conn), dest, rx, Some(proven_tx)) => o,
             never = follow => never,
         };
         if outcome != Outcome::Transferred && !proved.load(Ordering::Relaxed) {
@@ -92,18 +92,26 @@ impl Hold for AnteroomHold {
     }
 }
 
+/// The anteroom's view of a held connection.
+fn guest(held: HeldConnection) -> Guest {
+    Guest {
+        client: held.client,
+        received: held.received,
+        protocol: held.player.protocol,
+        name: held.player.name,
+        uuid: held.player.uuid,
+        addr: held.player.addr,
+    }
+}
+
 /// The player is sent back to the address they used: the handshake's host and port.
 fn destination(conn: &HeldConnection) -> Option<Destination> {
-    let mut dec = FrameDecoder::new();
-    dec.buffer_mut().extend_from_slice(&conn.received);
-    let frame = dec.next_frame(conn.received.len()).ok()??;
-    let hs = Handshake::parse(&frame).ok()?;
-    let host = normalize_host(&hs.address).ok()?;
+    let host = normalize_host(&conn.handshake.address).ok()?;
     Some(Destination {
         server_id: conn.server.id.to_string(),
         server_name: conn.server.id.to_string(),
         host,
-        port: hs.port,
+        port: conn.handshake.port,
     })
 }
 

@@ -42,7 +42,7 @@ use crate::events::{Event, EventKind};
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use warden_proxy::lifecycle::{Admission, Lifecycle, Player, ServerState as EdgeState};
+use warden_proxy::admission::{Admission, Lifecycle, Player, ServerState as EdgeState};
 use warden_proxy::route::Server;
 use warden_proxy::sessions::{SessionInfo, SessionObserver, Sessions};
 use warden_proxy::status::render::eta_text;

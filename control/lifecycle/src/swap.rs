@@ -30,7 +30,7 @@ const ASK_AGAIN: Duration = Duration::from_secs(3);
 /// Waiting for a wake or sleep in progress to finish before swapping.
 const BUSY_WAIT: Duration = Duration::from_secs(30);
 /// Transfer needs 1.20.5+ (protocol 766).
-const MIN_TRANSFER_PROTOCOL: i32 = 766;
+const MIN_TRANSFER_PROTOCOL: i32 = warden_proxy::wire::version::V1_20_5;
 
 /// What a restart did.
 #[derive(Debug, Default)]

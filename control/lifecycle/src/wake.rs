@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::OwnedMutexGuard;
 use tokio::time::{timeout_at, Instant};
 use tracing::{info, warn};
-use warden_proxy::lifecycle::Admission;
+use warden_proxy::admission::Admission;
 use warden_proxy::status::render::eta_text;
 use warden_store::ServerState;
 

@@ -317,6 +317,12 @@ pub struct EdgeConfig {
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// How long a player's login Disconnect may wait for a client that does not read.
+    #[serde(with = "humantime_serde")]
+    pub goodbye_timeout: Duration,
+    /// How long a lone legacy ping byte (`FE`, `FE 01`) waits for more before it is answered.
+    #[serde(with = "humantime_serde")]
+    pub legacy_grace: Duration,
     /// Unix socket over which a new binary takes the listeners (graceful upgrade).
     /// Default: `<store.path>/run/upgrade.sock`, in a directory only Warden's user can enter.
     pub upgrade_sock: Option<PathBuf>,
@@ -339,6 +345,8 @@ impl Default for EdgeConfig {
             max_login_start_bytes: 2048,
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(300),
+            goodbye_timeout: Duration::from_secs(2),
+            legacy_grace: Duration::from_millis(150),
             upgrade_sock: None,
             grace_period: Duration::from_secs(6 * 3600),
             threads: 0,

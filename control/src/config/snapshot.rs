@@ -301,6 +301,8 @@ impl Config {
             status_error_ttl: self.status.error_ttl,
             status_max_response_bytes: self.status.max_response_bytes.clamp(1024, 2 << 20),
             status_cache_max_bytes: self.status.cache_max_mib.clamp(1, 4096) << 20,
+            goodbye_timeout: e.goodbye_timeout,
+            legacy_grace: e.legacy_grace,
         };
         Ok(FileServers {
             servers: specs,

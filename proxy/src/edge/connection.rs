@@ -2,29 +2,29 @@
 //! route lookup, then status, legacy ping or login.
 //!
 //! Until it is routed, a connection can be shed to make room for a newer one when the
-//! edge is full (see [`crate::shed`]).
+//! edge is full (see [`crate::shed`]). However it ends, the step that ended it returns an
+//! [`Ending`], which [`closed::finish`] counts and logs once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tracing::{debug, warn, Instrument};
+use tracing::Instrument;
 
-use super::preroute::{First, Preroute, PrerouteError};
+use super::closed::{self, Answered, Closed, Ending};
+use super::goodbye::Goodbye;
+use super::preroute::{First, Preroute};
 use super::Edge;
 use crate::limits::Refused;
-use crate::metrics::Reject;
+use crate::metrics::{Malformed, Reject};
 use crate::settings::Snapshot;
 use crate::shed::Slot;
-use crate::wire::{log_safe, normalize_host, Handshake, Intent};
+use crate::wire::{normalize_host, Handshake, Intent};
 
 /// Slack for a PROXY header and the bytes that pipeline behind Login Start.
 const BUDGET_SLACK: usize = 1024;
-
-/// What a player hears when the server's backend is this Warden itself.
-const LOOP: &str = "This server's address leads back to the proxy itself (a routing loop). \
-                    Please tell the server's operator.";
 
 pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
     let Ok(peer) = client.peer_addr() else { return };
@@ -33,23 +33,28 @@ pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
         edge.metrics.accepted.inc();
         let snap = edge.snapshot();
         let s = &snap.settings;
+        let finish = |ending: Ending| closed::finish(&edge.metrics, s.goodbye_timeout, ending);
         let deadline = Instant::now() + s.handshake_timeout;
         let budget = s.max_handshake_bytes + s.max_login_start_bytes + BUDGET_SLACK;
-        let mut pre = Preroute::new(client, deadline, budget);
+        let mut pre = Preroute::new(client, deadline, budget, s.legacy_grace);
 
         let trusted = s.is_trusted_proxy(peer.ip());
         let client_addr = if trusted {
             match pre.proxy_header(peer).await {
                 Ok(addr) => addr,
-                Err(e) => return reject(&edge, &e),
+                Err(e) => return finish(Closed::Preroute(e).into()).await,
             }
         } else {
             peer
         };
         let _admitted = match edge.limits.admit(client_addr.ip(), &s.limits) {
             Ok(a) => a,
-            Err(Refused::Global) => return edge.metrics.reject(Reject::GlobalLimit),
-            Err(Refused::Bucket) => return edge.metrics.reject(Reject::BucketLimit),
+            Err(Refused::Global) => {
+                return finish(Closed::Rejected(Reject::GlobalLimit).into()).await
+            }
+            Err(Refused::Bucket) => {
+                return finish(Closed::Rejected(Reject::BucketLimit).into()).await
+            }
         };
         edge.metrics.connections_open.inc();
         let _open = scopeguard(&edge);
@@ -60,14 +65,17 @@ pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
             peer,
             client: client_addr,
             trusted,
+            answered: Mutex::new(None),
         };
+        // The ending is counted, and the goodbye said, inside the race: a connection
+        // still unrouted can be shed while it says goodbye.
         tokio::select! {
             biased;
             () = shed => {
-                edge.metrics.connections_shed.inc();
-                debug!("shed before routing to make room for a newer connection");
+                let answered = *conn.answered.lock();
+                finish(Closed::Shed(answered).into()).await
             }
-            () = conn.route(pre, &slot) => {}
+            () = async { finish(conn.route(pre, &slot).await).await } => {}
         }
     }
     .instrument(span)
@@ -82,18 +90,22 @@ struct Conn<'a> {
     /// The player's address.
     client: SocketAddr,
     trusted: bool,
+    /// What the edge has answered so far, counted even if the connection is shed.
+    answered: Mutex<Option<Answered>>,
 }
 
 impl Conn<'_> {
-    async fn route(&self, mut pre: Preroute, slot: &Slot) {
+    async fn route(&self, mut pre: Preroute, slot: &Slot) -> Ending {
         let (edge, snap) = (self.edge, self.snap);
         let s = &snap.settings;
         let handshake = match pre.first(s.max_handshake_bytes, self.trusted).await {
             Ok(First::Modern(h)) => h,
             Ok(First::Legacy(ping)) => {
-                return super::legacy::answer(edge, pre, snap, ping, self.client).await
+                return super::legacy::answer(edge, pre, snap, ping, self.client, &self.answered)
+                    .await
+                    .into()
             }
-            Err(e) => return reject(edge, &e),
+            Err(e) => return Closed::Preroute(e).into(),
         };
         // Checked once bytes have arrived: the first hop registers its connection before
         // it sends anything.
@@ -102,25 +114,31 @@ impl Conn<'_> {
             .outgoing
             .is_ours(self.peer, || pre.client.local_addr().ok())
         {
-            return self.refuse_loop(pre, &handshake).await;
+            return self.refuse_loop(pre, &handshake);
         }
         let Ok(host) = normalize_host(&handshake.address) else {
-            edge.metrics.handshake_error("bad_host");
-            return edge.metrics.reject(Reject::BadHandshake);
+            return Closed::Malformed(Malformed::BadHost, Some(Reject::BadHandshake)).into();
         };
         let Some(mut target) = snap.table.lookup(&host) else {
-            debug!(host = %log_safe(&host), "unknown host");
-            return edge.metrics.reject(Reject::UnknownHost);
+            return Closed::UnknownHost { host }.into();
         };
         // A server moved to another node is reached there.
         if let Some(placed) = edge.lifecycle.backend(&target.server) {
             target.backend = placed;
         }
         match handshake.intent {
-            Intent::Status => {
-                super::status::answer(edge, pre, snap, &handshake, &host, &target, self.client)
-                    .await
-            }
+            Intent::Status => super::status::answer(
+                edge,
+                pre,
+                snap,
+                &handshake,
+                &host,
+                &target,
+                self.client,
+                &self.answered,
+            )
+            .await
+            .into(),
             Intent::Login | Intent::Transfer => {
                 super::login::admit(edge, pre, snap, handshake, target, self.client, slot).await
             }
@@ -129,36 +147,11 @@ impl Conn<'_> {
 
     /// This connection is the edge's own backend connection: a server's backend leads
     /// back here. The Disconnect travels back over the first hop to the player.
-    async fn refuse_loop(&self, pre: Preroute, handshake: &Handshake) {
-        self.edge.metrics.reject(Reject::Loop);
+    fn refuse_loop(&self, pre: Preroute, handshake: &Handshake) -> Ending {
         let host = normalize_host(&handshake.address).unwrap_or_default();
-        let server = self
-            .snap
-            .table
-            .lookup(&host)
-            .map(|t| t.server.id.to_string());
-        warn!(
-            host = %log_safe(&host),
-            server = %log_safe(server.as_deref().unwrap_or("-")),
-            "routing loop: a backend address leads back to this Warden; join refused after one hop"
-        );
-        super::say_goodbye(pre.client, LOOP).await
+        let server = self.snap.table.lookup(&host).map(|t| t.server.id.clone());
+        Closed::Loop { host, server }.saying(pre.client, Goodbye::Loop)
     }
-}
-
-fn reject(edge: &Edge, e: &PrerouteError) {
-    debug!(error = %log_safe(e), "closed before routing");
-    let reason = match e {
-        PrerouteError::Timeout => Reject::Timeout,
-        PrerouteError::UntrustedProxyHeader => Reject::UntrustedProxyHeader,
-        PrerouteError::ProxyHeader(_) => Reject::BadProxyHeader,
-        PrerouteError::Closed => return,
-        _ => Reject::BadHandshake,
-    };
-    if !matches!(e, PrerouteError::Timeout) {
-        edge.metrics.handshake_error(e.kind());
-    }
-    edge.metrics.reject(reason);
 }
 
 /// Decrements the open-connections gauge however the connection ends.

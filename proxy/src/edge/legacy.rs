@@ -3,23 +3,23 @@
 
 use std::net::SocketAddr;
 
+use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout_at;
 
+use super::closed::{Answered, Closed};
 use super::preroute::Preroute;
 use super::Edge;
-use crate::lifecycle::ServerState;
+use crate::admission::ServerState;
 use crate::metrics::Reject;
 use crate::settings::Snapshot;
 use crate::status::render::{motd, Standin};
 use crate::wire::legacy::{response, LegacyPing, LegacyStatus};
-use crate::wire::normalize_host;
+use crate::wire::{normalize_host, version};
 
 /// Legacy clients can't name a modern protocol; Warden asks the backend as a 1.8 client,
 /// which every modern server (natively or through ViaVersion) answers.
-const PROBE_PROTOCOL: i32 = 47;
-/// What vanilla reports to legacy pings.
-const LEGACY_PROTOCOL: i32 = 127;
+const PROBE_PROTOCOL: i32 = version::V1_8;
 
 pub(super) async fn answer(
     edge: &Edge,
@@ -27,9 +27,10 @@ pub(super) async fn answer(
     snap: &Snapshot,
     ping: LegacyPing,
     client: SocketAddr,
-) {
+    answered: &Mutex<Option<Answered>>,
+) -> Closed {
     if !edge.limits.allow_status(client.ip(), &snap.settings.limits) {
-        return edge.metrics.reject(Reject::StatusRate);
+        return Closed::Rejected(Reject::StatusRate);
     }
     // Only 1.6 says which host it wants; older pings take the default route.
     let (host, port) = match &ping {
@@ -39,17 +40,20 @@ pub(super) async fn answer(
         _ => (String::new(), 25565),
     };
     let Some(target) = snap.table.lookup(&host) else {
-        return edge.metrics.reject(Reject::UnknownHost);
+        return Closed::Rejected(Reject::UnknownHost);
     };
-    edge.metrics.legacy_pings.inc();
+    *answered.lock() = Some(Answered::Legacy(None));
     let server = &target.server;
     let state = edge.lifecycle.state(server);
     let deadline = pre.deadline();
     let cached = if state == ServerState::Active {
         let lookup = super::status::cached_status(edge, snap, &host, &target, PROBE_PROTOCOL, port);
         match timeout_at(deadline, lookup).await {
-            Ok(cached) => cached,
-            Err(_) => return edge.metrics.reject(Reject::Timeout),
+            Ok((cached, from)) => {
+                *answered.lock() = Some(Answered::Legacy(Some(from)));
+                cached
+            }
+            Err(_) => return Closed::LegacyTimedOut,
         }
     } else {
         None
@@ -58,7 +62,7 @@ pub(super) async fn answer(
         Some(st) => response(
             &ping,
             &LegacyStatus {
-                protocol: LEGACY_PROTOCOL,
+                protocol: version::LEGACY_REPLY,
                 version: &st.doc.version_name,
                 motd: &st.doc.motd_text,
                 online: st.doc.online,
@@ -75,7 +79,7 @@ pub(super) async fn answer(
             response(
                 &ping,
                 &LegacyStatus {
-                    protocol: LEGACY_PROTOCOL,
+                    protocol: version::LEGACY_REPLY,
                     version: &server.status.version_name,
                     motd: &text,
                     online: 0,
@@ -85,4 +89,5 @@ pub(super) async fn answer(
         }
     };
     let _ = timeout_at(deadline, pre.client.write_all(&reply)).await;
+    Closed::Answered(answered.lock().unwrap_or(Answered::Legacy(None)))
 }

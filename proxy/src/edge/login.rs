@@ -1,28 +1,24 @@
-//! A player joining: read Login Start, ask the lifecycle, then forward, refuse or hold.
+//! A player joining: read Login Start, check a returning player's ticket, ask the control
+//! plane for admission, then forward, refuse or hold.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::time::timeout;
+use bytes::BytesMut;
 use tracing::debug;
 
-use super::preroute::{framed, Preroute};
+use super::closed::{Closed, Ending};
+use super::forward::{forward, Join};
+use super::goodbye::Goodbye;
+use super::preroute::Preroute;
 use super::Edge;
-use crate::forward::{forward, Join};
-use crate::lifecycle::{Admission, HeldConnection, Player, ServerState};
-use crate::metrics::Reject;
+use crate::admission::{Admission, HeldConnection, Player, ServerState};
+use crate::metrics::{Malformed, Reject};
 use crate::route::Resolved;
 use crate::settings::Snapshot;
 use crate::shed::Slot;
-use crate::wire::{disconnect_packet, log_safe, Handshake, Intent, LoginStart};
+use crate::wire::{framed, log_safe, version, Handshake, Intent, LoginStart};
 
-use super::returning::{self, MIN_COOKIE_PROTOCOL};
-
-const RATE_LIMITED: &str =
-    "Too many login attempts from your network. Please wait a few seconds and try again.";
+use super::returning;
 
 pub(super) async fn admit(
     edge: &Edge,
@@ -32,24 +28,19 @@ pub(super) async fn admit(
     target: Resolved,
     client: SocketAddr,
     slot: &Slot,
-) {
+) -> Ending {
     let s = &snap.settings;
     if !edge.limits.allow_login(client.ip(), &s.limits) {
-        edge.metrics.reject(Reject::LoginRate);
-        return say_goodbye(pre.client, RATE_LIMITED).await;
+        return Closed::Rejected(Reject::LoginRate).saying(pre.client, Goodbye::RateLimited);
     }
     let body = match pre.frame(s.max_login_start_bytes).await {
         Ok(b) => b,
-        Err(e) => {
-            edge.metrics.handshake_error(e.kind());
-            return;
-        }
+        Err(e) => return Closed::Malformed(Malformed::Kind(e.kind()), None).into(),
     };
     let login = match LoginStart::parse(&body, handshake.protocol) {
         Ok(l) => l,
         Err(e) => {
-            edge.metrics.handshake_error(e.kind());
-            return edge.metrics.reject(Reject::BadHandshake);
+            return Closed::Malformed(Malformed::Kind(e.kind()), Some(Reject::BadHandshake)).into()
         }
     };
     let player = Player {
@@ -63,17 +54,17 @@ pub(super) async fn admit(
     // A player the anteroom transferred here comes back with a ticket: straight to the
     // backend, never into the anteroom again. No or a bad ticket is an ordinary join.
     let returning = match (handshake.intent, edge.ticket_key.get()) {
-        (Intent::Transfer, Some(key)) if handshake.protocol >= MIN_COOKIE_PROTOCOL => {
+        (Intent::Transfer, Some(key)) if version::has_transfer(handshake.protocol) => {
             match returning::check(&mut pre, key, &target.server.id, client.ip()).await {
                 Ok(r) => r,
-                Err(()) => return edge.metrics.reject(Reject::BadHandshake),
+                Err(()) => return Closed::Rejected(Reject::BadHandshake).into(),
             }
         }
         _ => false,
     };
     // From here on this is a player on the way to a server: never shed.
     if !slot.routed() {
-        return;
+        return Closed::Unrouted.into();
     }
     // A ticket skips the anteroom only while the server is up; if it went down again
     // since the transfer, this is a join like any other.
@@ -92,7 +83,7 @@ pub(super) async fn admit(
             };
             forward(edge, pre.client, &target, join, s).await
         }
-        Admission::Refuse(reason) => say_goodbye(pre.client, &reason).await,
+        Admission::Refuse(reason) => Closed::Refused.saying(pre.client, Goodbye::Refused(reason)),
         Admission::Hold(holder) => {
             let mut received = BytesMut::new();
             received.extend_from_slice(&handshake.encode());
@@ -103,19 +94,11 @@ pub(super) async fn admit(
                 server: target.server,
                 backend: target.backend,
                 player,
+                handshake,
                 received: received.freeze(),
             };
-            holder.hold(conn).await
+            holder.hold(conn).await;
+            Closed::Held.into()
         }
     }
-}
-
-/// Sends a login Disconnect with `reason` and closes, without waiting long on a slow client.
-pub(crate) async fn say_goodbye(mut client: TcpStream, reason: &str) {
-    let packet: Bytes = disconnect_packet(reason);
-    let _ = timeout(Duration::from_secs(2), async {
-        client.write_all(&packet).await?;
-        client.shutdown().await
-    })
-    .await;
 }

@@ -1,20 +1,32 @@
-//! The edge: where a player's TCP connection enters Warden.
+//! The edge: a player's TCP connection from accept to its backend, in one folder.
 //!
-//! pingora owns the listening sockets: it accepts, and on a graceful upgrade it hands the
-//! listeners to the new binary while this process keeps its live sessions. Each accepted
-//! connection is detached from pingora's buffered stream into a plain tokio socket
-//! ([`detach`]) so the relay can wait on readiness without holding buffers, and then
-//! follows [`connection::handle`].
+//! Read a login in this order; each file hands on to the next and none calls back:
+//!
+//! 1. this file: pingora accepts ([`EdgeApp`]; it owns the listening sockets and, on a
+//!    graceful upgrade, hands them to the new binary while this process keeps its live
+//!    sessions). The socket is taken out of pingora's buffered stream (`detach.rs`), so
+//!    the relay can wait on readiness without holding buffers.
+//! 2. `connection.rs`: limits, PROXY header, first message, route lookup; then a status
+//!    request (`status.rs`), a legacy ping (`legacy.rs`) or a login.
+//! 3. `preroute.rs`: how every read before routing is bounded in time and bytes.
+//! 4. `login.rs`: Login Start, a returning player's ticket (`returning.rs`), and the
+//!    control plane's [`crate::admission`]: forward, refuse or hold.
+//! 5. `forward.rs`: connect the backend, replay the handshake and Login Start, then
+//!    [`crate::relay`] carries the bytes.
+//! 6. `closed.rs`: every step returns how the connection ended; it is counted and logged
+//!    once, then the player hears the goodbye, if any (`goodbye.rs`: every Disconnect text
+//!    the edge sends).
 
+mod closed;
 mod connection;
 mod detach;
+mod forward;
+mod goodbye;
 mod legacy;
 mod login;
 mod preroute;
 mod returning;
 mod status;
-
-pub(crate) use login::say_goodbye;
 
 use std::sync::Arc;
 
@@ -25,7 +37,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use tracing::debug;
 
-use crate::lifecycle::Lifecycle;
+use crate::admission::Lifecycle;
 use crate::limits::Limits;
 use crate::loopguard::LoopGuard;
 use crate::metrics::Metrics;

@@ -9,19 +9,15 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
-use crate::proxy_protocol::{self, Parsed};
 use crate::wire::legacy::{self, Detection, LegacyPing};
-use crate::wire::{encode_frame, FrameDecoder, Handshake, WireError};
-
-/// How long a lone `FE` or `FE 01` may wait for more bytes before it counts as a beta or
-/// 1.4 ping (those clients send nothing more; modern frames arrive in one segment).
-const LEGACY_GRACE: Duration = Duration::from_millis(150);
+use crate::wire::proxy_protocol::{self, Parsed};
+use crate::wire::{FrameDecoder, Handshake, WireError};
 
 #[derive(Debug, Error)]
 pub(crate) enum PrerouteError {
@@ -68,15 +64,24 @@ pub(crate) struct Preroute {
     buf: FrameDecoder,
     deadline: Instant,
     budget: usize,
+    /// How long a lone `FE` or `FE 01` may wait for more bytes before it counts as a beta
+    /// or 1.4 ping (those clients send nothing more; modern frames arrive in one segment).
+    legacy_grace: Duration,
 }
 
 impl Preroute {
-    pub(crate) fn new(client: TcpStream, deadline: Instant, budget: usize) -> Self {
+    pub(crate) fn new(
+        client: TcpStream,
+        deadline: Instant,
+        budget: usize,
+        legacy_grace: Duration,
+    ) -> Self {
         Self {
             client,
             buf: FrameDecoder::new(),
             deadline,
             budget,
+            legacy_grace,
         }
     }
 
@@ -146,7 +151,7 @@ impl Preroute {
                 // A lone `FE`/`FE 01`, or `FE 01 FA` without a complete MC|PingHost
                 // (what mcstatus sends): wait briefly, then answer as a legacy ping.
                 Detection::NeedMore if self.buf.buffered().starts_with(&[0xFE]) => {
-                    let grace = Instant::now() + LEGACY_GRACE;
+                    let grace = Instant::now() + self.legacy_grace;
                     let shorter = grace.min(self.deadline);
                     let saved = std::mem::replace(&mut self.deadline, shorter);
                     let got = self.fill().await;
@@ -187,11 +192,4 @@ impl Preroute {
     pub(crate) fn take_rest(&mut self) -> Bytes {
         self.buf.take_rest()
     }
-}
-
-/// A frame body with its length prefix, as it goes on the wire.
-pub(crate) fn framed(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(body.len() + 3);
-    encode_frame(body, &mut out);
-    out.freeze()
 }

@@ -13,14 +13,10 @@ use tokio::time::timeout_at;
 use tracing::debug;
 
 use super::preroute::Preroute;
-use crate::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
-use crate::wire::{log_safe, PacketReader, PacketWriter};
+use crate::wire::login::{CookieRequest, CookieResponse};
+use crate::wire::ticket::{self, COOKIE_KEY, MAX_TICKET_LEN};
+use crate::wire::{log_safe, Decode, Encode, Packet, PacketReader};
 
-/// Cookies exist from 1.20.5 (protocol 766).
-pub(super) const MIN_COOKIE_PROTOCOL: i32 = 766;
-/// Login state, stable across 766–776 (minecraft-data `protocol.json`, `login`).
-const COOKIE_REQUEST: i32 = 0x05;
-const COOKIE_RESPONSE: i32 = 0x04;
 /// Key (an identifier) and framing around the ticket.
 const RESPONSE_OVERHEAD: usize = 512;
 
@@ -32,9 +28,7 @@ pub(super) async fn check(
     server: &str,
     ip: IpAddr,
 ) -> Result<bool, ()> {
-    let request = PacketWriter::new(COOKIE_REQUEST)
-        .string(COOKIE_KEY)
-        .into_frame();
+    let request = CookieRequest { key: COOKIE_KEY }.frame();
     // Still before routing: the exchange ends by the connection's pre-routing deadline.
     let write = timeout_at(pre.deadline(), pre.client.write_all(&request));
     if !matches!(write.await, Ok(Ok(()))) {
@@ -45,16 +39,15 @@ pub(super) async fn check(
         .frame(MAX_TICKET_LEN + RESPONSE_OVERHEAD)
         .await
         .map_err(|e| debug!(error = %log_safe(e), "no cookie response"))?;
-    let mut r = PacketReader::new(&body);
+    // Any other packet, or a cookie under another key, is no ticket; bytes after the
+    // cookie are ignored.
     let parsed = (|| {
-        if r.varint()? != COOKIE_RESPONSE {
+        let mut r = PacketReader::new(&body);
+        if r.varint()? != CookieResponse::ID {
             return Ok(None);
         }
-        let name = r.string(256)?;
-        if name != COOKIE_KEY || !r.bool()? {
-            return Ok(None);
-        }
-        r.byte_array(MAX_TICKET_LEN).map(Some)
+        let response = CookieResponse::read_fields(&mut r)?;
+        Ok(response.payload.filter(|_| response.key == COOKIE_KEY))
     })();
     let presented = match parsed {
         Ok(Some(t)) => t,

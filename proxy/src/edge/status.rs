@@ -3,13 +3,15 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout_at;
 
+use super::closed::{Answered, Closed, StatusFrom};
 use super::preroute::{Preroute, PrerouteError};
 use super::Edge;
-use crate::lifecycle::ServerState;
-use crate::metrics::Reject;
+use crate::admission::ServerState;
+use crate::metrics::{BackendError, CacheResult, Malformed, Reject};
 use crate::route::Resolved;
 use crate::settings::Snapshot;
 use crate::status::fetch::StatusQuery;
@@ -23,6 +25,7 @@ const MAX_STATUS_FRAME: usize = 64;
 /// Reads the Status Request, answers it and echoes the Ping, all before the connection's
 /// pre-routing deadline: a client that stalls, or a backend that does, never holds the
 /// connection past it.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn answer(
     edge: &Edge,
     mut pre: Preroute,
@@ -31,29 +34,29 @@ pub(super) async fn answer(
     host: &str,
     target: &Resolved,
     client: SocketAddr,
-) {
+    answered: &Mutex<Option<Answered>>,
+) -> Closed {
     let s = &snap.settings;
     if !edge.limits.allow_status(client.ip(), &s.limits) {
-        return edge.metrics.reject(Reject::StatusRate);
+        return Closed::Rejected(Reject::StatusRate);
     }
     match pre.frame(MAX_STATUS_FRAME).await {
         Ok(body) if body.as_ref() == [0x00] => {}
-        Err(PrerouteError::Timeout) => return edge.metrics.reject(Reject::Timeout),
-        _ => {
-            edge.metrics.handshake_error("bad_status_request");
-            return;
-        }
+        Err(PrerouteError::Timeout) => return Closed::Rejected(Reject::Timeout),
+        _ => return Closed::Malformed(Malformed::BadStatusRequest, None),
     }
     let deadline = pre.deadline();
-    let Ok(frame) = timeout_at(deadline, status_frame(edge, snap, handshake, host, target)).await
+    let Ok((frame, from)) =
+        timeout_at(deadline, status_frame(edge, snap, handshake, host, target)).await
     else {
-        return edge.metrics.reject(Reject::Timeout);
+        return Closed::Rejected(Reject::Timeout);
     };
+    *answered.lock() = Some(Answered::Status(from));
     if !matches!(
         timeout_at(deadline, pre.client.write_all(&frame)).await,
         Ok(Ok(()))
     ) {
-        return;
+        return Closed::Answered(Answered::Status(from));
     }
     // The client measures latency with a ping; it may also just hang up.
     if let Ok(body) = pre.frame(MAX_STATUS_FRAME).await {
@@ -62,6 +65,7 @@ pub(super) async fn answer(
             let _ = timeout_at(deadline, pre.client.write_all(&pong_packet(payload))).await;
         }
     }
+    Closed::Answered(Answered::Status(from))
 }
 
 /// The Status Response for this client: the backend's (cached) or a stand-in.
@@ -71,25 +75,28 @@ async fn status_frame(
     hs: &Handshake,
     host: &str,
     target: &Resolved,
-) -> Bytes {
+) -> (Bytes, StatusFrom) {
     let server = &target.server;
     let state = edge.lifecycle.state(server);
     if state != ServerState::Active {
-        edge.metrics.status_cache("standin");
-        return standin_frame(
+        let frame = standin_frame(
             &server.status,
             Standin::State(state),
             edge.lifecycle.eta(server),
             hs.protocol,
         );
+        return (frame, StatusFrom::Standin);
     }
-    match cached_status(edge, snap, host, target, hs.protocol, hs.port).await {
+    let (cached, from) = cached_status(edge, snap, host, target, hs.protocol, hs.port).await;
+    let frame = match cached {
         Some(status) => status.frame_for(hs.protocol),
         None => standin_frame(&server.status, Standin::Offline, None, hs.protocol),
-    }
+    };
+    (frame, from)
 }
 
-/// The backend's status through the cache, or None when it can't be had.
+/// The backend's status through the cache, or None when it can't be had; and how the cache
+/// answered.
 pub(super) async fn cached_status(
     edge: &Edge,
     snap: &Snapshot,
@@ -97,7 +104,7 @@ pub(super) async fn cached_status(
     target: &Resolved,
     protocol: i32,
     port: u16,
-) -> Option<std::sync::Arc<BackendStatus>> {
+) -> (Option<std::sync::Arc<BackendStatus>>, StatusFrom) {
     let s = &snap.settings;
     let server = target.server.clone();
     let backend = target.backend.clone();
@@ -129,36 +136,28 @@ pub(super) async fn cached_status(
     };
     let lookup = edge.status.get(key, policy, fetch).await;
     let (entries, bytes) = edge.status.usage();
-    edge.metrics.status_cache_size(entries, bytes);
+    let from = |result, error| StatusFrom::Cache {
+        result,
+        error,
+        entries,
+        bytes,
+    };
     match lookup {
-        Lookup::Hit(v) => {
-            edge.metrics.status_cache("hit");
-            Some(v)
-        }
-        Lookup::Fetched(v) => {
-            edge.metrics.status_cache("miss");
-            Some(v)
-        }
-        Lookup::Stale(v) => {
-            edge.metrics.status_cache("stale");
-            Some(v)
-        }
+        Lookup::Hit(v) => (Some(v), from(CacheResult::Hit, None)),
+        Lookup::Fetched(v) => (Some(v), from(CacheResult::Miss, None)),
+        Lookup::Stale(v) => (Some(v), from(CacheResult::Stale, None)),
         Lookup::Failed(e) => {
-            edge.metrics.status_cache("error");
-            edge.metrics.backend_error(match e {
-                FetchError::TooLarge { .. } => "status_too_large",
-                _ => "status",
-            });
+            let kind = match e {
+                FetchError::TooLarge { .. } => BackendError::StatusTooLarge,
+                _ => BackendError::Status,
+            };
             tracing::debug!(
                 error = %crate::wire::log_safe(&e),
                 backend = %crate::wire::log_safe(&target.backend),
                 "status fetch failed"
             );
-            None
+            (None, from(CacheResult::Error, Some(kind)))
         }
-        Lookup::KnownFailure(_) => {
-            edge.metrics.status_cache("error_cached");
-            None
-        }
+        Lookup::KnownFailure(_) => (None, from(CacheResult::ErrorCached, None)),
     }
 }

@@ -129,7 +129,7 @@ async fn fetch_inner(q: StatusQuery<'_>, max_bytes: usize) -> Result<StatusDoc, 
     let mut out = Vec::with_capacity(64);
     if q.proxy_protocol {
         if let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) {
-            out.extend_from_slice(&crate::proxy_protocol::encode_v2(local, peer));
+            out.extend_from_slice(&crate::wire::proxy_protocol::encode_v2(local, peer));
         }
     }
     let handshake = Handshake {

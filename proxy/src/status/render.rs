@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::lifecycle::ServerState;
+use crate::admission::ServerState;
 use crate::route::StatusTexts;
 use crate::wire::status_response_packet;
 

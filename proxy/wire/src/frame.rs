@@ -84,14 +84,19 @@ pub fn encode_frame(body: &[u8], out: &mut BytesMut) {
     out.put_slice(body);
 }
 
+/// `body` (packet id + fields) with its length prefix, as it goes on the wire.
+pub fn framed(body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + MAX_LENGTH_PREFIX);
+    encode_frame(body, &mut out);
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn frame(body: &[u8]) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        encode_frame(body, &mut out);
-        out.to_vec()
+        framed(body).to_vec()
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::frame::encode_frame;
+use super::frame::framed;
 use super::varint::{read_varint, write_varint, VarIntError};
 use super::WireError;
 
@@ -164,11 +164,54 @@ impl PacketWriter {
         self
     }
 
+    /// A VarInt-prefixed byte array.
+    pub fn byte_array(mut self, b: &[u8]) -> Self {
+        write_varint(&mut self.buf, b.len() as i32);
+        self.buf.put_slice(b);
+        self
+    }
+
+    /// A tag as anonymous network NBT.
+    pub fn nbt(mut self, tag: &crate::nbt::Tag) -> Self {
+        tag.write_anonymous(&mut self.buf);
+        self
+    }
+
     /// The body framed with its length prefix, ready for the wire.
     pub fn into_frame(self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.buf.len() + 3);
-        encode_frame(&self.buf, &mut out);
-        out.freeze()
+        framed(&self.buf)
+    }
+}
+
+/// A packet with a fixed id in its protocol state: the same in every version Warden speaks
+/// (see the module that defines it for the versions checked).
+pub trait Packet {
+    const ID: i32;
+}
+
+/// A packet Warden writes.
+pub trait Encode: Packet {
+    /// Writes the fields that follow the packet id.
+    fn write_fields(&self, w: PacketWriter) -> PacketWriter;
+
+    /// The whole packet, framed for the wire.
+    fn frame(&self) -> Bytes {
+        self.write_fields(PacketWriter::new(Self::ID)).into_frame()
+    }
+}
+
+/// A packet Warden reads. Every field is bounded; nothing panics on any input.
+pub trait Decode<'a>: Packet + Sized {
+    /// Reads the fields that follow the packet id.
+    fn read_fields(r: &mut PacketReader<'a>) -> Result<Self, WireError>;
+
+    /// Decodes a whole body: the expected id, the fields, and nothing after them.
+    fn decode(body: &'a [u8]) -> Result<Self, WireError> {
+        let mut r = PacketReader::new(body);
+        r.expect_id(Self::ID)?;
+        let packet = Self::read_fields(&mut r)?;
+        r.finish()?;
+        Ok(packet)
     }
 }
 
@@ -247,22 +290,10 @@ pub struct LoginStart {
     pub uuid: Option<u128>,
 }
 
-/// Protocol numbers where the Login Start layout changed.
-mod versions {
-    /// 1.19: optional signature data follows the name.
-    pub const V1_19: i32 = 759;
-    /// 1.19.1: an optional UUID follows the signature data.
-    pub const V1_19_1: i32 = 760;
-    /// 1.19.3: signature data removed; optional UUID stays.
-    pub const V1_19_3: i32 = 761;
-    /// 1.20.2: the UUID becomes mandatory.
-    pub const V1_20_2: i32 = 764;
-}
-
 impl LoginStart {
     /// Parses a Login Start body for the client's `protocol` (1.7 through 26.x).
     pub fn parse(body: &[u8], protocol: i32) -> Result<Self, WireError> {
-        use versions::*;
+        use crate::version::{V1_19, V1_19_1, V1_19_3, V1_20_2};
         let mut r = PacketReader::new(body);
         r.expect_id(0x00)?;
         let name = r.string(16)?.to_owned();

@@ -1,4 +1,4 @@
-//! The seam between the data plane and the control plane.
+//! Admission: the seam between the data plane and the control plane (the lifecycle engine).
 //!
 //! The proxy never starts containers or counts GB-hours itself; it asks a [`Lifecycle`]
 //! what state a server is in (for the server-list MOTD) and whether a joining player may
@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use crate::route::Server;
+use crate::wire::Handshake;
 
 /// Where a server is in its life, as far as a player can tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct HeldConnection {
     pub server: Arc<Server>,
     pub backend: Arc<str>,
     pub player: Player,
+    /// The handshake, parsed (the address the player used, their protocol and intent).
+    pub handshake: Handshake,
     /// Handshake, Login Start and anything after them, exactly as the client sent them.
     pub received: Bytes,
 }

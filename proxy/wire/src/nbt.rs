@@ -1,6 +1,6 @@
 //! Just enough network NBT to write text components and dialogs.
 //!
-//! In configuration, every protocol the anteroom speaks (766+) carries text components and
+//! In configuration, every protocol the anteroom holds players in (766+) carries text components and
 //! dialogs as "anonymous" NBT: one tag-type byte, then the payload, with no root name.
 //! Strings are Java's modified UTF-8 with a u16 byte length, so they are truncated at a
 //! character boundary rather than ever producing an invalid tag.
@@ -13,7 +13,7 @@ const STRING: u8 = 8;
 const LIST: u8 = 9;
 const COMPOUND: u8 = 10;
 
-/// The tags the anteroom writes. Lists only ever hold compounds here.
+/// The tags Warden writes. Lists only ever hold compounds here.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tag {
     Byte(i8),

@@ -1,7 +1,7 @@
 //! PROXY protocol (HAProxy v1 and v2): learn the player's real address from a trusted
 //! load balancer in front of Warden, and tell backends the real address behind Warden.
 //!
-//! Parsing happens inside each connection's task under the pre-routing deadline — never in
+//! The edge parses inside each connection's task under the pre-routing deadline — never in
 //! the accept loop, where one slow peer would stall every accept (Infrarust's design). A
 //! header is honoured only from configured trusted networks; from anyone else it is
 //! refused, because otherwise any client could claim any address (Gate #936).

@@ -7,23 +7,24 @@
 //! backend refuses or dies before answering, the player — still in the login state — gets
 //! a Disconnect that says so, instead of a dropped socket.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tracing::{debug, info};
+use tracing::debug;
 
-use crate::edge::say_goodbye;
-use crate::edge::Edge;
-use crate::lifecycle::Player;
-use crate::proxy_protocol;
+use super::closed::{Closed, Ending, Session};
+use super::goodbye::Goodbye;
+use super::Edge;
+use crate::admission::Player;
+use crate::metrics::BackendError;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
 use crate::sessions::NewSession;
 use crate::settings::EdgeSettings;
-use crate::wire::{log_safe, normalize_host, Handshake, Intent};
+use crate::wire::{log_safe, normalize_host, proxy_protocol, Handshake, Intent};
 
 /// What a joining client has sent so far.
 pub struct Join {
@@ -36,39 +37,25 @@ pub struct Join {
 }
 
 /// Connects the backend, replays the join and relays until the session ends.
-pub async fn forward(
+pub(super) async fn forward(
     edge: &Edge,
     client: TcpStream,
     target: &Resolved,
     join: Join,
     s: &EdgeSettings,
-) {
+) -> Ending {
     let server = &target.server;
     let started = Instant::now();
     let backend = match timeout(s.connect_timeout, TcpStream::connect(&*target.backend)).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            edge.metrics.backend_error("connect");
             debug!(backend = %log_safe(&target.backend), error = %e, "backend connect failed");
-            return say_goodbye(
-                client,
-                &format!(
-                    "{} is not reachable right now. Please try again in a moment.",
-                    server.id
-                ),
-            )
-            .await;
+            return Closed::Backend(BackendError::Connect)
+                .saying(client, Goodbye::Unreachable(server.id.clone()));
         }
         Err(_) => {
-            edge.metrics.backend_error("connect_timeout");
-            return say_goodbye(
-                client,
-                &format!(
-                    "{} did not answer in time. Please try again in a moment.",
-                    server.id
-                ),
-            )
-            .await;
+            return Closed::Backend(BackendError::ConnectTimeout)
+                .saying(client, Goodbye::NoAnswer(server.id.clone()))
         }
     };
     edge.metrics
@@ -88,8 +75,8 @@ pub async fn forward(
         timeout(s.connect_timeout, backend.write_all(&preamble)).await,
         Ok(Ok(()))
     ) {
-        edge.metrics.backend_error("closed_before_login");
-        return say_goodbye(client, &closed_before_login(server)).await;
+        return Closed::Backend(BackendError::ClosedBeforeLogin)
+            .saying(client, Goodbye::ClosedBeforeLogin(server.id.clone()));
     }
 
     let _session = edge.sessions.open(
@@ -111,30 +98,20 @@ pub async fn forward(
         edge.metrics.byte_counters(),
     )
     .await;
-    match ended {
-        Ok(Ended::BackendSilent) => {
-            edge.metrics.backend_error("closed_before_login");
-            say_goodbye(client, &closed_before_login(server)).await;
-        }
-        Ok(how) => debug!(?how, ?moved, "session ended"),
-        Err(e) => debug!(error = %e, ?moved, "session ended with an error"),
+    // The player, still in the login state, hears why instead of a dropped socket.
+    let silent = matches!(ended, Ok(Ended::BackendSilent));
+    let closed = Closed::Session(Session {
+        player: join.player.name,
+        server: server.id.clone(),
+        started,
+        ended,
+        moved,
+    });
+    if silent {
+        closed.saying(client, Goodbye::ClosedBeforeLogin(server.id.clone()))
+    } else {
+        closed.into()
     }
-    info!(
-        player = %log_safe(&join.player.name),
-        server = %server.id,
-        secs = started.elapsed().as_secs(),
-        up = moved.client_to_backend,
-        down = moved.backend_to_client,
-        "session closed"
-    );
-}
-
-/// What a player hears when the backend hangs up before the login got anywhere.
-fn closed_before_login(server: &Server) -> String {
-    format!(
-        "{} closed the connection before you could log in. Please try again.",
-        server.id
-    )
 }
 
 /// PROXY header (optional) + handshake + Login Start + read-ahead, in one write.
@@ -173,9 +150,6 @@ pub fn backend_handshake(server: &Server, original: &Handshake) -> Handshake {
     }
     hs
 }
-
-/// Bounded wait used by callers that must not hang on a stuck peer.
-pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //!
 //! The anteroom stores a ticket in the client (Store Cookie, key [`COOKIE_KEY`]) right before
 //! it sends Transfer. The client comes back with handshake intent 3 and the cookie; the proxy
-//! then checks that the ticket is ours, still fresh, bound to the same client address, and
+//! (the edge) then checks that the ticket is ours, still fresh, bound to the same client address, and
 //! names the server the player was waiting for. Cookies are client-controlled input, so the
 //! ticket is HMAC-SHA256 signed and [`verify`] never panics on any byte string.
 //!
@@ -24,8 +24,8 @@ use thiserror::Error;
 /// The cookie identifier under which the ticket is stored in the client.
 pub const COOKIE_KEY: &str = "warden:ticket";
 
-/// Vanilla caps a cookie payload at 5 KiB.
-pub const MAX_TICKET_LEN: usize = 5120;
+/// A ticket is a cookie's payload, so vanilla's cookie limit bounds it.
+pub const MAX_TICKET_LEN: usize = crate::login::MAX_COOKIE_LEN;
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 8;
