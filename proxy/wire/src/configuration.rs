@@ -145,13 +145,8 @@ impl Serverbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FrameDecoder;
 
-    fn body(frame: &[u8]) -> bytes::Bytes {
-        let mut d = FrameDecoder::new();
-        d.extend(frame);
-        d.next_frame(1 << 20).unwrap().unwrap()
-    }
+    use crate::frame::body_of as body;
 
     #[test]
     fn cookie_and_transfer() {

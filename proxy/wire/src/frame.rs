@@ -91,6 +91,14 @@ pub fn framed(body: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The body of the one frame in `frame`, for tests that encode a packet and read it back.
+#[cfg(test)]
+pub(crate) fn body_of(frame: &[u8]) -> bytes::Bytes {
+    let mut d = FrameDecoder::new();
+    d.extend(frame);
+    d.next_frame(1 << 20).unwrap().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -343,13 +343,8 @@ pub fn pong_packet(payload: i64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FrameDecoder;
 
-    fn body(frame: &Bytes) -> Bytes {
-        let mut d = FrameDecoder::new();
-        d.extend(frame);
-        d.next_frame(usize::MAX >> 1).unwrap().unwrap()
-    }
+    use crate::frame::body_of as body;
 
     #[test]
     fn handshake_roundtrip() {
