@@ -26,6 +26,11 @@
 //! So roughly 2 KiB of user space per guest, about 20 MiB for 10,000 held players, with the
 //! sockets themselves on top. A one-off probe (3,000 guests idle in configuration, debug
 //! build, no tracing subscriber) grew the process RSS by 1.8 KiB per guest.
+//!
+//! Modules: `hold` (one guest's stay: offline login, the configuration hold, the way
+//! out), `conn` (the guest's socket, every read and write bounded), `offline` (offline-mode
+//! UUIDs), `text` (what the player reads) and `settings` (the knobs). The packets themselves
+//! are `warden-wire`'s.
 
 mod conn;
 mod hold;

@@ -2,6 +2,12 @@
 //! usage records and trace files, a linfa model with a fallback chain and
 //! quantiles, the evaluation protocol, a capacity planner for hourly-billed
 //! cloud nodes, a Hetzner Cloud provisioner and a trace-replay simulator.
+//!
+//! Modules: [`series`], [`ingest`] and [`calendar`] (demand series from usage and traces),
+//! [`features`], [`model`] and [`chain`] (the linfa model and its fallbacks), [`eval`] and
+//! [`metrics`] (the evaluation protocol), [`planner`] (capacity for hourly-billed nodes),
+//! [`hetzner`] (the Hetzner Cloud provisioner), [`sim`] (trace replay), [`chart`] and
+//! [`cli`] (what `warden forecast` prints), [`error`].
 
 pub mod calendar;
 pub mod chain;

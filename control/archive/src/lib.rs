@@ -7,6 +7,11 @@
 //! Every step is idempotent: re-archiving over a partial or stale archive replaces it, and
 //! verifying a missing or partial archive fails with an error instead of a false "ok".
 //!
+//! Modules: `archive` (directory or tar stream → tar → zstd → store, building the
+//! manifest), [`manifest`] (what a restore must find), `verify` (read back, verify, restore),
+//! `hashing` (hash while streaming), `paths` (untrusted tar paths made safe), `pipe` (the
+//! blocking encoder to async bridge), [`store`] (local directory, S3, pacing) and `error`.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), warden_archive::ArchiveError> {
 //! use warden_archive::*;

@@ -2,6 +2,10 @@
 //!
 //! The lifecycle engine starts, stops and inspects servers only through [`Runtime`], so
 //! the same wake/sleep/archive logic drives a Docker container or a local process.
+//!
+//! Modules: [`docker`] (a container through the daemon's API, bollard), `process` (a local
+//! process in its own process group, its pid in the data directory) and [`rcon`] (the
+//! bounded RCON client for graceful stops and warm-swap transfers).
 
 pub mod docker;
 mod process;
