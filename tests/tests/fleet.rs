@@ -106,6 +106,18 @@ fn one_owner_runs_a_server_both_appliances_define_and_the_other_forwards() {
     }
     let (ok, status) = b.cli(&viewer, &["status"]);
     assert!(ok && status.contains("node-a"), "{status}");
+    // Cordoning takes an operator; it shows everywhere and is undone by uncordon.
+    let op = b.token("operator");
+    let (ok, said) = b.cli(&viewer, &["node", "cordon", "node-b"]);
+    assert!(!ok && said.contains("403"), "{said}");
+    let (ok, said) = a.cli(&op, &["node", "cordon", "node-b"]);
+    assert!(ok && said.contains("node-b: cordoned"), "{said}");
+    let (_, n) = b.api("GET", "/v1/nodes/node-b", Some(&viewer), None);
+    assert_eq!(n["state"], "cordoned", "{n}");
+    let (ok, said) = b.cli(&op, &["node", "uncordon", "node-b"]);
+    assert!(ok && said.contains("node-b: ready"), "{said}");
+    let (ok, said) = b.cli(&op, &["node", "cordon", "node-z"]);
+    assert!(!ok && said.contains("404"), "{said}");
 
     // Joins at the non-owner, twice: once from cold, once after it slept again.
     for round in 0..2 {
@@ -130,8 +142,7 @@ fn one_owner_runs_a_server_both_appliances_define_and_the_other_forwards() {
     );
     assert_eq!(a.log().matches("server process started").count(), 2);
     assert_eq!(b.log().matches("server process started").count(), 0);
-    // Only the owner acts on it: B refuses to put it to sleep or archive it.
-    let op = b.token("operator");
+    // Only the owner acts on it: B refuses to archive it.
     let (ok, said) = b.cli(&op, &["archive", "world"]);
     assert!(!ok && said.contains("owned by node-a"), "{said}");
 }
