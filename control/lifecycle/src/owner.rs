@@ -4,7 +4,7 @@
 //! one), claiming a record written before owners existed, and placing a server that no
 //! node could take when it was first seen.
 
-use tracing::info;
+use tracing::{debug, info};
 use warden_store::{Change, ServerRecord, ServerState, StoreError};
 
 use super::{Engine, ManagedServer, Slot};
@@ -23,7 +23,7 @@ impl Engine {
             (true, _) => me.to_string(),
             (false, Ok(node)) => node,
             (false, Err(why)) => {
-                info!(server = %spec.id, %why, "not placed yet");
+                debug!(server = %spec.id, %why, "not placed yet");
                 return Ok(None);
             }
         };
