@@ -1,7 +1,7 @@
 //! This appliance as a node of the fleet: it registers in the store when the engine starts,
 //! renews its lease while it runs (reporting the memory its servers use), keeps a copy of
-//! every node's record for placement and forwarding, and never starts more servers than
-//! its capacity holds (a wake that does not fit waits, and is counted).
+//! every node's record for placement and forwarding, and, with a configured capacity,
+//! never starts more servers than it holds (a wake that does not fit waits, and is counted).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
@@ -47,6 +47,10 @@ pub struct NodeSettings {
     pub roles: Vec<NodeRole>,
     /// Memory for game servers, GB.
     pub memory_gb: f64,
+    /// Hold back wakes that do not fit `memory_gb`. Off when the capacity was not
+    /// configured (it is then the machine's RAM, used for placement only), so a single box
+    /// runs as many servers at once as it did before nodes existed.
+    pub enforce_capacity: bool,
     /// Where other appliances reach this node's servers (an IP address or host name).
     pub address: String,
     pub labels: BTreeMap<String, String>,
@@ -61,6 +65,7 @@ impl Default for NodeSettings {
         Self {
             roles: vec![NodeRole::Edge, NodeRole::Node],
             memory_gb: machine_memory_gb(),
+            enforce_capacity: false,
             address: "127.0.0.1".into(),
             labels: BTreeMap::new(),
             version: String::new(),
@@ -368,7 +373,8 @@ impl Engine {
             let used = {
                 let mut reserved = self.node.reserved.lock();
                 let used = self.allocated_with(&reserved, Some(&id));
-                if placement::fits(capacity, used, need) {
+                let enforce = self.settings.node.enforce_capacity;
+                if !enforce || placement::fits(capacity, used, need) {
                     reserved.insert(id.clone(), need);
                     drop(reserved);
                     if waited {

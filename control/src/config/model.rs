@@ -289,7 +289,8 @@ impl Default for LifecycleSection {
 pub struct NodeSection {
     /// `["edge", "node"]` (the default): accepts players (`edge`) and runs servers (`node`).
     pub roles: Spanned<Vec<warden_store::NodeRole>>,
-    /// Memory for game servers, GB. Default: this machine's RAM less 1 GiB.
+    /// Memory for game servers, GB; wakes that do not fit wait. Default: this machine's RAM
+    /// less 1 GiB, used for placement only (wakes are not held back, as before nodes).
     pub memory_gb: Option<Spanned<f64>>,
     /// Where other appliances reach this node's servers. Default: the host of the first
     /// server's backend if it is an IP address, else 127.0.0.1.

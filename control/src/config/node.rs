@@ -105,6 +105,7 @@ impl Config {
                 .memory_gb
                 .as_ref()
                 .map_or(defaults.memory_gb, |m| *m.get_ref()),
+            enforce_capacity: n.memory_gb.is_some(),
             address,
             labels: n.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -157,7 +158,10 @@ mod tests {
         let n = cfg.node_settings(&file.servers, false);
         assert_eq!(n.address, "10.1.2.3");
         assert_eq!(n.roles.len(), 2);
-        assert!(n.memory_gb > 0.0);
+        assert!(
+            n.memory_gb > 0.0 && !n.enforce_capacity,
+            "a single box is not held back"
+        );
         let (cfg, file) = check(Path::new("warden.toml"), "").unwrap();
         assert_eq!(cfg.node_settings(&file.servers, true).address, "127.0.0.1");
         let text =
@@ -165,6 +169,7 @@ mod tests {
         let (cfg, file) = check(Path::new("warden.toml"), text).unwrap();
         let n = cfg.node_settings(&file.servers, false);
         assert_eq!((n.address.as_str(), n.memory_gb), ("node-b.lan", 12.5));
+        assert!(n.enforce_capacity);
         assert_eq!(n.labels["zone"], "a");
     }
 }
