@@ -67,6 +67,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         &file,
         sessions.clone(),
         ticket_key.clone(),
+        upgrade,
     ))?;
     let (engine, archive) = match built {
         Some((e, a)) => (Some(e), Some(a)),
@@ -98,6 +99,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();
     if let (Some(engine), Some(archive)) = (&engine, archive) {
         engine.count_wake_requests(control_metrics.wake_requests.clone());
+        engine.count_capacity_waits(control_metrics.capacity_waits.clone());
+        control.spawn(crate::control_metrics::track_nodes(
+            engine.clone(),
+            control_metrics.nodes.clone(),
+        ));
         let store = engine.store().clone();
         crate::retention::spawn(
             &control,
@@ -184,13 +190,22 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         r.done();
     }
 
-    let mut edge_svc = Service::new("edge".to_string(), EdgeApp::new(edge.clone()));
-    for addr in cfg.listen_addrs() {
-        // Zero-sized L4 buffers: the socket is detached from pingora's wrapper right after
-        // accept (see proxy::edge::detach), so nothing may be buffered inside it.
-        edge_svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, 0)));
+    if cfg
+        .node
+        .roles
+        .get_ref()
+        .contains(&warden_store::NodeRole::Edge)
+    {
+        let mut edge_svc = Service::new("edge".to_string(), EdgeApp::new(edge.clone()));
+        for addr in cfg.listen_addrs() {
+            // Zero-sized L4 buffers: the socket is detached from pingora's wrapper right after
+            // accept (see proxy::edge::detach), so nothing may be buffered inside it.
+            edge_svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, 0)));
+        }
+        server.add_service(edge_svc);
+    } else {
+        info!("node.roles has no \"edge\": no player listener on this appliance");
     }
-    server.add_service(edge_svc);
 
     if !cfg.metrics.listen.is_empty() {
         let c = &cfg.metrics;

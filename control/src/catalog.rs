@@ -42,6 +42,9 @@ pub fn spec_of(d: &ApiSpec) -> ServerSpec {
             stop_timeout: Duration::from_secs(d.stop_timeout_secs),
             memory_gb: d.memory_gb,
             node_backends: d.node_backends.clone(),
+            // Every appliance sharing the store reads this definition.
+            anywhere: true,
+            node_labels: d.node_labels.clone(),
         }),
     }
 }

@@ -141,17 +141,25 @@ pub fn status(client: &Client, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let head = [
-        "SERVER", "STATE", "PLAYERS", "MEMORY", "ETA", "NODE", "HOSTS",
-    ]
-    .map(String::from);
+    table(
+        [
+            "SERVER", "STATE", "PLAYERS", "MEMORY", "ETA", "NODE", "HOSTS",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// Prints `rows` under `head` in aligned columns.
+fn table<const N: usize>(head: [&str; N], rows: &[[String; N]]) {
+    let head = head.map(String::from);
     let mut widths = head.clone().map(|h| h.len());
-    for r in &rows {
+    for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    for r in std::iter::once(&head).chain(&rows) {
+    for r in std::iter::once(&head).chain(rows) {
         let line: Vec<String> = r
             .iter()
             .zip(widths)
@@ -159,6 +167,72 @@ pub fn status(client: &Client, json: bool) -> anyhow::Result<()> {
             .collect();
         println!("{}", line.join("  ").trim_end());
     }
+}
+
+/// `warden nodes`: one line per node of the fleet.
+pub fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
+    let nodes = client.call(reqwest::Method::GET, "/v1/nodes", None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+            .unwrap_or_default()
+    };
+    let rows: Vec<[String; 7]> = nodes
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            let labels = n["labels"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", text(v)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            [
+                text(&n["id"]),
+                text(&n["state"]),
+                if n["up"].as_bool() == Some(true) {
+                    "up"
+                } else {
+                    "down"
+                }
+                .to_string(),
+                format!(
+                    "{} / {} GB",
+                    n["allocated_gb"].as_f64().unwrap_or(0.0),
+                    n["memory_gb"].as_f64().unwrap_or(0.0)
+                ),
+                text(&n["servers"]),
+                format!("{} ({})", text(&n["address"]), list(&n["roles"])),
+                labels,
+            ]
+        })
+        .collect();
+    table(
+        [
+            "NODE", "STATE", "UP", "MEMORY", "SERVERS", "ADDRESS", "LABELS",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `warden node cordon|uncordon NODE`.
+pub fn node_action(client: &Client, action: &str, id: &str) -> anyhow::Result<()> {
+    let n = client.call(
+        reqwest::Method::POST,
+        &format!("/v1/nodes/{id}/{action}"),
+        None,
+    )?;
+    println!("{id}: {}", text(&n["state"]));
     Ok(())
 }
 

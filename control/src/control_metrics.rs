@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 use warden_store::ServerState;
 
 use warden_api::http_guard::HttpMetrics;
@@ -26,6 +28,61 @@ pub struct ControlMetrics {
     /// migrate, peer) and what came of it (started, running, refused_source,
     /// refused_server, unproven).
     pub wake_requests: IntCounterVec,
+    /// The fleet's nodes as this appliance reads them from the store.
+    pub nodes: NodeGauges,
+    /// `warden_capacity_waits_total`: wakes that found no room on their node and waited.
+    pub capacity_waits: IntCounter,
+}
+
+/// `warden_node_up`, `warden_node_capacity_bytes`, `warden_node_allocated_bytes` and
+/// `warden_node_servers`, by node.
+#[derive(Clone)]
+pub struct NodeGauges {
+    pub up: IntGaugeVec,
+    pub capacity: GaugeVec,
+    pub allocated: GaugeVec,
+    pub servers: IntGaugeVec,
+}
+
+impl NodeGauges {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let opts = |name: &str, help: &str| Opts::new(name, help);
+        let up = IntGaugeVec::new(
+            opts(
+                "warden_node_up",
+                "1 while a node's lease runs and it is not dead, 0 otherwise",
+            ),
+            &["node"],
+        )?;
+        let capacity = GaugeVec::new(
+            opts(
+                "warden_node_capacity_bytes",
+                "Memory a node offers its game servers",
+            ),
+            &["node"],
+        )?;
+        let allocated = GaugeVec::new(
+            opts(
+                "warden_node_allocated_bytes",
+                "Memory of the servers a node runs (as of its last lease renewal)",
+            ),
+            &["node"],
+        )?;
+        let servers = IntGaugeVec::new(
+            opts("warden_node_servers", "Servers a node owns, running or not"),
+            &["node"],
+        )?;
+        registry.register(Box::new(up.clone()))?;
+        registry.register(Box::new(capacity.clone()))?;
+        registry.register(Box::new(allocated.clone()))?;
+        registry.register(Box::new(servers.clone()))?;
+        Ok(NodeGauges {
+            up,
+            capacity,
+            allocated,
+            servers,
+        })
+    }
 }
 
 impl ControlMetrics {
@@ -75,6 +132,11 @@ impl ControlMetrics {
             ),
             &["cause", "result"],
         )?;
+        let capacity_waits = IntCounter::new(
+            "warden_capacity_waits_total",
+            "Wakes that found no room on their node and waited for capacity",
+        )?;
+        registry.register(Box::new(capacity_waits.clone()))?;
         registry.register(Box::new(wake_requests.clone()))?;
         registry.register(Box::new(wakes.clone()))?;
         registry.register(Box::new(wake_duration.clone()))?;
@@ -89,6 +151,8 @@ impl ControlMetrics {
             wake_duration,
             http: HttpMetrics::register(registry)?,
             wake_requests,
+            nodes: NodeGauges::register(registry)?,
+            capacity_waits,
         })
     }
 }
@@ -154,5 +218,43 @@ pub async fn track_wakes(
             }
             _ => {}
         }
+    }
+}
+
+/// Keeps the node gauges current from the engine's copy of the fleet (once a second).
+pub async fn track_nodes(engine: Arc<Engine>, gauges: NodeGauges) {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let mut known: Vec<String> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let nodes = engine.nodes();
+        let now = warden_store::now_unix_ms();
+        for gone in known
+            .iter()
+            .filter(|id| !nodes.iter().any(|n| &n.id == *id))
+        {
+            let _ = gauges.up.remove_label_values(&[gone]);
+            let _ = gauges.capacity.remove_label_values(&[gone]);
+            let _ = gauges.allocated.remove_label_values(&[gone]);
+            let _ = gauges.servers.remove_label_values(&[gone]);
+        }
+        for n in &nodes {
+            let up = n.live(now) && n.state != warden_store::NodeState::Dead;
+            gauges.up.with_label_values(&[&n.id]).set(i64::from(up));
+            gauges
+                .capacity
+                .with_label_values(&[&n.id])
+                .set(n.memory_gb * GIB);
+            gauges
+                .allocated
+                .with_label_values(&[&n.id])
+                .set(n.allocated_gb * GIB);
+            gauges
+                .servers
+                .with_label_values(&[&n.id])
+                .set(i64::from(n.servers));
+        }
+        known = nodes.into_iter().map(|n| n.id).collect();
     }
 }

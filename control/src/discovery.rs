@@ -144,6 +144,9 @@ fn spec(d: &DiscoveredServer) -> Result<ServerSpec, String> {
             stop_timeout: config::default_stop_timeout(),
             memory_gb: d.memory_gb.unwrap_or_else(config::default_memory_gb),
             node_backends: Default::default(),
+            // Only the appliance watching this daemon can run it.
+            anywhere: false,
+            node_labels: Default::default(),
         }),
     })
 }

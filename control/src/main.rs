@@ -72,6 +72,17 @@ enum Command {
         #[arg(long)]
         to: String,
     },
+    /// The fleet's nodes: state, liveness, memory used and offered, servers, address.
+    Nodes {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Act on one node of the fleet.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Lifecycle and player events; `--follow` streams them live.
     Events {
         #[arg(long, short)]
@@ -143,6 +154,14 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum NodeCommand {
+    /// Take no new servers on NODE (the ones it owns keep running and waking there).
+    Cordon { node: String },
+    /// Let NODE take new servers again.
+    Uncordon { node: String },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and check a config file; prints the problem with file, line and a hint.
     Check { file: PathBuf },
@@ -176,6 +195,11 @@ fn main() -> ExitCode {
             server,
             limit,
         } => client().and_then(|c| cli::events(&c, server.as_deref(), limit, follow)),
+        Command::Nodes { json } => client().and_then(|c| cli::nodes(&c, json)),
+        Command::Node { command } => client().and_then(|c| match command {
+            NodeCommand::Cordon { node } => cli::node_action(&c, "cordon", &node),
+            NodeCommand::Uncordon { node } => cli::node_action(&c, "uncordon", &node),
+        }),
         Command::Token { command } => token(command, &api),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());

@@ -21,6 +21,7 @@ pub async fn engine(
     file: &FileServers,
     sessions: Sessions,
     ticket_key: Option<Arc<[u8]>>,
+    upgrade: bool,
 ) -> anyhow::Result<Option<(Arc<Engine>, Arc<dyn ArchiveStore>)>> {
     let wanted = file.servers.iter().any(|s| s.managed.is_some())
         || !cfg.discovery.docker.is_empty()
@@ -54,6 +55,7 @@ pub async fn engine(
         }),
         wakes_per_source_per_hour: cfg.lifecycle.wakes_per_source_per_hour,
         wakes_per_server_per_hour: cfg.lifecycle.wakes_per_server_per_hour,
+        node: cfg.node_settings(&file.servers, upgrade),
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)
@@ -135,6 +137,8 @@ pub async fn managed_server(
         archive: archive.filter(|_| owned).cloned(),
         rcon,
         node_backends: m.node_backends.clone(),
+        anywhere: m.anywhere,
+        node_labels: m.node_labels.clone(),
     })
 }
 

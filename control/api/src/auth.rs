@@ -36,6 +36,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if path.starts_with("/v1/servers/") && path.contains("/actions/") {
         return Some(Role::Operator);
     }
+    // Cordoning a node is an operator's action, like waking a server.
+    if path.starts_with("/v1/nodes/") {
+        return Some(Role::Operator);
+    }
     Some(Role::Admin)
 }
 
@@ -174,6 +178,11 @@ mod tests {
             Some(Role::Operator)
         );
         assert_eq!(required_role(&post, "/v1/servers"), Some(Role::Admin));
+        assert_eq!(required_role(&get, "/v1/nodes"), Some(Role::Viewer));
+        assert_eq!(
+            required_role(&post, "/v1/nodes/n1/cordon"),
+            Some(Role::Operator)
+        );
         assert_eq!(
             required_role(&Method::DELETE, "/v1/servers/a"),
             Some(Role::Admin)

@@ -99,9 +99,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound { .. } => Self::not_found(e.to_string()),
-            StoreError::AlreadyExists { .. } | StoreError::Conflict { .. } => {
-                Self::conflict(e.to_string())
-            }
+            StoreError::AlreadyExists { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::NotOwner { .. }
+            | StoreError::NodeTaken { .. }
+            | StoreError::NodeFenced { .. }
+            | StoreError::NodeConflict { .. } => Self::conflict(e.to_string()),
             StoreError::Invalid(_) => Self::invalid(e.to_string()),
             StoreError::Unavailable(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,7 @@
 //! [`crate::http_guard`] and [`conn`] serves the connection (TLS when configured) →
 //! [`auth::layer`] checks the bearer token, its role and its rate limit, and audits writes →
 //! [`conn::read_body`] reads the body by its deadline → a handler in [`servers`],
-//! [`actions`], [`events`], … → the store, the catalog of API-defined servers and the
+//! [`actions`], [`events`], `nodes`, … → the store, the catalog of API-defined servers and the
 //! lifecycle engine. Every error is an [`error::ApiError`] with a JSON body.
 //!
 //! Also here: [`settings`](ApiSettings) (`[api]`), [`spec`] (the API's server spec and the
@@ -27,6 +27,7 @@ pub mod error;
 mod events;
 mod health;
 pub mod http_guard;
+mod nodes;
 mod routes;
 mod servers;
 mod settings;
@@ -119,16 +120,19 @@ impl ApiContext {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Warden control API", description = "Servers, actions, sessions, usage, events, routes and tokens of a Warden appliance. Every /v1 route but this document needs `Authorization: Bearer <token>`; see docs/operations.md."),
+    info(title = "Warden control API", description = "Servers, actions, sessions, usage, events, nodes, routes and tokens of a Warden appliance. Every /v1 route but this document needs `Authorization: Bearer <token>`; see docs/operations.md."),
     paths(
         servers::list, servers::get, servers::create, servers::update, servers::delete,
         actions::start, actions::get, actions::list,
         usage::sessions, usage::usage,
         events::list, events::stream,
         routes::table, routes::resolve,
+        nodes::list, nodes::get, nodes::act,
         admin::list, admin::create, admin::revoke, admin::audit,
         health::live, health::ready,
     ),
+    // Only used as a path parameter, which utoipa does not collect on its own.
+    components(schemas(nodes::NodeAction)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]
@@ -207,6 +211,9 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/events", get(events::list))
         .route("/v1/events/stream", get(events::stream))
+        .route("/v1/nodes", get(nodes::list))
+        .route("/v1/nodes/{id}", get(nodes::get))
+        .route("/v1/nodes/{id}/{action}", post(nodes::act))
         .route("/v1/routes", get(routes::table))
         .route("/v1/routes/resolve", get(routes::resolve))
         .route("/v1/tokens", get(admin::list).post(admin::create))

@@ -46,7 +46,8 @@ pub struct ServerInfo {
     pub players_online: u64,
     pub hosts: Vec<String>,
     pub backend: String,
-    /// The appliance it is placed on (after a migration), or this one when it runs here.
+    /// The node that owns it (runs, sleeps and archives it): chosen by placement when the
+    /// server was first seen, moved by a migration.
     pub node: Option<String>,
     pub memory_gb: Option<f64>,
     /// Expected time to start, from recent starts.
@@ -206,6 +207,21 @@ fn check_free(ctx: &ApiContext, spec: &ServerSpec) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a managed server that no node of the fleet could ever run (larger than every
+/// node, or asking for labels none has).
+fn check_fits(ctx: &ApiContext, spec: &ServerSpec) -> Result<(), ApiError> {
+    if spec.runtime.is_none() {
+        return Ok(());
+    }
+    match ctx.engine.unplaceable(spec.memory_gb, &spec.node_labels) {
+        Some(why) => Err(ApiError::invalid(format!(
+            "`{}` cannot be placed: {why}",
+            spec.id
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Defines a new server; it is routed (and managed, with a runtime) at once, on every
 /// appliance sharing the store.
 #[utoipa::path(post, path = "/v1/servers", tag = "servers", request_body = ServerSpec,
@@ -216,6 +232,7 @@ pub async fn create(
     Json(spec): Json<ServerSpec>,
 ) -> Result<impl IntoResponse, ApiError> {
     check_free(&ctx, &spec)?;
+    check_fits(&ctx, &spec)?;
     if ctx.engine.view(&spec.id).is_some() || ctx.edge.snapshot().table.server(&spec.id).is_some() {
         return Err(ApiError::conflict(format!("server `{}` exists", spec.id)));
     }
@@ -245,6 +262,7 @@ pub async fn update(
     }
     api_defined(&ctx, &id).await?;
     check_free(&ctx, &spec)?;
+    check_fits(&ctx, &spec)?;
     if let Some(v) = ctx.engine.view(&id) {
         if !matches!(
             v.state,

@@ -52,6 +52,9 @@ pub struct ServerSpec {
     /// The server's `ip:port` on each appliance (by name), for placement and migration.
     #[serde(default)]
     pub node_backends: BTreeMap<String, String>,
+    /// Labels a node must carry to own it (e.g. `{"zone": "fsn1"}`); any node otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_labels: BTreeMap<String, String>,
 }
 
 fn default_sleep_after_secs() -> u64 {
@@ -116,6 +119,13 @@ impl ServerSpec {
         within("stop_timeout_secs", self.stop_timeout_secs, 1, 3600)?;
         if !(self.memory_gb.is_finite() && self.memory_gb >= 0.1 && self.memory_gb <= 4096.0) {
             return Err(format!("memory_gb = {}: use 0.1 to 4096", self.memory_gb));
+        }
+        for (k, v) in &self.node_labels {
+            if k.is_empty() || k.len() > 64 || v.len() > 128 {
+                return Err(format!(
+                    "node_labels.{k} = {v:?}: keys of 1-64 characters, values up to 128"
+                ));
+            }
         }
         for (node, addr) in &self.node_backends {
             if node.is_empty() || addr.parse::<SocketAddr>().is_err() {

@@ -124,6 +124,12 @@ fn status(slot: &Slot, pending: bool) -> WaitStatus {
     }
     let eta = *slot.eta.lock();
     let state = *slot.state.borrow();
+    if slot.queued.load(std::sync::atomic::Ordering::Acquire) && state != ServerState::Active {
+        return WaitStatus::Waiting {
+            why: Waiting::Capacity,
+            eta,
+        };
+    }
     match state {
         ServerState::Active => WaitStatus::Ready,
         // A failure only counts once no wake is running (a new join restarts it).

@@ -59,7 +59,9 @@ impl LifecycleError {
     pub fn is_conflict(&self) -> bool {
         matches!(
             self.cause(),
-            LifecycleError::Refused(_) | LifecycleError::Store(StoreError::Conflict { .. })
+            LifecycleError::Refused(_)
+                | LifecycleError::Store(StoreError::Conflict { .. })
+                | LifecycleError::Store(StoreError::NotOwner { .. })
         )
     }
 }

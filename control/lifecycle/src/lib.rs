@@ -27,7 +27,10 @@ mod error;
 mod eta;
 pub mod events;
 mod migrate;
+mod node;
 mod operate;
+mod owner;
+pub mod placement;
 mod ready;
 mod reconcile;
 mod server;
@@ -48,9 +51,12 @@ use warden_proxy::sessions::{SessionInfo, SessionObserver, Sessions};
 use warden_proxy::status::render::eta_text;
 use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore, StoreError};
 
+use std::sync::atomic::Ordering;
+
 pub use command::{Command, NotNow};
 pub use data::ServerData;
 pub use error::LifecycleError;
+pub use node::{machine_memory_gb, NodeSettings, NODE_LEASE};
 pub use operate::{Action, ActionRun, ServerView};
 pub use server::{LifecycleSettings, ManagedServer};
 pub use swap::SwapReport;
@@ -72,6 +78,21 @@ struct Slot {
     checking: std::sync::atomic::AtomicBool,
     /// A join found the busy lock held; a follow-up wakes the server once it is free.
     rewake: std::sync::atomic::AtomicBool,
+    /// A wake waits for memory on this node.
+    queued: std::sync::atomic::AtomicBool,
+}
+
+impl Slot {
+    fn is_local(&self) -> bool {
+        self.local.load(Ordering::Relaxed)
+    }
+
+    /// Says whether a wake waits for capacity, and tells whoever watches the state.
+    fn set_queued(&self, queued: bool) {
+        if self.queued.swap(queued, Ordering::AcqRel) != queued {
+            self.state.send_modify(|_| {});
+        }
+    }
 }
 
 pub struct Engine {
@@ -93,6 +114,8 @@ pub struct Engine {
     budget: budget::WakeBudget,
     /// `warden_wake_requests_total{cause,result}`, once the metrics are registered.
     wake_requests: std::sync::OnceLock<prometheus::IntCounterVec>,
+    /// This appliance as a node of the fleet.
+    node: node::Node,
 }
 
 impl Engine {
@@ -126,7 +149,10 @@ impl Engine {
             wake_requests: std::sync::OnceLock::new(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
+            node: node::Node::new(),
         });
+        // Registered before any server is placed: placement needs this node in the fleet.
+        engine.register_at_start().await?;
         for spec in servers {
             engine.add(spec).await?;
         }
@@ -134,10 +160,28 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Starts managing `spec`: loads (or creates) its record and reconciles it with what
-    /// the runtime really shows. Replaces a server with the same id.
+    /// Starts managing `spec`: loads its record, or creates it with an owner chosen by
+    /// placement (if another appliance creates it at the same moment, its record stands),
+    /// and reconciles it with what the runtime really shows. Replaces a server with the
+    /// same id.
     pub async fn add(&self, spec: ManagedServer) -> Result<(), StoreError> {
-        let record = reconcile::reconcile(&spec, self.store.as_ref(), &self.settings).await?;
+        let running = spec.runtime.running().await.unwrap_or(false);
+        let record = match self.store.get(&spec.id).await? {
+            Some(r) if r.node.is_none() => Some(self.claim(&spec, r, running).await?),
+            Some(r) => Some(r),
+            None => self.create(&spec, running).await?,
+        };
+        let record = match record {
+            Some(r) => {
+                reconcile::reconcile(&spec, self.store.as_ref(), &self.settings, r, running).await?
+            }
+            // No node can own it yet: kept here only, placed when one can.
+            None => ServerRecord::new(
+                spec.id.clone(),
+                ServerState::Sleeping,
+                "waiting for a node to own it",
+            ),
+        };
         let eta = eta::estimate(
             &self
                 .store
@@ -151,7 +195,11 @@ impl Engine {
                 .unwrap_or_default(),
         );
         let local = matches!(record.state, ServerState::Active | ServerState::Starting)
-            && spec.runtime.running().await.unwrap_or(false);
+            && record
+                .node
+                .as_deref()
+                .is_none_or(|n| n == self.settings.appliance)
+            && running;
         let (state, _) = watch::channel(record.state);
         let slot = Arc::new(Slot {
             spec,
@@ -163,6 +211,7 @@ impl Engine {
             local: std::sync::atomic::AtomicBool::new(local),
             checking: std::sync::atomic::AtomicBool::new(false),
             rewake: std::sync::atomic::AtomicBool::new(false),
+            queued: std::sync::atomic::AtomicBool::new(false),
         });
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())
@@ -191,10 +240,16 @@ impl Engine {
         loop {
             tick.tick().await;
             let _ = self.store.heartbeat(&self.settings.appliance).await;
+            self.renew().await;
             wake::answer_requests(&self).await;
             let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
             for slot in &slots {
                 let id = &slot.spec.id;
+                let unowned = slot.record.lock().node.is_none();
+                if unowned && slot.waking.try_lock().is_ok() {
+                    // Not owned yet (no node could take it, or a record from before owners).
+                    let _ = self.ensure_owner(slot).await;
+                }
                 if self.placed_elsewhere(slot) {
                     self.mirror(slot).await;
                     continue;
@@ -329,15 +384,24 @@ impl Engine {
     }
 
     /// [`Engine::transition`] with the full change (e.g. setting or clearing the archive).
+    /// A change to an owned server is fenced by ownership: it applies only while the
+    /// record still names this appliance as the owner (and, as always, at this epoch).
     async fn change(&self, slot: &Slot, change: Change) -> Result<ServerRecord, StoreError> {
-        let epoch = slot.record.lock().epoch;
+        let (epoch, owned) = {
+            let r = slot.record.lock();
+            (r.epoch, r.node.is_some())
+        };
+        let change = match owned {
+            true => change.fenced_by(self.settings.appliance.clone()),
+            false => change,
+        };
         let mut result = self.store.apply(&slot.spec.id, epoch, change.clone()).await;
         if let Err(StoreError::NotFound { .. }) = result {
             // The store lost the record (a Redis restarted without persistence): register
             // the server again from what this appliance knows, then apply the change.
-            let (current, archive) = {
+            let (current, archive, node) = {
                 let r = slot.record.lock();
-                (r.state, r.archive.clone())
+                (r.state, r.archive.clone(), r.node.clone())
             };
             let mut fresh = ServerRecord::new(
                 slot.spec.id.clone(),
@@ -347,6 +411,7 @@ impl Engine {
             // Where the world is must survive the loss: without it an archived server
             // would be started on an empty world.
             fresh.archive = archive;
+            fresh.node = node;
             match self.store.put_new(fresh).await {
                 Ok(rec) => {
                     warn!(server = %rec.id, "server re-registered in the store");
@@ -369,6 +434,9 @@ impl Engine {
             Ok(rec) => {
                 info!(server = %rec.id, state = rec.state.as_str(), reason = %rec.reason, "transition");
                 let from = std::mem::replace(&mut *slot.record.lock(), rec.clone()).state;
+                if node::holds_memory(from) && !node::holds_memory(rec.state) {
+                    self.capacity_changed();
+                }
                 let _ = self.events.send(Event::transition(
                     &rec.id,
                     Some(from),
@@ -494,14 +562,7 @@ impl Lifecycle for Engine {
 
     fn backend(&self, server: &Server) -> Option<Arc<str>> {
         let slot = self.slot(server)?;
-        let node = slot.record.lock().node.clone()?;
-        if node == self.settings.appliance {
-            return None;
-        }
-        slot.spec
-            .node_backends
-            .get(&node)
-            .map(|b| Arc::from(b.as_str()))
+        self.forward_to(&slot)
     }
 
     async fn admit(&self, server: &Arc<Server>, player: &Player) -> Admission {

@@ -23,7 +23,8 @@ impl Engine {
         if to == self.settings.appliance {
             return Err(format!("{id} is on {to} already"));
         }
-        if !slot.spec.node_backends.contains_key(to) {
+        let known = self.node.fleet.read().iter().any(|n| n.id == to);
+        if !known && !slot.spec.node_backends.contains_key(to) {
             return Err(format!(
                 "{id} has no address on {to}: add it to the server's node_backends"
             ));

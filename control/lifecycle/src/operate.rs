@@ -58,7 +58,7 @@ pub struct ServerView {
     pub memory_gb: f64,
     /// This appliance runs it.
     pub local: bool,
-    /// The appliance it is placed on (after a migration).
+    /// The node that owns it (placed at creation, moved by a migration).
     pub placed: Option<String>,
     pub archive_bytes: Option<u64>,
     pub backend: String,
@@ -111,6 +111,14 @@ impl Engine {
             .cloned()
             .ok_or_else(|| LifecycleError::NotFound(id.to_string()))?;
         let state = *slot.state.borrow();
+        if command != Command::Wake && self.placed_elsewhere(&slot) {
+            // Only the owner acts on it; a wake is forwarded to it (see `wake`).
+            let owner = slot.record.lock().node.clone().unwrap_or_default();
+            return Err(LifecycleError::Refused(format!(
+                "{id} is owned by {owner}; ask that appliance to {} it",
+                command.action().as_str()
+            )));
+        }
         if let Command::Migrate { to } = &command {
             // Its own checks come first (target, addresses, storage), then the table's.
             self.check_migrate(&slot, to)

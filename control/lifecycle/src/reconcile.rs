@@ -2,7 +2,8 @@
 //!
 //! Warden may have been killed at any moment. The store says what it was doing; the
 //! runtime and the disk say what is true. The rules only ever move towards a state in
-//! which the server can be woken, and never delete data.
+//! which the server can be woken, and never delete data. Only the owner reconciles: the
+//! record is loaded (or created, with its owner) by the engine before it comes here.
 
 use warden_store::{ArchiveUpdate, Change, ServerRecord, ServerState, StateStore, StoreError};
 
@@ -12,22 +13,10 @@ pub(super) async fn reconcile(
     spec: &ManagedServer,
     store: &dyn StateStore,
     settings: &LifecycleSettings,
+    record: ServerRecord,
+    running: bool,
 ) -> Result<ServerRecord, StoreError> {
-    let running = spec.runtime.running().await.unwrap_or(false);
-    let record = match store.get(&spec.id).await? {
-        Some(r) => r,
-        None => {
-            let state = if running {
-                ServerState::Starting
-            } else {
-                ServerState::Sleeping
-            };
-            return store
-                .put_new(ServerRecord::new(spec.id.clone(), state, "first seen"))
-                .await;
-        }
-    };
-    // Placed on another appliance: what runs (or not) here says nothing about it.
+    // Owned by another appliance: what runs (or not) here says nothing about it.
     if record
         .node
         .as_ref()
@@ -94,6 +83,10 @@ pub(super) async fn reconcile(
     match target {
         Some(change) => {
             tracing::info!(server = %spec.id, from = record.state.as_str(), to = change.to.as_str(), reason = %change.reason, "reconciled after start");
+            let change = match record.node.is_some() {
+                true => change.fenced_by(settings.appliance.clone()),
+                false => change,
+            };
             store.apply(&spec.id, record.epoch, change).await
         }
         None => Ok(record),

@@ -28,6 +28,12 @@ pub struct ManagedServer {
     pub archive: Option<Arc<dyn ArchiveStore>>,
     /// The server's address on each appliance, for placement and migration.
     pub node_backends: std::collections::BTreeMap<String, String>,
+    /// Every appliance of the fleet has this definition (it was made through the API), so
+    /// placement may give it to any node. False: only appliances whose config (or Docker
+    /// daemon) defines it can run it, and this one does.
+    pub anywhere: bool,
+    /// Labels a node must carry to own it (placement constraints).
+    pub node_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Engine-wide settings.
@@ -45,6 +51,8 @@ pub struct LifecycleSettings {
     pub wakes_per_source_per_hour: u32,
     /// Wakes players may cause per server per hour; 0: no limit.
     pub wakes_per_server_per_hour: u32,
+    /// This appliance as a node of the fleet: roles, capacity, address, labels.
+    pub node: super::NodeSettings,
 }
 
 impl Default for LifecycleSettings {
@@ -56,6 +64,7 @@ impl Default for LifecycleSettings {
             anteroom: None,
             wakes_per_source_per_hour: 20,
             wakes_per_server_per_hour: 30,
+            node: super::NodeSettings::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{info, warn};
 use warden_proxy::admission::Admission;
 use warden_proxy::status::render::eta_text;
-use warden_store::ServerState;
+use warden_store::{ServerState, StoreError};
 
 use super::{eta, ready, Engine, LifecycleError, Slot};
 
@@ -146,6 +146,12 @@ pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>, player: IpA
         }
         if timeout_at(deadline, rx.changed()).await.is_err() {
             let eta = eta_text(*slot.eta.lock());
+            if slot.queued.load(Ordering::Acquire) {
+                return Admission::Refuse(format!(
+                    "{} is waiting for a free machine to run on. Please join again in a moment.",
+                    slot.spec.id
+                ));
+            }
             let verb = if state == ServerState::Restoring {
                 "is being restored from the archive"
             } else {
@@ -168,6 +174,17 @@ async fn run_wake(engine: Arc<Engine>, slot: Arc<Slot>, mine: OwnedMutexGuard<()
 }
 
 async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
+    // Twice at most: if the owner changed while this appliance was about to start it (its
+    // start is fenced by ownership), the new owner is asked instead.
+    for _ in 0..2 {
+        if !wake_once(engine, slot).await {
+            return;
+        }
+    }
+}
+
+/// One attempt; true if ownership moved under it and the wake should be tried again.
+async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
     let id = slot.spec.id.clone();
     // Another appliance may have moved it on (started it, placed it elsewhere): decide
     // from the store's record, not this appliance's last copy.
@@ -176,19 +193,31 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
         *slot.record.lock() = rec;
         slot.state.send_replace(state);
         if state == ServerState::Active {
-            return;
+            return false;
         }
     }
     let placed = slot.record.lock().node.clone();
-    if let Some(node) = placed.filter(|n| *n != engine.settings.appliance) {
-        // Its world is on another appliance: ask that one, and mirror its progress.
-        info!(server = %id, %node, "asking the appliance the server is placed on to wake it");
+    let owner = match placed {
+        Some(node) => node,
+        None => match engine.ensure_owner(slot).await {
+            Ok(node) => node,
+            Err(why) => {
+                *slot.blocked.lock() = Some(format!("no node can run it: {why}"));
+                slot.state.send_modify(|_| {});
+                return false;
+            }
+        },
+    };
+    if owner != engine.settings.appliance {
+        // Its world is on its owner: ask that one, and mirror its progress.
+        info!(server = %id, node = %owner, "asking the server's owner to wake it");
         if let Err(e) = request(engine, &id).await {
-            *slot.blocked.lock() = Some(format!("cannot ask {node} to start it: {e}"));
+            *slot.blocked.lock() = Some(format!("cannot ask {owner} to start it: {e}"));
             slot.state.send_modify(|_| {});
-            return;
+            return false;
         }
-        return follow(engine, slot).await;
+        follow(engine, slot).await;
+        return false;
     }
     let lease = match engine
         .store
@@ -196,7 +225,10 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
         .await
     {
         Ok(Some(lease)) => lease,
-        Ok(None) => return follow(engine, slot).await,
+        Ok(None) => {
+            follow(engine, slot).await;
+            return false;
+        }
         Err(e) => {
             // Without the store we cannot know whether another appliance is starting it:
             // refuse rather than risk a double start.
@@ -206,7 +238,7 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
             );
             // Wake the held players so they hear why now, not after the hold.
             slot.state.send_modify(|_| {});
-            return;
+            return false;
         }
     };
     let started = Instant::now();
@@ -225,35 +257,56 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
         r = start(engine, slot) => r,
         never = renew => never,
     };
-    if let Err(e) = result {
-        let reason = e.to_string();
-        warn!(server = %id, %reason, "wake failed");
-        if super::archive::is_archived(slot) {
-            // The world is still only in the archive: stay wakeable by a restore.
-            let _ = engine
-                .transition(slot, ServerState::Archived, &reason)
-                .await;
-            *slot.blocked.lock() = Some(reason);
-            slot.state.send_modify(|_| {});
-        } else {
-            let _ = engine.transition(slot, ServerState::Failed, &reason).await;
-        }
-    } else {
-        info!(server = %id, secs = started.elapsed().as_secs_f64(), "server ready");
-        if let Ok(recent) = engine
-            .store
-            .recent_durations(
-                Some(&id),
-                ServerState::Starting,
-                ServerState::Active,
-                eta::WINDOW,
-            )
-            .await
+    let mut again = false;
+    match result {
+        Err(e)
+            if matches!(
+                e.cause(),
+                LifecycleError::Store(StoreError::NotOwner { .. })
+            ) =>
         {
-            *slot.eta.lock() = eta::estimate(&recent);
+            // Moved to another owner meanwhile (nothing was started here): ask that one.
+            info!(server = %id, error = %e, "ownership moved while waking");
+            again = true;
+        }
+        Err(LifecycleError::Refused(why)) => {
+            // Nothing was tried (no room on this node): the state stays as it was.
+            warn!(server = %id, %why, "wake gave up");
+            *slot.blocked.lock() = Some(why);
+            slot.state.send_modify(|_| {});
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            warn!(server = %id, %reason, "wake failed");
+            if super::archive::is_archived(slot) {
+                // The world is still only in the archive: stay wakeable by a restore.
+                let _ = engine
+                    .transition(slot, ServerState::Archived, &reason)
+                    .await;
+                *slot.blocked.lock() = Some(reason);
+                slot.state.send_modify(|_| {});
+            } else {
+                let _ = engine.transition(slot, ServerState::Failed, &reason).await;
+            }
+        }
+        Ok(()) => {
+            info!(server = %id, secs = started.elapsed().as_secs_f64(), "server ready");
+            if let Ok(recent) = engine
+                .store
+                .recent_durations(
+                    Some(&id),
+                    ServerState::Starting,
+                    ServerState::Active,
+                    eta::WINDOW,
+                )
+                .await
+            {
+                *slot.eta.lock() = eta::estimate(&recent);
+            }
         }
     }
     let _ = engine.store.release_wake(&lease).await;
+    again
 }
 
 async fn start(engine: &Engine, slot: &Slot) -> Result<(), LifecycleError> {
@@ -271,6 +324,8 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), LifecycleError> {
             ));
         }
     }
+    // Memory on this node first: a wake that does not fit waits here until one does.
+    let _room = engine.room(slot).await?;
     if super::archive::is_archived(slot) {
         super::archive::restore(
             engine,

@@ -54,6 +54,8 @@ async fn rig(start_timeout: Duration) -> Rig {
         rcon: None,
         archive: Some(archive),
         node_backends: BTreeMap::new(),
+        anywhere: false,
+        node_labels: BTreeMap::new(),
     };
     let engine = Engine::start(
         vec![server],

@@ -7,6 +7,7 @@
 
 mod error;
 mod model;
+mod node;
 mod snapshot;
 mod spec;
 

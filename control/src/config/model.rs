@@ -32,6 +32,9 @@ pub struct Config {
     pub archive: ArchiveSection,
     #[serde(default)]
     pub lifecycle: LifecycleSection,
+    /// This appliance as a node of a fleet.
+    #[serde(default)]
+    pub node: NodeSection,
     #[serde(default)]
     pub discovery: DiscoverySection,
     #[serde(default)]
@@ -275,6 +278,37 @@ impl Default for LifecycleSection {
             appliance: None,
             wakes_per_source_per_hour: d.wakes_per_source_per_hour,
             wakes_per_server_per_hour: d.wakes_per_server_per_hour,
+        }
+    }
+}
+
+/// This appliance as a node of a fleet: what it does, what it offers, where it is reached.
+/// A single box needs none of it: it accepts players and runs every server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeSection {
+    /// `["edge", "node"]` (the default): accepts players (`edge`) and runs servers (`node`).
+    pub roles: Spanned<Vec<warden_store::NodeRole>>,
+    /// Memory for game servers, GB; wakes that do not fit wait. Default: this machine's RAM
+    /// less 1 GiB, used for placement only (wakes are not held back, as before nodes).
+    pub memory_gb: Option<Spanned<f64>>,
+    /// Where other appliances reach this node's servers. Default: the host of the first
+    /// server's backend if it is an IP address, else 127.0.0.1.
+    pub address: Option<Spanned<String>>,
+    /// Free-form labels (`zone = "fsn1"`), which API-defined servers can require.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            roles: Spanned::new(
+                0..0,
+                vec![warden_store::NodeRole::Edge, warden_store::NodeRole::Node],
+            ),
+            memory_gb: None,
+            address: None,
+            labels: Default::default(),
         }
     }
 }

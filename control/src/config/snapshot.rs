@@ -115,6 +115,7 @@ impl Config {
         if let Some(api) = &self.api {
             check_api(path, api)?;
         }
+        self.check_node(path, text)?;
         if self.store.session_retention < MIN_SESSION_RETENTION {
             return Err(ConfigError::general(
                 path,
@@ -244,6 +245,8 @@ impl Config {
                     stop_timeout: sc.stop_timeout,
                     memory_gb: sc.memory_gb,
                     node_backends: sc.node_backends.clone(),
+                    anywhere: false,
+                    node_labels: Default::default(),
                 }),
             });
         }

@@ -44,6 +44,10 @@ pub struct Managed {
     pub memory_gb: f64,
     /// The server's address on each appliance (by name), for placement and migration.
     pub node_backends: BTreeMap<String, String>,
+    /// Every appliance has this definition (API-defined): any node may own it.
+    pub anywhere: bool,
+    /// Labels its owner node must carry.
+    pub node_labels: BTreeMap<String, String>,
 }
 
 /// Where a managed server runs.

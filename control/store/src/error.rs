@@ -3,6 +3,7 @@
 //! "you asked for something wrong" apart without knowing which store runs.
 
 use crate::model::ServerState;
+use crate::node::NodeState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,6 +20,31 @@ pub enum StoreError {
         expected: u64,
         actual: u64,
         state: ServerState,
+    },
+
+    /// A change fenced by ownership, made by a node that no longer (or never) owned the
+    /// server: only the owner runs, stops, archives or restores it.
+    #[error("server '{id}' is owned by {owner}, not {by}")]
+    NotOwner {
+        id: String,
+        owner: String,
+        by: String,
+    },
+
+    /// A node registering under an id whose lease another live process holds.
+    #[error("node id '{id}' is already registered by a live process ({holder}); give each appliance its own lifecycle.appliance")]
+    NodeTaken { id: String, holder: String },
+
+    /// A node process that may no longer act as the node (taken over, or declared dead).
+    #[error("node '{id}' may no longer act: {why}")]
+    NodeFenced { id: String, why: String },
+
+    /// Compare-and-set on a node's state lost.
+    #[error("node '{id}' is {actual}, not {expected}")]
+    NodeConflict {
+        id: String,
+        expected: NodeState,
+        actual: NodeState,
     },
 
     #[error("{kind} '{id}' not found")]

@@ -6,7 +6,8 @@
 //! and keeps their player time as hourly aggregates (see `history`).
 //!
 //! Modules: `store` (the `StateStore` trait and its sub-traits `Servers`, `Sessions`,
-//! `History`, `WakeLock`, `Documents`), `model` (records, transitions, leases), `error`,
+//! `History`, `WakeLock`, `Documents`, `Nodes`), `model` (records, transitions, leases),
+//! `node` (the fleet's node records and the rules for writing them), `error`,
 //! `history` (the feed's events and hourly aggregates), `usage` (usage computed from
 //! transitions and sessions), and one folder per backend: `embedded` (redb) and `redis`
 //! (in its files, `redis::` paths still name the redis client crate).
@@ -15,6 +16,7 @@ mod embedded;
 mod error;
 mod history;
 mod model;
+pub mod node;
 mod redis;
 mod store;
 mod usage;
@@ -30,7 +32,8 @@ pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
     Transition, TransitionFilter, WakeLease,
 };
-pub use store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
+pub use node::{NodeRecord, NodeReport, NodeRole, NodeState};
+pub use store::{Documents, History, Nodes, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
 pub use usage::{compute_usage, Usage};
 
 /// Which store to run, as chosen by `[store] kind` in the config.

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::StoreError;
+
 /// Where a server is in its lifecycle (see DESIGN.md "Server lifecycle").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,9 +76,10 @@ pub struct ServerRecord {
     pub last_session_end_unix_ms: Option<u64>,
     #[serde(default)]
     pub archive: Option<ArchiveRef>,
-    /// The appliance the server is placed on: only it starts the server, and every edge
-    /// forwards to its backend. None: whichever appliance wins the wake lock (a migration
-    /// sets it).
+    /// The node that owns the server: only it starts, stops, archives or restores it, and
+    /// every other appliance forwards players to it. Set when the record is created (by
+    /// placement) and changed by a migration; None only in records written before nodes
+    /// existed, until a node claims them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
 }
@@ -132,6 +135,9 @@ pub struct Change {
     pub archive: ArchiveUpdate,
     /// Places the server on this appliance (in the same atomic step).
     pub place: Option<String>,
+    /// Applies only if the record's owner is this node: fencing by ownership, checked in
+    /// the same atomic step as the epoch.
+    pub owner: Option<String>,
 }
 
 impl Change {
@@ -141,6 +147,25 @@ impl Change {
             reason: reason.into(),
             archive: ArchiveUpdate::Keep,
             place: None,
+            owner: None,
+        }
+    }
+
+    /// Refused (`NotOwner`) unless the record's owner is `node` when it is applied.
+    pub fn fenced_by(mut self, node: impl Into<String>) -> Self {
+        self.owner = Some(node.into());
+        self
+    }
+
+    /// The ownership fence against the record as it is now.
+    pub(crate) fn check_owner(&self, current: &ServerRecord) -> Result<(), StoreError> {
+        match &self.owner {
+            Some(me) if current.node.as_deref() != Some(me.as_str()) => Err(StoreError::NotOwner {
+                id: current.id.clone(),
+                owner: current.node.clone().unwrap_or_else(|| "nobody".into()),
+                by: me.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -160,7 +185,10 @@ impl Change {
         let mut next = current.clone();
         next.state = self.to;
         next.reason = self.reason.clone();
-        next.since_unix_ms = now;
+        // A change that keeps the state (a claim, a placement) does not restart its clock.
+        if self.to != current.state {
+            next.since_unix_ms = now;
+        }
         next.epoch = current.epoch.saturating_add(1);
         match &self.archive {
             ArchiveUpdate::Keep => {}

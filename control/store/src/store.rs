@@ -2,9 +2,9 @@
 //! so that switching between one appliance (embedded) and a fleet sharing
 //! Redis is a config line, not a code path.
 //!
-//! It is cut by concern into five sub-traits ([`Servers`], [`Sessions`], [`History`],
-//! [`WakeLock`], [`Documents`]), so each backend keeps one file per concern;
-//! [`StateStore`] requires all five and adds what concerns the store as a whole.
+//! It is cut by concern into six sub-traits ([`Servers`], [`Sessions`], [`History`],
+//! [`WakeLock`], [`Documents`], [`Nodes`]), so each backend keeps one file per concern;
+//! [`StateStore`] requires all six and adds what concerns the store as a whole.
 //! Callers hold an `Arc<dyn StateStore>`: on a trait object (and on a `S: StateStore`
 //! bound) the sub-traits' methods resolve without importing them. Only a call on a
 //! concrete store (`EmbeddedStore`, `RedisStore`) needs its sub-trait in scope.
@@ -19,6 +19,7 @@ use crate::history::{HistoryEvent, HistoryPage, Pruned};
 use crate::model::{
     Change, ServerRecord, ServerState, SessionRecord, Transition, TransitionFilter, WakeLease,
 };
+use crate::node::{NodeRecord, NodeReport, NodeState};
 use crate::usage::{compute_usage, Usage};
 
 /// How many entries a log keeps (older ones are dropped as new ones arrive).
@@ -26,7 +27,7 @@ pub const LOG_CAPACITY: usize = 100_000;
 
 /// The whole store: every concern below, plus what is about the store itself.
 #[async_trait]
-pub trait StateStore: Servers + Sessions + History + WakeLock + Documents {
+pub trait StateStore: Servers + Sessions + History + WakeLock + Documents + Nodes {
     /// "embedded" or "redis", for logs and status output.
     fn kind(&self) -> &'static str;
 
@@ -292,4 +293,45 @@ pub trait Documents: Send + Sync {
 
     /// The newest `limit` entries of log `kind`, oldest first.
     async fn read_log(&self, kind: &'static str, limit: usize) -> Result<Vec<String>, StoreError>;
+}
+
+/// The fleet's nodes: registration, a lease renewed while the process lives, and the
+/// node's state (see [`crate::node`]). Every decision is compare-and-set on the record.
+#[async_trait]
+pub trait Nodes: Send + Sync {
+    /// Registers this process as node `record.id` (`record.instance` names the process).
+    /// Refused (`NodeTaken`) while another process's lease is live, unless its instance is
+    /// `replace` (the caller found that process gone, or is its upgrade); `Invalid` for a
+    /// node without roles, address, or (with the node role) a capacity above 0. A
+    /// cordoned or draining node stays so. Bumps the change version.
+    async fn register_node(
+        &self,
+        record: NodeRecord,
+        replace: Option<&str>,
+    ) -> Result<NodeRecord, StoreError>;
+
+    /// Renews the lease of node `id` held by `instance` and records its report. `NodeFenced`
+    /// if another process registered the id since or the node was declared dead;
+    /// `NotFound` if the store lost it (register again). Does not bump the change version:
+    /// renewals are frequent and nobody waits on them.
+    async fn renew_node(
+        &self,
+        id: &str,
+        instance: &str,
+        report: NodeReport,
+    ) -> Result<NodeRecord, StoreError>;
+
+    async fn node(&self, id: &str) -> Result<Option<NodeRecord>, StoreError>;
+
+    /// Every node, sorted by id.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Moves node `id` from state `from` to `to` (compare-and-set: `NodeConflict` if it is
+    /// not in `from`). Bumps the change version.
+    async fn set_node_state(
+        &self,
+        id: &str,
+        from: NodeState,
+        to: NodeState,
+    ) -> Result<NodeRecord, StoreError>;
 }

@@ -328,3 +328,44 @@ async fn redis_indexes_the_sessions_of_an_older_store() {
         .unwrap();
     common::legacy_sessions_are_indexed(&store(&server)).await;
 }
+
+/// Two processes claiming one node id: the live one keeps it, the other is told why; once
+/// the lease lapses (the first process died) the id is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_refuses_a_live_duplicate_node_id() {
+    use warden_store::Nodes;
+    let server = Redis::start();
+    let stores = [Arc::new(store(&server)), Arc::new(store(&server))];
+    // At the same instant, from two connections: exactly one registers.
+    let mut tasks = Vec::new();
+    for (i, s) in stores.iter().enumerate() {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.register_node(common::node("dup", &format!("p{i}"), 1_500), None)
+                .await
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => won.push(r.instance),
+            Err(e) => assert!(
+                e.to_string()
+                    .contains("node id 'dup' is already registered by a live process"),
+                "{e}"
+            ),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let loser = if won[0] == "p0" { "p1" } else { "p0" };
+    assert!(stores[1]
+        .register_node(common::node("dup", loser, 1_500), None)
+        .await
+        .is_err());
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    let r = stores[1]
+        .register_node(common::node("dup", loser, 10_000), None)
+        .await
+        .unwrap();
+    assert_eq!(r.instance, loser);
+}

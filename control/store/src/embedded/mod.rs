@@ -7,12 +7,13 @@
 //! Here: opening the file, the blocking pool, transactions and what is about the store
 //! as a whole. Apart: `tables` (the file's layout), `error` (redb errors to
 //! `StoreError`, once), `lock` (the in-memory lease table), and one file per sub-trait
-//! of the store: `servers`, `sessions`, `history`, `wake`, `docs`.
+//! of the store: `servers`, `sessions`, `history`, `wake`, `docs`, `nodes`.
 
 mod docs;
 mod error;
 mod history;
 mod lock;
+mod nodes;
 mod servers;
 mod sessions;
 mod tables;
@@ -30,7 +31,7 @@ use crate::store::StateStore;
 use error::Failure;
 use lock::LeaseTable;
 use tables::{
-    DOCS, FEED, FILE_NAME, LOGS, META, META_VERSION, OPEN_SESSIONS, PLAYER_MS, SERVERS,
+    DOCS, FEED, FILE_NAME, LOGS, META, META_VERSION, NODES, OPEN_SESSIONS, PLAYER_MS, SERVERS,
     SERVER_SESSION_ENDS, SERVER_SESSION_STARTS, SESSIONS, SESSION_ENDS, SESSION_STARTS,
     TRANSITIONS, TRANSITIONS_BY_SERVER, WAKE_EPOCHS,
 };
@@ -82,6 +83,7 @@ impl EmbeddedStore {
             txn.open_table(SERVER_SESSION_ENDS)?;
             txn.open_table(PLAYER_MS)?;
             txn.open_table(FEED)?;
+            txn.open_table(NODES)?;
             let meta = txn.open_table(META)?;
             let v = meta.get(META_VERSION)?.map_or(0, |g| g.value());
             v

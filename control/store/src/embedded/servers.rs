@@ -119,6 +119,7 @@ impl Servers for EmbeddedStore {
                     }
                     .into());
                 }
+                change.check_owner(&current)?;
                 let (next, t) = change.apply_to(&current, now_unix_ms());
                 let json = encode(&next)?;
                 table.insert(id.as_str(), json.as_str())?;

@@ -33,6 +33,9 @@ pub(super) const DOCS: TableDefinition<(&str, &str), &str> = TableDefinition::ne
 /// (kind, sequence) → JSON log entry.
 pub(super) const LOGS: TableDefinition<(&str, u64), &str> = TableDefinition::new("logs");
 
+/// Node id → node record JSON.
+pub(super) const NODES: TableDefinition<&str, &str> = TableDefinition::new("nodes");
+
 pub(super) const META_VERSION: &str = "version";
 pub(super) const META_TRANSITION_SEQ: &str = "transition_seq";
 pub(super) const META_FEED_SEQ: &str = "feed_seq";

@@ -86,6 +86,10 @@ impl Keys {
     pub(super) fn log(&self, kind: &str) -> String {
         format!("{}:log:{kind}", self.p)
     }
+    /// Node id → node record JSON.
+    pub(super) fn nodes(&self) -> String {
+        format!("{}:nodes", self.p)
+    }
     pub(super) fn version(&self) -> String {
         format!("{}:version", self.p)
     }

@@ -8,12 +8,13 @@
 //! Here: the config, the store and what is about it as a whole. Apart: `call` (every
 //! round trip, bounded and retried), `keys` (key names), `scripts` (the Lua scripts in
 //! `lua/`), `watcher` (pub/sub plus polling behind `watch()`), and one file per
-//! sub-trait of the store: `servers`, `sessions`, `history`, `wake`, `docs`.
+//! sub-trait of the store: `servers`, `sessions`, `history`, `wake`, `docs`, `nodes`.
 
 mod call;
 mod docs;
 mod history;
 mod keys;
+mod nodes;
 mod scripts;
 mod servers;
 mod sessions;

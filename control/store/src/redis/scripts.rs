@@ -28,6 +28,7 @@ pub(super) struct Scripts {
     pub(super) wake_release: Script,
     pub(super) doc_put: Script,
     pub(super) doc_delete: Script,
+    pub(super) node_cas: Script,
 }
 
 impl Scripts {
@@ -46,6 +47,7 @@ impl Scripts {
             wake_release: Script::new(include_str!("lua/wake_release.lua")),
             doc_put: Script::new(with_prelude!("doc_put.lua")),
             doc_delete: Script::new(with_prelude!("doc_delete.lua")),
+            node_cas: Script::new(with_prelude!("node_cas.lua")),
         }
     }
 }

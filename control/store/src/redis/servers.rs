@@ -141,6 +141,8 @@ impl Servers for RedisStore {
                     state: current.state,
                 });
             }
+            // Checked on the record read; the script writes only if it is still that one.
+            change.check_owner(&current)?;
             let at = now_unix_ms();
             let (next, t) = change.apply_to(&current, at);
             let outcome: i64 = self

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use warden_store::{
-    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, HistoryEvent, ServerRecord, ServerState,
-    SessionRecord, StateStore, StoreError, TransitionFilter, WakeLease, AGGREGATE_MS,
+    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, HistoryEvent, NodeRecord, NodeReport, NodeRole,
+    NodeState, ServerRecord, ServerState, SessionRecord, StateStore, StoreError, TransitionFilter,
+    WakeLease, AGGREGATE_MS,
 };
 
 pub async fn wait_for_version(
@@ -51,6 +52,185 @@ pub async fn conformance(store: &dyn StateStore) {
     history_feed(store).await;
     session_time_index(store).await;
     retention(store).await;
+    nodes(store).await;
+    ownership_fence(store).await;
+}
+
+/// A node record as an appliance registers it: `instance` names the process.
+pub fn node(id: &str, instance: &str, lease_ms: u64) -> NodeRecord {
+    NodeRecord {
+        id: id.into(),
+        address: "10.0.0.7".into(),
+        roles: vec![NodeRole::Edge, NodeRole::Node],
+        memory_gb: 16.0,
+        labels: [("zone".to_string(), "a".to_string())].into(),
+        version: "test".into(),
+        state: NodeState::Ready,
+        since_unix_ms: 0,
+        registered_unix_ms: 0,
+        lease_until_unix_ms: now_unix_ms() + lease_ms,
+        instance: instance.into(),
+        host: "box".into(),
+        pid: 1,
+        allocated_gb: 0.0,
+        servers: 0,
+    }
+}
+
+/// Nodes register, renew, list and change state; a replaced process is fenced.
+async fn nodes(store: &dyn StateStore) {
+    assert!(store.nodes().await.unwrap().is_empty());
+    assert!(store.node("n1").await.unwrap().is_none());
+    let v0 = store.version().await.unwrap();
+    let r = store
+        .register_node(node("n1", "p1", 10_000), None)
+        .await
+        .unwrap();
+    assert_eq!(r.state, NodeState::Ready);
+    assert!(r.registered_unix_ms > 0);
+    assert!(
+        store.version().await.unwrap() > v0,
+        "registration bumps the version"
+    );
+    store
+        .register_node(node("n2", "q1", 10_000), None)
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(ids, ["n1", "n2"]);
+
+    // Renewals carry the report and do not bump the version.
+    let v1 = store.version().await.unwrap();
+    let until = now_unix_ms() + 20_000;
+    let report = NodeReport {
+        lease_until_unix_ms: until,
+        allocated_gb: 6.5,
+        servers: 4,
+    };
+    let r = store.renew_node("n1", "p1", report).await.unwrap();
+    assert_eq!(
+        (r.lease_until_unix_ms, r.allocated_gb, r.servers),
+        (until, 6.5, 4)
+    );
+    assert_eq!(store.node("n1").await.unwrap().unwrap(), r);
+    assert_eq!(store.version().await.unwrap(), v1);
+    assert!(matches!(
+        store.renew_node("n9", "p1", report).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // State changes are compare-and-set; a cordon survives the process's restart.
+    let c = store
+        .set_node_state("n1", NodeState::Ready, NodeState::Cordoned)
+        .await
+        .unwrap();
+    assert_eq!(c.state, NodeState::Cordoned);
+    assert!(store.version().await.unwrap() > v1);
+    let e = store
+        .set_node_state("n1", NodeState::Ready, NodeState::Draining)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StoreError::NodeConflict {
+                actual: NodeState::Cordoned,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let again = store
+        .register_node(node("n1", "p2", 10_000), Some("p1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.state, again.instance.as_str()),
+        (NodeState::Cordoned, "p2")
+    );
+    // The replaced process may no longer renew.
+    let e = store.renew_node("n1", "p1", report).await.unwrap_err();
+    assert!(matches!(e, StoreError::NodeFenced { .. }), "{e}");
+    store.renew_node("n1", "p2", report).await.unwrap();
+
+    // A dead node is fenced until it registers again (and comes back ready).
+    store
+        .set_node_state("n2", NodeState::Ready, NodeState::Dead)
+        .await
+        .unwrap();
+    let e = store.renew_node("n2", "q1", report).await.unwrap_err();
+    assert!(e.to_string().contains("dead"), "{e}");
+    let back = store
+        .register_node(node("n2", "q2", 10_000), Some("q1"))
+        .await
+        .unwrap();
+    assert_eq!(back.state, NodeState::Ready);
+
+    // Bad registrations are refused with the reason.
+    let mut zero = node("n3", "z", 10_000);
+    zero.memory_gb = 0.0;
+    let e = store.register_node(zero, None).await.unwrap_err();
+    assert!(e.to_string().contains("capacity"), "{e}");
+    let e = store
+        .register_node(node("bad:id", "z", 1), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Invalid(_)), "{e}");
+    assert!(store.node("n3").await.unwrap().is_none());
+}
+
+/// A change fenced by ownership applies only while the record names that owner.
+async fn ownership_fence(store: &dyn StateStore) {
+    let mut r = ServerRecord::new("owned", ServerState::Sleeping, "configured");
+    r.node = Some("n1".into());
+    store.put_new(r).await.unwrap();
+    let e = store
+        .apply(
+            "owned",
+            0,
+            Change::to(ServerState::Starting, "join").fenced_by("n2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::NotOwner { owner, by, .. } if owner == "n1" && by == "n2"),
+        "{e}"
+    );
+    assert_eq!(store.get("owned").await.unwrap().unwrap().epoch, 0);
+    let r = store
+        .apply(
+            "owned",
+            0,
+            Change::to(ServerState::Starting, "join").fenced_by("n1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.epoch, r.node.as_deref()), (1, Some("n1")));
+    // Moving it elsewhere and starting it there are separate steps: the old owner's next
+    // fenced change is refused.
+    store
+        .apply(
+            "owned",
+            1,
+            Change::to(ServerState::Sleeping, "moved").with_place("n2"),
+        )
+        .await
+        .unwrap();
+    let e = store
+        .apply(
+            "owned",
+            2,
+            Change::to(ServerState::Starting, "join").fenced_by("n1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotOwner { .. }), "{e}");
 }
 
 /// A session of `server` from `start` to `end` (open if None), written through the store.

@@ -1,0 +1,134 @@
+//! `/v1/nodes`: the fleet's appliances (each a node), how much memory each offers and
+//! uses, whether it is alive, and cordoning one so it takes no new servers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use warden_store::{now_unix_ms, NodeRecord, NodeState};
+
+use super::error::{ApiError, Json, Path};
+use super::ApiContext;
+
+/// A node of the fleet.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeInfo {
+    /// Its name (`lifecycle.appliance`).
+    pub id: String,
+    /// `ready`, `cordoned` (takes no new servers), `draining` or `dead`.
+    pub state: String,
+    pub since_unix_ms: u64,
+    /// Its lease runs and it is not dead.
+    pub up: bool,
+    pub lease_until_unix_ms: u64,
+    /// `edge` (accepts players), `node` (runs servers).
+    pub roles: Vec<String>,
+    /// Where edges reach its servers.
+    pub address: String,
+    /// Memory it offers game servers, GB.
+    pub memory_gb: f64,
+    /// Memory of the servers it runs, GB (as of its last lease renewal).
+    pub allocated_gb: f64,
+    /// Servers it owns, running or not.
+    pub servers: u32,
+    pub labels: BTreeMap<String, String>,
+    pub version: String,
+    /// The machine and process holding the registration.
+    pub host: String,
+    pub pid: u32,
+    pub registered_unix_ms: u64,
+}
+
+impl From<NodeRecord> for NodeInfo {
+    fn from(n: NodeRecord) -> Self {
+        NodeInfo {
+            up: n.live(now_unix_ms()) && n.state != NodeState::Dead,
+            state: n.state.as_str().to_string(),
+            since_unix_ms: n.since_unix_ms,
+            lease_until_unix_ms: n.lease_until_unix_ms,
+            roles: n.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            address: n.address,
+            memory_gb: n.memory_gb,
+            allocated_gb: n.allocated_gb,
+            servers: n.servers,
+            labels: n.labels,
+            version: n.version,
+            host: n.host,
+            pid: n.pid,
+            registered_unix_ms: n.registered_unix_ms,
+            id: n.id,
+        }
+    }
+}
+
+/// What an operator can do to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    /// Take no new servers; the ones it owns keep running and waking there.
+    Cordon,
+    /// Take new servers again.
+    Uncordon,
+}
+
+/// Every node, sorted by id.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+    responses((status = 200, body = Vec<NodeInfo>), (status = 503, body = super::error::ErrorBody)))]
+pub async fn list(State(ctx): State<Arc<ApiContext>>) -> Result<Json<Vec<NodeInfo>>, ApiError> {
+    let nodes = ctx.store.nodes().await?;
+    Ok(Json(nodes.into_iter().map(NodeInfo::from).collect()))
+}
+
+#[utoipa::path(get, path = "/v1/nodes/{id}", tag = "nodes",
+    params(("id" = String, Path, description = "node id")),
+    responses((status = 200, body = NodeInfo), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get(
+    State(ctx): State<Arc<ApiContext>>,
+    Path(id): Path<String>,
+) -> Result<Json<NodeInfo>, ApiError> {
+    match ctx.store.node(&id).await? {
+        Some(n) => Ok(Json(n.into())),
+        None => Err(ApiError::not_found(format!("no node `{id}`"))),
+    }
+}
+
+/// Cordons or uncordons a node; answers with the node as it is now. Doing it twice is
+/// harmless; a dead node is refused (409).
+#[utoipa::path(post, path = "/v1/nodes/{id}/{action}", tag = "nodes",
+    params(("id" = String, Path, description = "node id"),
+           ("action" = NodeAction, Path, description = "cordon or uncordon")),
+    responses((status = 200, body = NodeInfo), (status = 404, body = super::error::ErrorBody),
+              (status = 409, body = super::error::ErrorBody)))]
+pub async fn act(
+    State(ctx): State<Arc<ApiContext>>,
+    Path((id, action)): Path<(String, NodeAction)>,
+) -> Result<Json<NodeInfo>, ApiError> {
+    let Some(node) = ctx.store.node(&id).await? else {
+        return Err(ApiError::not_found(format!("no node `{id}`")));
+    };
+    let to = match action {
+        NodeAction::Cordon => NodeState::Cordoned,
+        NodeAction::Uncordon => NodeState::Ready,
+    };
+    let allowed = match (action, node.state) {
+        (_, from) if from == to => return Ok(Json(node.into())),
+        (_, NodeState::Dead) => false,
+        (NodeAction::Cordon, from) => from == NodeState::Ready,
+        (NodeAction::Uncordon, from) => matches!(from, NodeState::Cordoned | NodeState::Draining),
+    };
+    if !allowed {
+        return Err(ApiError::conflict(format!(
+            "node `{id}` is {}; it cannot be {}ed now",
+            node.state,
+            match action {
+                NodeAction::Cordon => "cordon",
+                NodeAction::Uncordon => "uncordon",
+            }
+        )));
+    }
+    let moved = ctx.store.set_node_state(&id, node.state, to).await?;
+    tracing::info!(node = %id, from = %node.state, to = %moved.state, "node state changed by an operator");
+    Ok(Json(moved.into()))
+}
