@@ -7,6 +7,9 @@
 //! Every step is idempotent: re-archiving over a partial or stale archive replaces it, and
 //! verifying a missing or partial archive fails with an error instead of a false "ok".
 //!
+//! [`backup`] keeps incremental, content-addressed snapshots of a running server's world in
+//! the same storage (issue 14), with the same rule: nothing unverified is ever restored.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), warden_archive::ArchiveError> {
 //! use warden_archive::*;
@@ -20,6 +23,7 @@
 //! ```
 
 mod archive;
+pub mod backup;
 mod error;
 mod hashing;
 pub mod manifest;
@@ -27,6 +31,7 @@ mod paths;
 mod pipe;
 pub mod store;
 mod verify;
+mod walk;
 
 pub use archive::{archive_dir, archive_tar, ArchiveOptions};
 pub use error::{ArchiveError, Result};
