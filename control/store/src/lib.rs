@@ -23,14 +23,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use self::redis::{RedisConfig, RedisStore};
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, FILE_NAME as EMBEDDED_FILE_NAME};
 pub use error::StoreError;
 pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
 pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
     Transition, TransitionFilter, WakeLease,
 };
-pub use store::{Documents, History, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
+pub use store::{
+    Documents, History, Servers, Sessions, StateStore, StoreBackup, WakeLock, LOG_CAPACITY,
+};
 pub use usage::{compute_usage, Usage};
 
 /// Which store to run, as chosen by `[store] kind` in the config.
