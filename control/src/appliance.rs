@@ -98,6 +98,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     let configured: Vec<String> = cfg.servers.iter().map(|s| s.id.get_ref().clone()).collect();
     if let (Some(engine), Some(archive)) = (&engine, archive) {
         engine.count_wake_requests(control_metrics.wake_requests.clone());
+        engine.count_backups(control_metrics.backups.clone());
+        control.spawn(crate::control_metrics::track_backup_age(
+            engine.clone(),
+            control_metrics.backup_age.clone(),
+        ));
         let store = engine.store().clone();
         crate::retention::spawn(
             &control,

@@ -1,11 +1,11 @@
 //! The control plane's Prometheus metrics, served with the edge's on `/metrics`: server
-//! states, API requests, HTTP listener refusals and webhook deliveries (docs/grafana/
-//! charts them).
+//! states, API requests, HTTP listener refusals, webhook deliveries and backups
+//! (docs/grafana/ charts them).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use warden_store::ServerState;
 
 use warden_api::http_guard::HttpMetrics;
@@ -26,6 +26,12 @@ pub struct ControlMetrics {
     /// migrate, peer) and what came of it (started, running, refused_source,
     /// refused_server, unproven).
     pub wake_requests: IntCounterVec,
+    /// `warden_backups_total{result}`: backups taken (`ok`, `failed`) and restored
+    /// (`restored`, `corrupt`: one that did not verify and was skipped).
+    pub backups: IntCounterVec,
+    /// `warden_backup_age_seconds{server}`: the age of each server's newest backup (the
+    /// play time a lost node would cost).
+    pub backup_age: GaugeVec,
 }
 
 impl ControlMetrics {
@@ -75,6 +81,23 @@ impl ControlMetrics {
             ),
             &["cause", "result"],
         )?;
+        let backups = IntCounterVec::new(
+            Opts::new(
+                "warden_backups_total",
+                "Backups taken (ok, failed) and restored (restored, corrupt: skipped because \
+                 it did not verify), by result",
+            ),
+            &["result"],
+        )?;
+        let backup_age = GaugeVec::new(
+            Opts::new(
+                "warden_backup_age_seconds",
+                "Age of each managed server's newest backup",
+            ),
+            &["server"],
+        )?;
+        registry.register(Box::new(backups.clone()))?;
+        registry.register(Box::new(backup_age.clone()))?;
         registry.register(Box::new(wake_requests.clone()))?;
         registry.register(Box::new(wakes.clone()))?;
         registry.register(Box::new(wake_duration.clone()))?;
@@ -89,6 +112,8 @@ impl ControlMetrics {
             wake_duration,
             http: HttpMetrics::register(registry)?,
             wake_requests,
+            backups,
+            backup_age,
         })
     }
 }
@@ -115,6 +140,30 @@ pub async fn track_states(engine: Arc<Engine>, gauge: IntGaugeVec) {
             }
         }
         known = ids;
+    }
+}
+
+/// Keeps `warden_backup_age_seconds` current (every 5 s) for the servers whose newest
+/// backup is known.
+pub async fn track_backup_age(engine: Arc<Engine>, gauge: GaugeVec) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut known: Vec<String> = Vec::new();
+    loop {
+        tick.tick().await;
+        let now = warden_store::now_unix_ms();
+        let mut seen = Vec::new();
+        for id in engine.ids() {
+            if let Some(at) = engine.view(&id).and_then(|v| v.last_backup_unix_ms) {
+                gauge
+                    .with_label_values(&[&id])
+                    .set(now.saturating_sub(at) as f64 / 1000.0);
+                seen.push(id);
+            }
+        }
+        for gone in known.iter().filter(|id| !seen.contains(id)) {
+            let _ = gauge.remove_label_values(&[gone]);
+        }
+        known = seen;
     }
 }
 

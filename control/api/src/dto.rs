@@ -16,12 +16,16 @@ pub enum Action {
     Sleep,
     /// Archive a sleeping server's world to archive storage (verified before the node copy goes).
     Archive,
-    /// Bring an archived world back to the node; the server stays asleep.
+    /// Bring an archived world back to the node; the server stays asleep. With `backup`:
+    /// replace a sleeping server's world with that backup (or the next older one that
+    /// verifies).
     Restore,
     /// Warm-swap restart: players wait in the anteroom and come back (optionally on a new image).
     Restart,
     /// Move the server to another appliance.
     Migrate,
+    /// Back up its world now (verified; online through RCON while it runs).
+    Backup,
 }
 
 impl From<Action> for warden_lifecycle::Action {
@@ -34,6 +38,7 @@ impl From<Action> for warden_lifecycle::Action {
             Action::Restore => E::Restore,
             Action::Restart => E::Restart,
             Action::Migrate => E::Migrate,
+            Action::Backup => E::Backup,
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct LifecycleSettings {
     pub wakes_per_source_per_hour: u32,
     /// Wakes players may cause per server per hour; 0: no limit.
     pub wakes_per_server_per_hour: u32,
+    /// Backups (`[backup]`); None disables them.
+    pub backup: Option<super::BackupSettings>,
 }
 
 impl Default for LifecycleSettings {
@@ -56,6 +58,7 @@ impl Default for LifecycleSettings {
             anteroom: None,
             wakes_per_source_per_hour: 20,
             wakes_per_server_per_hour: 30,
+            backup: None,
         }
     }
 }

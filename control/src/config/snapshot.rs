@@ -159,6 +159,13 @@ impl Config {
                 );
             }
         }
+        if let Err(why) = self.backup.settings() {
+            return cx.err(
+                self.backup.every.span(),
+                why,
+                "a duration of at least a minute, e.g. \"6h\" (the default) or \"30m\"",
+            );
+        }
         if let Err(why) = self.archive.bytes_per_sec() {
             return Err(ConfigError::general(
                 path,

@@ -69,16 +69,15 @@ pub async fn verify_snapshot<S: ArchiveStore + ?Sized>(
     let mut unique = BTreeSet::new();
     for e in s.files() {
         for (i, c) in e.chunks.iter().enumerate() {
-            unique.insert((c.as_str(), s.chunk_len(e.size.unwrap_or(0), i)));
+            unique.insert((c.clone(), s.chunk_len(e.size.unwrap_or(0), i)));
         }
     }
     let mut checks = futures_util::stream::iter(unique)
-        .map(|(sha, len)| blob::fetch(store, prefix, sha, len))
+        .map(|(sha, len)| async move { blob::fetch(store, prefix, &sha, len).await })
         .buffer_unordered(PARALLEL);
     while let Some(r) = checks.next().await {
         r?;
     }
-    drop(checks);
     Ok(s)
 }
 
