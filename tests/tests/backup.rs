@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -48,10 +50,47 @@ fn flip_byte(path: &Path) {
     std::fs::write(path, data).unwrap();
 }
 
+/// A webhook receiver on a free port: every JSON body posted to it, in order.
+fn webhook_sink() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut r = BufReader::new(&conn);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let _ = (&conn).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            sink.lock()
+                .unwrap()
+                .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        }
+    });
+    (port, got)
+}
+
 /// The managed server `world` (asleep at start) with its data in `data`, plus the API.
 fn appliance(name: &str, dir: &Path, data: &Path, extra: &str) -> (Warden, u16) {
+    appliance_with(name, dir, data, extra, "")
+}
+
+/// As [`appliance`], with `tail` after the `[api]` section (webhooks).
+fn appliance_with(name: &str, dir: &Path, data: &Path, extra: &str, tail: &str) -> (Warden, u16) {
     let port = free_port();
-    let rest = stores_in(dir) + &node_server("world", "world.test", port, data, "1h") + extra + API;
+    let rest =
+        stores_in(dir) + &node_server("world", "world.test", port, data, "1h") + extra + API + tail;
     (Warden::start(name, &config("", None, &rest)), port)
 }
 
@@ -181,11 +220,15 @@ fn a_stop_backs_up_a_running_server_is_copied_between_save_off_and_save_on() {
     let data = dir.join("data");
     write_world(&data, 2);
     let _server = ServerProcess(data.clone());
-    let (w, port) = appliance(
+    let (hook, hooked) = webhook_sink();
+    let (w, port) = appliance_with(
         "backup-online",
         &dir,
         &data,
         &format!("rcon = {{ address = \"{rcon}\", password_env = \"WARDEN_TEST_BACKUP_RCON\" }}\n"),
+        &format!(
+            "[[webhooks]]\nurl = \"http://127.0.0.1:{hook}/h\"\nevents = [\"backup_taken\", \"backup_failed\"]\n"
+        ),
     );
     let op = w.token("operator");
 
@@ -226,6 +269,17 @@ fn a_stop_backs_up_a_running_server_is_copied_between_save_off_and_save_on() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the server still runs"
     );
+    // Webhooks were told of both, with the backups' ids.
+    wait_for(
+        "two backup webhooks",
+        Duration::from_secs(20),
+        || format!("{:?}", hooked.lock().unwrap()),
+        || hooked.lock().unwrap().len() >= 2,
+    );
+    let got = hooked.lock().unwrap().clone();
+    assert!(got.iter().all(|e| e["event"] == "backup_taken"), "{got:?}");
+    assert_eq!(got[0]["backup"], online.as_str(), "{got:?}");
+    assert_eq!(got[1]["backup"], l[0]["id"], "{got:?}");
 }
 
 #[test]

@@ -53,6 +53,12 @@ pub enum EventKind {
     PlayerJoined,
     /// A player left a server.
     PlayerLeft,
+    /// A backup was taken and verified (`backup`: its id).
+    BackupTaken,
+    /// A backup could not be taken (`reason`: why).
+    BackupFailed,
+    /// A backup was restored (`reason` names any newer one skipped as corrupt).
+    BackupRestored,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -75,6 +81,9 @@ pub struct Event {
     /// Player events: the session id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Backup events: the backup's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 impl From<events::Event> for Event {
@@ -84,6 +93,9 @@ impl From<events::Event> for Event {
                 events::EventKind::Transition => EventKind::Transition,
                 events::EventKind::PlayerJoined => EventKind::PlayerJoined,
                 events::EventKind::PlayerLeft => EventKind::PlayerLeft,
+                events::EventKind::BackupTaken => EventKind::BackupTaken,
+                events::EventKind::BackupFailed => EventKind::BackupFailed,
+                events::EventKind::BackupRestored => EventKind::BackupRestored,
             },
             server: e.server,
             at_unix_ms: e.at_unix_ms,
@@ -92,6 +104,7 @@ impl From<events::Event> for Event {
             reason: e.reason,
             player: e.player,
             session: e.session,
+            backup: e.backup,
         }
     }
 }

@@ -24,6 +24,7 @@ use warden_archive::backup::{self, Retention, Snapshot, Summary};
 use warden_runtime::rcon::Rcon;
 use warden_store::ServerState;
 
+use super::events::{Event, EventKind};
 use super::{Engine, LifecycleError, Slot};
 
 /// Each RCON exchange of an online backup (`save-all flush` of a big world takes a while).
@@ -140,6 +141,13 @@ pub(super) fn learn(engine: &Arc<Engine>) {
             }
         }
     });
+}
+
+/// Tells webhooks (the engine's event stream).
+fn event(engine: &Engine, kind: EventKind, id: &str, backup: Option<&str>, reason: &str) {
+    let _ = engine
+        .events
+        .send(Event::backup(kind, id, backup, reason, super::now_ms()));
 }
 
 fn count(engine: &Engine, result: &str) {
@@ -264,11 +272,24 @@ async fn take(
             count(engine, "ok");
             engine.backups.taken(id, s.created_unix_ms);
             info!(server = %id, backup = %s.id, note, files = s.stats.files, new_bytes = s.stats.new_stored_bytes, "backup taken and verified");
+            let what = format!(
+                "({note}): {}, {} new",
+                mib(s.stats.bytes),
+                mib(s.stats.new_stored_bytes)
+            );
+            event(engine, EventKind::BackupTaken, id, Some(&s.id), &what);
             prune(engine, slot).await;
         }
         Err(e) => {
             count(engine, "failed");
             warn!(server = %id, note, error = %e, "backup failed");
+            event(
+                engine,
+                EventKind::BackupFailed,
+                id,
+                None,
+                &format!("({note}): {e}"),
+            );
         }
     }
     result
@@ -410,5 +431,12 @@ pub(super) async fn restore(
     if let Some(b) = before {
         msg = format!("{msg}. The world it replaced is backup {b}");
     }
+    event(
+        engine,
+        EventKind::BackupRestored,
+        &spec.id,
+        Some(&restored.snapshot.id),
+        &msg,
+    );
     Ok(msg)
 }
