@@ -104,6 +104,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
             engine.clone(),
             control_metrics.nodes.clone(),
         ));
+        engine.count_backups(control_metrics.backups.clone());
+        control.spawn(crate::control_metrics::track_backup_age(
+            engine.clone(),
+            control_metrics.backup_age.clone(),
+        ));
         let store = engine.store().clone();
         crate::retention::spawn(
             &control,

@@ -236,7 +236,7 @@ pub fn node_action(client: &Client, action: &str, id: &str) -> anyhow::Result<()
     Ok(())
 }
 
-/// `warden wake|sleep|archive|restore|restart|migrate ID`: starts the action and, unless
+/// `warden wake|sleep|archive|restore|restart|migrate|backup ID`: starts the action and, unless
 /// `no_wait`, follows it to its end. Fails if the action fails.
 pub fn action(client: &Client, command: &Command, id: &str, no_wait: bool) -> anyhow::Result<()> {
     let action = command.action().as_str();
@@ -244,7 +244,8 @@ pub fn action(client: &Client, command: &Command, id: &str, no_wait: bool) -> an
         Command::Sleep { force } => json!({ "force": force }),
         Command::Restart { image } => json!({ "image": image }),
         Command::Migrate { to } => json!({ "to": to }),
-        Command::Wake | Command::Archive | Command::Restore => json!({}),
+        Command::RestoreBackup { backup } => json!({ "backup": backup }),
+        Command::Wake | Command::Archive | Command::Restore | Command::Backup => json!({}),
     };
     let started = client.call(
         reqwest::Method::POST,
@@ -271,6 +272,56 @@ pub fn action(client: &Client, command: &Command, id: &str, no_wait: bool) -> an
             _ => bail!("{action} {id} failed: {}", text(&a["message"])),
         }
     }
+}
+
+/// `warden backups ID`: one line per backup, newest first.
+pub fn backups(client: &Client, id: &str, verify: bool, json: bool) -> anyhow::Result<()> {
+    let list = client.call(
+        reqwest::Method::GET,
+        &format!("/v1/servers/{id}/backups?verify={verify}"),
+        None,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    let mib = |v: &Value| {
+        v.as_u64()
+            .map_or("-".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+    };
+    let rows: Vec<[String; 7]> = list
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|b| {
+            [
+                text(&b["id"]),
+                b["created_unix_ms"].as_u64().map_or("-".into(), |ms| {
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_millis(ms),
+                    )
+                    .to_string()
+                }),
+                text(&b["files"]),
+                mib(&b["bytes"]),
+                mib(&b["new_bytes"]),
+                match (b["verified"].as_bool(), b["problem"].as_str()) {
+                    (Some(true), _) => "yes".into(),
+                    (_, Some(why)) => format!("NO: {why}"),
+                    _ => "no".into(),
+                },
+                text(&b["note"]),
+            ]
+        })
+        .collect();
+    table(
+        [
+            "BACKUP", "CREATED", "FILES", "SIZE", "NEW", "VERIFIED", "NOTE",
+        ],
+        &rows,
+    );
+    Ok(())
 }
 
 fn print_event(e: &Value) {

@@ -1,6 +1,6 @@
 //! The control plane's Prometheus metrics, served with the edge's on `/metrics`: server
-//! states, API requests, HTTP listener refusals and webhook deliveries (docs/grafana/
-//! charts them).
+//! states, API requests, HTTP listener refusals, webhook deliveries and backups
+//! (docs/grafana/ charts them).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,12 @@ pub struct ControlMetrics {
     pub nodes: NodeGauges,
     /// `warden_capacity_waits_total`: wakes that found no room on their node and waited.
     pub capacity_waits: IntCounter,
+    /// `warden_backups_total{result}`: backups taken (`ok`, `failed`) and restored
+    /// (`restored`, `corrupt`: one that did not verify and was skipped).
+    pub backups: IntCounterVec,
+    /// `warden_backup_age_seconds{server}`: the age of each server's newest backup (the
+    /// play time a lost node would cost).
+    pub backup_age: GaugeVec,
 }
 
 /// `warden_node_up`, `warden_node_capacity_bytes`, `warden_node_allocated_bytes` and
@@ -137,6 +143,23 @@ impl ControlMetrics {
             "Wakes that found no room on their node and waited for capacity",
         )?;
         registry.register(Box::new(capacity_waits.clone()))?;
+        let backups = IntCounterVec::new(
+            Opts::new(
+                "warden_backups_total",
+                "Backups taken (ok, failed) and restored (restored, corrupt: skipped because \
+                 it did not verify), by result",
+            ),
+            &["result"],
+        )?;
+        let backup_age = GaugeVec::new(
+            Opts::new(
+                "warden_backup_age_seconds",
+                "Age of each managed server's newest backup",
+            ),
+            &["server"],
+        )?;
+        registry.register(Box::new(backups.clone()))?;
+        registry.register(Box::new(backup_age.clone()))?;
         registry.register(Box::new(wake_requests.clone()))?;
         registry.register(Box::new(wakes.clone()))?;
         registry.register(Box::new(wake_duration.clone()))?;
@@ -153,6 +176,8 @@ impl ControlMetrics {
             wake_requests,
             nodes: NodeGauges::register(registry)?,
             capacity_waits,
+            backups,
+            backup_age,
         })
     }
 }
@@ -179,6 +204,30 @@ pub async fn track_states(engine: Arc<Engine>, gauge: IntGaugeVec) {
             }
         }
         known = ids;
+    }
+}
+
+/// Keeps `warden_backup_age_seconds` current (every 5 s) for the servers whose newest
+/// backup is known.
+pub async fn track_backup_age(engine: Arc<Engine>, gauge: GaugeVec) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut known: Vec<String> = Vec::new();
+    loop {
+        tick.tick().await;
+        let now = warden_store::now_unix_ms();
+        let mut seen = Vec::new();
+        for id in engine.ids() {
+            if let Some(at) = engine.view(&id).and_then(|v| v.last_backup_unix_ms) {
+                gauge
+                    .with_label_values(&[&id])
+                    .set(now.saturating_sub(at) as f64 / 1000.0);
+                seen.push(id);
+            }
+        }
+        for gone in known.iter().filter(|id| !seen.contains(id)) {
+            let _ = gauge.remove_label_values(&[gone]);
+        }
+        known = seen;
     }
 }
 

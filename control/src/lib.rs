@@ -10,7 +10,8 @@
 //! [`control_metrics`] and [`metrics_http`] serve Prometheus metrics; [`retention`]
 //! prunes old sessions; [`fdlimit`], [`ticket_key`] and [`upgrade_sock`] prepare the
 //! process (file descriptors, the transfer-ticket key, zero-downtime upgrades); [`cli`]
-//! is the operator's command line and [`demo`] the quickstart's tiny server.
+//! is the operator's command line, [`store_backup`] its `warden store backup`, and [`demo`]
+//! the quickstart's tiny server.
 
 pub mod appliance;
 pub mod catalog;
@@ -25,6 +26,7 @@ pub mod managed;
 pub mod metrics_http;
 pub mod reload;
 pub mod retention;
+pub mod store_backup;
 pub mod ticket_key;
 pub mod upgrade_sock;
 pub mod webhooks;

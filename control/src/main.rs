@@ -52,8 +52,35 @@ enum Command {
     },
     /// Archive a sleeping server's world (verified before the node copy goes).
     Archive(ActionArgs),
-    /// Bring an archived world back to the node (the server stays asleep).
-    Restore(ActionArgs),
+    /// Bring an archived world back to the node (the server stays asleep); with --backup,
+    /// replace a sleeping server's world with a backup instead.
+    Restore {
+        #[command(flatten)]
+        target: ActionArgs,
+        /// The backup to restore (an id from `warden backups ID`, or `latest`). If it does
+        /// not verify, the next older one is restored, and you are told. The current world
+        /// is backed up first.
+        #[arg(long)]
+        backup: Option<String>,
+    },
+    /// Back up a server's world now (verified; online through RCON while it runs).
+    Backup(ActionArgs),
+    /// A server's backups, newest first.
+    Backups {
+        /// The server's id.
+        id: String,
+        /// Read and hash every blob of every backup (slow), instead of checking they exist.
+        #[arg(long)]
+        verify: bool,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The state store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Restart a server without disconnecting its players (warm swap through the anteroom).
     Restart {
         #[command(flatten)]
@@ -154,6 +181,19 @@ enum TokenCommand {
 }
 
 #[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy the embedded store to FILE: online (asked of the running appliance over its
+    /// admin socket) and consistent (one read transaction), checked by opening the copy.
+    /// Redis is backed up with Redis's own tools (see docs/operations.md).
+    Backup {
+        file: PathBuf,
+        /// The appliance's config file (where its store and admin socket are).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum NodeCommand {
     /// Take no new servers on NODE (the ones it owns keep running and waking there).
     Cordon { node: String },
@@ -187,7 +227,17 @@ fn main() -> ExitCode {
         Command::Wake(t) => act(engine::Command::Wake, &t),
         Command::Sleep { target, force } => act(engine::Command::Sleep { force }, &target),
         Command::Archive(t) => act(engine::Command::Archive, &t),
-        Command::Restore(t) => act(engine::Command::Restore, &t),
+        Command::Restore { target, backup } => match backup {
+            Some(backup) => act(engine::Command::RestoreBackup { backup }, &target),
+            None => act(engine::Command::Restore, &target),
+        },
+        Command::Backup(t) => act(engine::Command::Backup, &t),
+        Command::Backups { id, verify, json } => {
+            client().and_then(|c| cli::backups(&c, &id, verify, json))
+        }
+        Command::Store {
+            command: StoreCommand::Backup { file, config },
+        } => warden_control::store_backup::run(&config, &file),
         Command::Restart { target, image } => act(engine::Command::Restart { image }, &target),
         Command::Migrate { target, to } => act(engine::Command::Migrate { to }, &target),
         Command::Events {

@@ -56,6 +56,8 @@ pub async fn engine(
         wakes_per_source_per_hour: cfg.lifecycle.wakes_per_source_per_hour,
         wakes_per_server_per_hour: cfg.lifecycle.wakes_per_server_per_hour,
         node: cfg.node_settings(&file.servers, upgrade),
+        // `warden config check` refuses a `[backup]` that does not parse.
+        backup: cfg.backup.settings().map_err(anyhow::Error::msg)?,
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)

@@ -1,4 +1,4 @@
-//! Long operator actions (wake, sleep, archive, restore, restart, migrate): the request
+//! Long operator actions (wake, sleep, archive, restore, restart, migrate, backup): the request
 //! returns at once with an action id, and `GET /v1/actions/{id}` tells how it went. The
 //! list is this appliance's memory of its last [`KEEP`] actions; the lasting record is
 //! the server's transitions and the audit log.
@@ -54,6 +54,10 @@ pub struct ActionRequest {
     /// sleep: stop even with players on it.
     #[serde(default)]
     pub force: bool,
+    /// restore: the backup to restore (an id from `GET /v1/servers/{id}/backups`, or
+    /// `latest`) into the sleeping server, instead of bringing back its archive.
+    #[serde(default)]
+    pub backup: Option<String>,
 }
 
 #[derive(Default)]
@@ -97,8 +101,20 @@ pub async fn start(
     Path((server, action)): Path<(String, Action)>,
     Json(req): Json<ActionRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let command =
-        Command::new(action.into(), req.image, req.to, req.force).map_err(ApiError::invalid)?;
+    let command = Command::new(action.into(), req.image, req.to, req.force, req.backup)
+        .map_err(ApiError::invalid)?;
+    launch(&ctx, server, action, command)
+        .await
+        .map(|info| (StatusCode::ACCEPTED, Json(info)))
+}
+
+/// Starts `command` on `server` and remembers it under a new action id.
+pub(crate) async fn launch(
+    ctx: &Arc<ApiContext>,
+    server: String,
+    action: Action,
+    command: Command,
+) -> Result<ActionInfo, ApiError> {
     if ctx.engine.view(&server).is_none() && ctx.edge.snapshot().table.server(&server).is_some() {
         return Err(ApiError::conflict(format!(
             "`{server}` is always on: Warden does not manage it (it has no runtime)"
@@ -124,7 +140,7 @@ pub async fn start(
         info!(action = name, %server, %id, ?result, "action finished");
         ctx2.actions.finish(&id, result);
     });
-    Ok((StatusCode::ACCEPTED, Json(info)))
+    Ok(info)
 }
 
 #[utoipa::path(get, path = "/v1/actions/{action_id}", tag = "actions",

@@ -3,8 +3,11 @@
 //! token: being the appliance's user on its node is the credential. A Unix socket with
 //! mode 0600 in the store directory. Everything else goes through the HTTP API.
 //!
-//! Protocol: one request line (`token create ROLE NAME…`), one response line (`ok …` or
-//! `error …`).
+//! `warden store backup FILE --config F` asks it, the same way, for an online copy of the
+//! embedded store (the running process holds the file's lock).
+//!
+//! Protocol: one request line (`token create ROLE NAME…`, `store backup /ABS/PATH`), one
+//! response line (`ok …` or `error …`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -24,8 +27,9 @@ use crate::tokens::{self, Role};
 const MAX_REQUEST: u64 = 512;
 /// A client must send its request promptly.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// The appliance answers at once; a store that does not is an error.
-const CLI_WAIT: Duration = Duration::from_secs(30);
+/// The appliance answers at once (a store backup within seconds); one that does not is an
+/// error.
+const CLI_WAIT: Duration = Duration::from_secs(120);
 
 /// The socket's place: next to the store's data.
 pub fn socket_path(store_dir: &Path) -> PathBuf {
@@ -71,6 +75,25 @@ async fn handle(conn: UnixStream, store: &dyn StateStore) {
 }
 
 async fn run(request: &str, store: &dyn StateStore) -> String {
+    if let Some(path) = request.strip_prefix("store backup ") {
+        let path = std::path::Path::new(path.trim());
+        if !path.is_absolute() {
+            return format!("error: `{}` is not an absolute path", path.display());
+        }
+        return match store.backup_to(path).await {
+            Ok(b) => {
+                info!(file = %b.file.display(), rows = b.rows, bytes = b.bytes, "admin socket: store backed up");
+                format!(
+                    "ok {}: {} tables, {} rows, {} bytes (opened and checked)",
+                    b.file.display(),
+                    b.tables,
+                    b.rows,
+                    b.bytes
+                )
+            }
+            Err(e) => format!("error: {e}"),
+        };
+    }
     let words: Vec<&str> = request.split_whitespace().collect();
     match words.as_slice() {
         ["token", "create", role, name @ ..] if !name.is_empty() => {
@@ -86,7 +109,9 @@ async fn run(request: &str, store: &dyn StateStore) -> String {
                 Err(e) => format!("error: {e}"),
             }
         }
-        _ => format!("error: unknown request `{request}` (try: token create ROLE NAME)"),
+        _ => format!(
+            "error: unknown request `{request}` (try: token create ROLE NAME, or store backup FILE)"
+        ),
     }
 }
 

@@ -33,7 +33,9 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if method == Method::GET || method == Method::HEAD {
         return Some(Role::Viewer);
     }
-    if path.starts_with("/v1/servers/") && path.contains("/actions/") {
+    if path.starts_with("/v1/servers/")
+        && (path.contains("/actions/") || path.trim_end_matches('/').ends_with("/backups"))
+    {
         return Some(Role::Operator);
     }
     // Cordoning a node is an operator's action, like waking a server.
@@ -175,6 +177,10 @@ mod tests {
         assert_eq!(required_role(&get, "/v1/tokens"), Some(Role::Admin));
         assert_eq!(
             required_role(&post, "/v1/servers/a/actions/wake"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required_role(&post, "/v1/servers/a/backups"),
             Some(Role::Operator)
         );
         assert_eq!(required_role(&post, "/v1/servers"), Some(Role::Admin));

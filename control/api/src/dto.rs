@@ -16,12 +16,16 @@ pub enum Action {
     Sleep,
     /// Archive a sleeping server's world to archive storage (verified before the node copy goes).
     Archive,
-    /// Bring an archived world back to the node; the server stays asleep.
+    /// Bring an archived world back to the node; the server stays asleep. With `backup`:
+    /// replace a sleeping server's world with that backup (or the next older one that
+    /// verifies).
     Restore,
     /// Warm-swap restart: players wait in the anteroom and come back (optionally on a new image).
     Restart,
     /// Move the server to another appliance.
     Migrate,
+    /// Back up its world now (verified; online through RCON while it runs).
+    Backup,
 }
 
 impl From<Action> for warden_lifecycle::Action {
@@ -34,6 +38,7 @@ impl From<Action> for warden_lifecycle::Action {
             Action::Restore => E::Restore,
             Action::Restart => E::Restart,
             Action::Migrate => E::Migrate,
+            Action::Backup => E::Backup,
         }
     }
 }
@@ -48,6 +53,12 @@ pub enum EventKind {
     PlayerJoined,
     /// A player left a server.
     PlayerLeft,
+    /// A backup was taken and verified (`backup`: its id).
+    BackupTaken,
+    /// A backup could not be taken (`reason`: why).
+    BackupFailed,
+    /// A backup was restored (`reason` names any newer one skipped as corrupt).
+    BackupRestored,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -70,6 +81,9 @@ pub struct Event {
     /// Player events: the session id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Backup events: the backup's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 impl From<events::Event> for Event {
@@ -79,6 +93,9 @@ impl From<events::Event> for Event {
                 events::EventKind::Transition => EventKind::Transition,
                 events::EventKind::PlayerJoined => EventKind::PlayerJoined,
                 events::EventKind::PlayerLeft => EventKind::PlayerLeft,
+                events::EventKind::BackupTaken => EventKind::BackupTaken,
+                events::EventKind::BackupFailed => EventKind::BackupFailed,
+                events::EventKind::BackupRestored => EventKind::BackupRestored,
             },
             server: e.server,
             at_unix_ms: e.at_unix_ms,
@@ -87,6 +104,7 @@ impl From<events::Event> for Event {
             reason: e.reason,
             player: e.player,
             session: e.session,
+            backup: e.backup,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! [`crate::http_guard`] and [`conn`] serves the connection (TLS when configured) →
 //! [`auth::layer`] checks the bearer token, its role and its rate limit, and audits writes →
 //! [`conn::read_body`] reads the body by its deadline → a handler in [`servers`],
-//! [`actions`], [`events`], `nodes`, … → the store, the catalog of API-defined servers and the
+//! [`actions`], [`backups`], [`events`], `nodes`, … → the store, the catalog of API-defined servers and the
 //! lifecycle engine. Every error is an [`error::ApiError`] with a JSON body.
 //!
 //! Also here: [`settings`](ApiSettings) (`[api]`), [`spec`] (the API's server spec and the
@@ -21,6 +21,7 @@ mod actions;
 mod admin;
 pub mod admin_socket;
 pub mod auth;
+mod backups;
 mod conn;
 mod dto;
 pub mod error;
@@ -120,10 +121,11 @@ impl ApiContext {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Warden control API", description = "Servers, actions, sessions, usage, events, nodes, routes and tokens of a Warden appliance. Every /v1 route but this document needs `Authorization: Bearer <token>`; see docs/operations.md."),
+    info(title = "Warden control API", description = "Servers, actions, backups, sessions, usage, events, nodes, routes and tokens of a Warden appliance. Every /v1 route but this document needs `Authorization: Bearer <token>`; see docs/operations.md."),
     paths(
         servers::list, servers::get, servers::create, servers::update, servers::delete,
         actions::start, actions::get, actions::list,
+        backups::list, backups::create,
         usage::sessions, usage::usage,
         events::list, events::stream,
         routes::table, routes::resolve,
@@ -205,6 +207,10 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
                 .delete(servers::delete),
         )
         .route("/v1/servers/{id}/actions/{action}", post(actions::start))
+        .route(
+            "/v1/servers/{id}/backups",
+            get(backups::list).post(backups::create),
+        )
         .route("/v1/actions", get(actions::list))
         .route("/v1/actions/{action_id}", get(actions::get))
         .route("/v1/sessions", get(usage::sessions))

@@ -55,6 +55,8 @@ pub struct ServerInfo {
     pub last_transition: Option<Event>,
     /// Size of its verified archive.
     pub archived_bytes: Option<u64>,
+    /// When its newest backup was taken (see `/v1/servers/{id}/backups`).
+    pub last_backup_unix_ms: Option<u64>,
     /// The definition, for servers created through the API.
     pub spec: Option<ServerSpec>,
 }
@@ -126,6 +128,7 @@ async fn info(ctx: &ApiContext, id: &str, specs: &[ServerSpec]) -> Result<Server
             .last()
             .map(|t| events::Event::from_transition(t).into()),
         archived_bytes: view.as_ref().and_then(|v| v.archive_bytes),
+        last_backup_unix_ms: view.as_ref().and_then(|v| v.last_backup_unix_ms),
         spec,
     })
 }

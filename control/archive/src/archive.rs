@@ -16,6 +16,7 @@ use crate::paths::{check_symlink_target, normalize_entry_path};
 use crate::pipe::{self, ChannelWriter};
 use crate::store::ArchiveStore;
 use crate::verify::verify;
+use crate::walk::{walk, Item, Kind};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
@@ -213,7 +214,13 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-fn base_header(kind: tar::EntryType, mode: u32, mtime: u64, uid: u64, gid: u64) -> tar::Header {
+pub(crate) fn base_header(
+    kind: tar::EntryType,
+    mode: u32,
+    mtime: u64,
+    uid: u64,
+    gid: u64,
+) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode & 0o7777);
@@ -251,61 +258,33 @@ fn append_file(
 
 fn tar_dir(out: &mut TarOut, root: &Path) -> Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    // sorted depth-first walk: deterministic archives, parents before children
-    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
-    while let Some((dir, rel)) = stack.pop() {
-        let mut children: Vec<_> = fs::read_dir(&dir)
-            .ctx(|| format!("listing {}", dir.display()))?
-            .collect::<io::Result<_>>()
-            .ctx(|| format!("listing {}", dir.display()))?;
-        children.sort_by_key(|e| e.file_name());
-        let mut subdirs = Vec::new();
-        for child in children {
-            let name = child.file_name();
-            let Some(name) = name.to_str() else {
-                return Err(ArchiveError::Unsupported {
-                    path: child.path().display().to_string(),
-                    reason: "file name is not valid UTF-8".into(),
-                });
-            };
-            let path = if rel.is_empty() {
-                name.to_string()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let full = child.path();
-            let md = fs::symlink_metadata(&full).ctx(|| format!("stat {}", full.display()))?;
-            let ft = md.file_type();
-            let mode = md.mode() & 0o7777;
-            let mtime = u64::try_from(md.mtime()).unwrap_or(0);
-            if ft.is_dir() {
-                let mut h = base_header(
-                    tar::EntryType::Directory,
-                    mode,
-                    mtime,
-                    md.uid().into(),
-                    md.gid().into(),
-                );
+    walk(root, |item| {
+        let Item {
+            rel: path,
+            full,
+            md,
+            kind,
+        } = item;
+        let mode = md.mode() & 0o7777;
+        let mtime = u64::try_from(md.mtime()).unwrap_or(0);
+        let (uid, gid) = (md.uid().into(), md.gid().into());
+        match kind {
+            Kind::Dir => {
+                let mut h = base_header(tar::EntryType::Directory, mode, mtime, uid, gid);
                 out.append_data(&mut h, &path, io::empty())
                     .map_err(|e| ArchiveError::from_io(format!("archiving `{path}`"), e))?;
                 entries.push(Entry {
-                    path: path.clone(),
+                    path,
                     kind: EntryKind::Dir,
                     mode,
                     size: None,
                     sha256: None,
                     target: None,
                 });
-                subdirs.push((full, path));
-            } else if ft.is_file() {
+            }
+            Kind::File => {
                 let file = fs::File::open(&full).ctx(|| format!("opening {}", full.display()))?;
-                let h = base_header(
-                    tar::EntryType::Regular,
-                    mode,
-                    mtime,
-                    md.uid().into(),
-                    md.gid().into(),
-                );
+                let h = base_header(tar::EntryType::Regular, mode, mtime, uid, gid);
                 let sha = append_file(out, h, &path, md.len(), &file)?;
                 // a server still writing would give an inconsistent snapshot; refuse it
                 let after = file.metadata().ctx(|| format!("stat {}", full.display()))?;
@@ -328,17 +307,9 @@ fn tar_dir(out: &mut TarOut, root: &Path) -> Result<Vec<Entry>> {
                     sha256: Some(sha),
                     target: None,
                 });
-            } else if ft.is_symlink() {
-                let target =
-                    fs::read_link(&full).ctx(|| format!("reading link {}", full.display()))?;
-                let target = check_symlink_target(&path, &target)?;
-                let mut h = base_header(
-                    tar::EntryType::Symlink,
-                    0o777,
-                    mtime,
-                    md.uid().into(),
-                    md.gid().into(),
-                );
+            }
+            Kind::Symlink(target) => {
+                let mut h = base_header(tar::EntryType::Symlink, 0o777, mtime, uid, gid);
                 out.append_link(&mut h, &path, &target)
                     .map_err(|e| ArchiveError::from_io(format!("archiving `{path}`"), e))?;
                 entries.push(Entry {
@@ -349,16 +320,10 @@ fn tar_dir(out: &mut TarOut, root: &Path) -> Result<Vec<Entry>> {
                     sha256: None,
                     target: Some(target),
                 });
-            } else {
-                return Err(ArchiveError::Unsupported {
-                    path,
-                    reason: "not a regular file, directory or symlink".into(),
-                });
             }
         }
-        // reverse so the stack pops them in sorted order
-        stack.extend(subdirs.into_iter().rev());
-    }
+        Ok(())
+    })?;
     Ok(entries)
 }
 

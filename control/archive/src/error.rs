@@ -52,6 +52,10 @@ pub enum ArchiveError {
 
     #[error("background archive task failed: {0}")]
     Task(String),
+
+    /// No backup below `prefix` verified (each one tried is listed with why it failed).
+    #[error("no backup in `{prefix}` could be restored: {tried}")]
+    NoUsableBackup { prefix: String, tried: String },
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;

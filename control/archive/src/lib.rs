@@ -12,6 +12,9 @@
 //! `hashing` (hash while streaming), `paths` (untrusted tar paths made safe), `pipe` (the
 //! blocking encoder to async bridge), [`store`] (local directory, S3, pacing) and `error`.
 //!
+//! [`backup`] keeps incremental, content-addressed snapshots of a running server's world in
+//! the same storage (issue 14), with the same rule: nothing unverified is ever restored.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), warden_archive::ArchiveError> {
 //! use warden_archive::*;
@@ -25,6 +28,7 @@
 //! ```
 
 mod archive;
+pub mod backup;
 mod error;
 mod hashing;
 pub mod manifest;
@@ -32,6 +36,7 @@ mod paths;
 mod pipe;
 pub mod store;
 mod verify;
+mod walk;
 
 pub use archive::{archive_dir, archive_tar, ArchiveOptions};
 pub use error::{ArchiveError, Result};

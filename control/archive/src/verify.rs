@@ -74,20 +74,7 @@ pub async fn restore_dir<S: ArchiveStore + ?Sized>(
     prefix: &str,
     target: &Path,
 ) -> Result<Manifest> {
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| {
-            ArchiveError::io(
-                format!("restore target {}", target.display()),
-                io::Error::new(io::ErrorKind::InvalidInput, "needs a UTF-8 final component"),
-            )
-        })?
-        .to_string();
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let (name, parent) = split_target(target)?;
     check_target_free(target)?;
     tokio::fs::create_dir_all(&parent)
         .await
@@ -176,7 +163,26 @@ pub async fn restore_tar_stream<S: ArchiveStore + ?Sized>(
     )))
 }
 
-fn check_target_free(target: &Path) -> Result<()> {
+/// A restore target's final name and its parent directory.
+pub(crate) fn split_target(target: &Path) -> Result<(String, PathBuf)> {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            ArchiveError::io(
+                format!("restore target {}", target.display()),
+                io::Error::new(io::ErrorKind::InvalidInput, "needs a UTF-8 final component"),
+            )
+        })?
+        .to_string();
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((name, parent))
+}
+
+pub(crate) fn check_target_free(target: &Path) -> Result<()> {
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ArchiveError::io(format!("stat {}", target.display()), e)),
@@ -196,7 +202,7 @@ fn check_target_free(target: &Path) -> Result<()> {
     }
 }
 
-async fn remove_stale_siblings(parent: &Path, name: &str) -> Result<()> {
+pub(crate) async fn remove_stale_siblings(parent: &Path, name: &str) -> Result<()> {
     let parent = parent.to_path_buf();
     let stale_prefix = format!("{name}.restoring-");
     tokio::task::spawn_blocking(move || -> Result<()> {
@@ -251,7 +257,11 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-fn mismatch(path: &str, expected: impl Into<String>, got: impl Into<String>) -> ArchiveError {
+pub(crate) fn mismatch(
+    path: &str,
+    expected: impl Into<String>,
+    got: impl Into<String>,
+) -> ArchiveError {
     ArchiveError::Verification {
         path: path.to_string(),
         expected: expected.into(),
@@ -465,15 +475,16 @@ fn check_entries<R: Read>(
     Ok(())
 }
 
-/// Writes verified entries below a fresh root, refusing to follow any symlink on the way.
-struct Extractor {
+/// Writes verified entries below a fresh root, refusing to follow any symlink on the way
+/// (archive restores and backup restores both write through it).
+pub(crate) struct Extractor {
     root: PathBuf,
     /// Directory modes are applied last so a read-only directory cannot block its children.
     dir_modes: Vec<(PathBuf, u32)>,
 }
 
 impl Extractor {
-    fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf) -> Self {
         Extractor {
             root,
             dir_modes: Vec::new(),
@@ -507,7 +518,7 @@ impl Extractor {
         Ok(cur)
     }
 
-    fn dir(&mut self, rel: &str, mode: u32) -> Result<()> {
+    pub(crate) fn dir(&mut self, rel: &str, mode: u32) -> Result<()> {
         let p = self.prepare_parent(rel)?;
         match fs::symlink_metadata(&p) {
             Ok(md) if md.file_type().is_dir() => {}
@@ -524,18 +535,32 @@ impl Extractor {
     }
 
     fn file(&mut self, rel: &str, data: &mut impl Read, mode: u32) -> Result<()> {
+        self.file_with(rel, mode, |f, p| {
+            io::copy(data, f)
+                .map(drop)
+                .map_err(|e| ArchiveError::from_io(format!("writing {}", p.display()), e))
+        })
+    }
+
+    /// Creates `rel` (never through a symlink), lets `write` fill it, then sets its mode
+    /// and syncs it.
+    pub(crate) fn file_with(
+        &mut self,
+        rel: &str,
+        mode: u32,
+        write: impl FnOnce(&mut fs::File, &Path) -> Result<()>,
+    ) -> Result<()> {
         let p = self.prepare_parent(rel)?;
         // create_new: O_EXCL also refuses to follow an existing (dangling) symlink
         let mut f = fs::File::create_new(&p).ctx(|| format!("creating {}", p.display()))?;
-        io::copy(data, &mut f)
-            .map_err(|e| ArchiveError::from_io(format!("writing {}", p.display()), e))?;
+        write(&mut f, &p)?;
         f.set_permissions(fs::Permissions::from_mode(mode & 0o777))
             .ctx(|| format!("chmod {}", p.display()))?;
         f.sync_data().ctx(|| format!("syncing {}", p.display()))?;
         Ok(())
     }
 
-    fn link(&mut self, rel: &str, target: &str, hard: bool) -> Result<()> {
+    pub(crate) fn link(&mut self, rel: &str, target: &str, hard: bool) -> Result<()> {
         let p = self.prepare_parent(rel)?;
         if hard {
             // target was checked to be an earlier regular file we wrote ourselves
@@ -548,7 +573,7 @@ impl Extractor {
     }
 
     /// Apply directory modes and fsync directories so the rename publishes durable data.
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         for (p, mode) in self.dir_modes.iter().rev() {
             fs::set_permissions(p, fs::Permissions::from_mode(mode & 0o777))
                 .ctx(|| format!("chmod {}", p.display()))?;

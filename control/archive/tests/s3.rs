@@ -129,3 +129,86 @@ async fn s3_missing_bucket_is_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains("p/data.tar.zst"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_backups_are_incremental_verified_and_pruned() {
+    use warden_archive::backup::{self, BackupOptions, Retention};
+    let server = S3Server::start();
+    server.create_bucket("warden-archive");
+    let store = s3_store(&server, "warden-archive");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("lobby");
+    make_tree(&src);
+    let prefix = "backups/lobby";
+    let opts = BackupOptions::new("lobby", "s3");
+    let first = backup::backup_dir(&store, prefix, &src, &opts)
+        .await
+        .unwrap();
+    assert!(first.stats.new_blobs >= 20);
+    // unchanged, read again: nothing new in the bucket
+    let mut reread = opts.clone();
+    reread.reuse_unchanged = false;
+    let second = backup::backup_dir(&store, prefix, &src, &reread)
+        .await
+        .unwrap();
+    assert_eq!(second.stats.new_blobs, 0);
+    assert_eq!(second.stats.read_bytes, first.stats.bytes);
+
+    // a corrupted chunk of the newest makes it fail; the older one is restored
+    let big = second
+        .entries
+        .iter()
+        .find(|e| e.path == "world/region/r.0.0.mca")
+        .unwrap();
+    let sha = &big.chunks[3];
+    let key = format!("{prefix}/blobs/{}/{sha}", &sha[..2]);
+    let mut stored = Vec::new();
+    store
+        .get(&key)
+        .await
+        .unwrap()
+        .read_to_end(&mut stored)
+        .await
+        .unwrap();
+    let target = tmp.path().join("restored");
+    backup::restore_snapshot(&store, prefix, &second.id, &target)
+        .await
+        .unwrap();
+    assert_eq!(fingerprint(&target), fingerprint(&src));
+    let mut bad = stored.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    store
+        .put(&key, Box::new(std::io::Cursor::new(bad)))
+        .await
+        .unwrap();
+    // both snapshots share that chunk: nothing verifies, and the target is left alone
+    let err = backup::restore_with_fallback(&store, prefix, None, &target)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ArchiveError::NoUsableBackup { .. }), "{err}");
+    assert_eq!(fingerprint(&target), fingerprint(&src));
+    store
+        .put(&key, Box::new(std::io::Cursor::new(stored)))
+        .await
+        .unwrap();
+
+    // prune to one: the older manifest goes, every chunk stays (the newest needs them all)
+    let r = backup::prune(
+        &store,
+        prefix,
+        &Retention {
+            last: 1,
+            hourly: 0,
+            daily: 0,
+            weekly: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.deleted, [first.id]);
+    assert_eq!(r.blobs_deleted, 0);
+    backup::verify_snapshot(&store, prefix, &second.id)
+        .await
+        .unwrap();
+}

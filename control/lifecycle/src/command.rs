@@ -21,6 +21,11 @@ pub enum Command {
     Restart { image: Option<String> },
     /// Move the server to appliance `to`.
     Migrate { to: String },
+    /// Back up its world now (online through RCON while it runs).
+    Backup,
+    /// Replace a sleeping server's world with backup `backup` (`latest`: the newest), or
+    /// the next older one that verifies.
+    RestoreBackup { backup: String },
 }
 
 impl Command {
@@ -30,6 +35,7 @@ impl Command {
         image: Option<String>,
         to: Option<String>,
         force: bool,
+        backup: Option<String>,
     ) -> Result<Command, &'static str> {
         if let Some(image) = &image {
             if action != Action::Restart
@@ -42,16 +48,25 @@ impl Command {
         if to.is_some() != (action == Action::Migrate) {
             return Err("to: the target appliance, required for migrate and only for it");
         }
+        if let Some(b) = &backup {
+            if action != Action::Restore || !valid_backup_name(b) {
+                return Err("backup: a backup id (see `warden backups ID`) or `latest`, and only for restore");
+            }
+        }
         Ok(match (action, to) {
             (Action::Wake, _) => Command::Wake,
             (Action::Sleep, _) => Command::Sleep { force },
             (Action::Archive, _) => Command::Archive,
-            (Action::Restore, _) => Command::Restore,
+            (Action::Restore, _) => match backup {
+                Some(backup) => Command::RestoreBackup { backup },
+                None => Command::Restore,
+            },
             (Action::Restart, _) => Command::Restart { image },
             (Action::Migrate, Some(to)) => Command::Migrate { to },
             (Action::Migrate, None) => {
                 return Err("to: the target appliance, required for migrate and only for it")
             }
+            (Action::Backup, _) => Command::Backup,
         })
     }
 
@@ -64,6 +79,8 @@ impl Command {
             Command::Restore => Action::Restore,
             Command::Restart { .. } => Action::Restart,
             Command::Migrate { .. } => Action::Migrate,
+            Command::Backup => Action::Backup,
+            Command::RestoreBackup { .. } => Action::Restore,
         }
     }
 
@@ -71,23 +88,42 @@ impl Command {
     /// this appliance runs it), or why not.
     pub fn allowed_in(&self, state: ServerState, local: bool) -> Result<(), NotNow> {
         use ServerState::*;
-        match (self.action(), state) {
-            (Action::Wake, _) => Ok(()),
-            (Action::Sleep, Active) => Ok(()),
-            (Action::Sleep, _) => Err(NotNow::State("")),
-            (Action::Archive, Sleeping) => Ok(()),
-            (Action::Archive, _) => Err(NotNow::State(" (only a sleeping server can be archived)")),
-            (Action::Restore, Archived) => Ok(()),
-            (Action::Restore, _) => {
+        match (self, state) {
+            (Command::Wake, _) => Ok(()),
+            (Command::Sleep { .. }, Active) => Ok(()),
+            (Command::Sleep { .. }, _) => Err(NotNow::State("")),
+            (Command::Archive, Sleeping) => Ok(()),
+            (Command::Archive, _) => {
+                Err(NotNow::State(" (only a sleeping server can be archived)"))
+            }
+            (Command::Restore, Archived) => Ok(()),
+            (Command::Restore, _) => {
                 Err(NotNow::State(" (only an archived server can be restored)"))
             }
-            (Action::Restart, Active) => Ok(()),
-            (Action::Restart, _) => Err(NotNow::State(" (only a running server can be restarted)")),
-            (Action::Migrate, Active) if !local => Err(NotNow::Elsewhere),
-            (Action::Migrate, Active | Sleeping | Archived) => Ok(()),
-            (Action::Migrate, _) => Err(NotNow::State("")),
+            (Command::Restart { .. }, Active) => Ok(()),
+            (Command::Restart { .. }, _) => {
+                Err(NotNow::State(" (only a running server can be restarted)"))
+            }
+            (Command::Migrate { .. }, Active) if !local => Err(NotNow::Elsewhere),
+            (Command::Migrate { .. }, Active | Sleeping | Archived) => Ok(()),
+            (Command::Migrate { .. }, _) => Err(NotNow::State("")),
+            (Command::Backup, Active) if !local => Err(NotNow::Elsewhere),
+            (Command::Backup, Active | Sleeping) => Ok(()),
+            (Command::Backup, _) => Err(NotNow::State(
+                " (only a running or sleeping server can be backed up)",
+            )),
+            (Command::RestoreBackup { .. }, Sleeping) => Ok(()),
+            (Command::RestoreBackup { .. }, _) => Err(NotNow::State(
+                " (a backup is restored only into a sleeping server: sleep it first)",
+            )),
         }
     }
+}
+
+/// A backup id as `warden backups` lists them (`20260102T030405Z`, maybe `-N`), or
+/// `latest`: checked here so no other text reaches the storage layer.
+fn valid_backup_name(b: &str) -> bool {
+    b == "latest" || warden_archive::backup::id_unix_ms(b).is_some()
 }
 
 /// Why a command may not start in the server's current state.
@@ -122,18 +158,33 @@ mod tests {
 
     #[test]
     fn options_belong_to_their_action() {
-        assert!(Command::new(Action::Sleep, Some("img".into()), None, false).is_err());
-        assert!(Command::new(Action::Restart, Some("a b".into()), None, false).is_err());
-        assert!(Command::new(Action::Migrate, None, None, false).is_err());
-        assert!(Command::new(Action::Wake, None, Some("b".into()), false).is_err());
+        assert!(Command::new(Action::Sleep, Some("img".into()), None, false, None).is_err());
+        assert!(Command::new(Action::Restart, Some("a b".into()), None, false, None).is_err());
+        assert!(Command::new(Action::Migrate, None, None, false, None).is_err());
+        assert!(Command::new(Action::Wake, None, Some("b".into()), false, None).is_err());
         assert_eq!(
-            Command::new(Action::Migrate, None, Some("b".into()), false),
+            Command::new(Action::Migrate, None, Some("b".into()), false, None),
             Ok(Command::Migrate { to: "b".into() })
         );
         assert_eq!(
-            Command::new(Action::Sleep, None, None, true),
+            Command::new(Action::Sleep, None, None, true, None),
             Ok(Command::Sleep { force: true })
         );
+        let b = |s: &str| Some(s.to_string());
+        assert_eq!(
+            Command::new(Action::Restore, None, None, false, b("20260102T030405Z")),
+            Ok(Command::RestoreBackup {
+                backup: "20260102T030405Z".into()
+            })
+        );
+        assert_eq!(
+            Command::new(Action::Restore, None, None, false, None),
+            Ok(Command::Restore)
+        );
+        for bad in ["../x", "", "2026"] {
+            assert!(Command::new(Action::Restore, None, None, false, b(bad)).is_err());
+        }
+        assert!(Command::new(Action::Wake, None, None, false, b("latest")).is_err());
     }
 
     #[test]
@@ -157,5 +208,11 @@ mod tests {
         let to = || Command::Migrate { to: "b".into() };
         assert_eq!(allowed(to(), true), vec![Active, Sleeping, Archived]);
         assert_eq!(allowed(to(), false), vec![Sleeping, Archived]);
+        assert_eq!(allowed(Command::Backup, true), vec![Active, Sleeping]);
+        assert_eq!(allowed(Command::Backup, false), vec![Sleeping]);
+        let restore = || Command::RestoreBackup {
+            backup: "latest".into(),
+        };
+        assert_eq!(allowed(restore(), true), vec![Sleeping]);
     }
 }

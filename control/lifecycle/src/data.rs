@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use warden_archive::backup::{self, BackupOptions, Restored, Snapshot};
 use warden_archive::{ArchiveOptions, ArchiveStore, Manifest};
 use warden_runtime::DockerRuntime;
 
@@ -81,6 +82,56 @@ impl ServerData {
                 rt.import_data(tar)
                     .await
                     .map_err(|e| LifecycleError::from(e).during("importing into the volume"))
+            }
+        }
+    }
+
+    /// Takes a backup snapshot of the world below `prefix` (see `crate::backup`); Ok once
+    /// its new blobs and manifest were read back and verified. A volume is copied only
+    /// while its container is stopped.
+    pub async fn backup(
+        &self,
+        store: &dyn ArchiveStore,
+        prefix: &str,
+        opts: &BackupOptions,
+    ) -> Result<Snapshot, LifecycleError> {
+        match self {
+            Self::Dir(d) => backup::backup_dir(store, prefix, d, opts).await,
+            Self::Volume(rt) => {
+                let tar = rt
+                    .export_data()
+                    .await
+                    .map_err(|e| LifecycleError::from(e).during("exporting the volume"))?;
+                backup::backup_tar(store, prefix, tar, opts).await
+            }
+        }
+        .map_err(LifecycleError::from)
+    }
+
+    /// Replaces the world with backup `from` (None: the newest), or the next older one
+    /// that verifies. Nothing is changed unless a backup verified completely; a directory
+    /// is swapped in atomically, a volume is emptied and refilled from the verified copy.
+    pub async fn restore_backup(
+        &self,
+        store: &dyn ArchiveStore,
+        prefix: &str,
+        from: Option<&str>,
+    ) -> Result<Restored, LifecycleError> {
+        match self {
+            Self::Dir(d) => Ok(backup::restore_with_fallback(store, prefix, from, d).await?),
+            Self::Volume(rt) => {
+                let r = backup::restore_tar_with_fallback(store, prefix, from, None).await?;
+                rt.remove_data()
+                    .await
+                    .map_err(|e| LifecycleError::from(e).during("clearing the volume"))?;
+                rt.import_data(r.data)
+                    .await
+                    .map_err(|e| LifecycleError::from(e).during("importing into the volume"))?;
+                Ok(Restored {
+                    snapshot: r.snapshot,
+                    skipped: r.skipped,
+                    data: (),
+                })
             }
         }
     }

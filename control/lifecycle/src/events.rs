@@ -16,6 +16,12 @@ pub enum EventKind {
     PlayerJoined,
     /// A player left a server.
     PlayerLeft,
+    /// A backup was taken and verified (`backup`: its id).
+    BackupTaken,
+    /// A backup could not be taken (`reason`: why).
+    BackupFailed,
+    /// A backup was restored (`reason` names any newer one skipped as corrupt).
+    BackupRestored,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,6 +44,9 @@ pub struct Event {
     /// Player events: the session id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Backup events: the backup's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 impl Event {
@@ -58,6 +67,28 @@ impl Event {
             reason: Some(reason.to_string()),
             player: None,
             session: None,
+            backup: None,
+        }
+    }
+
+    /// A backup of `server` taken, failed or restored (`kind`).
+    pub fn backup(
+        kind: EventKind,
+        server: &str,
+        backup: Option<&str>,
+        reason: &str,
+        at_unix_ms: u64,
+    ) -> Self {
+        Event {
+            kind,
+            server: server.to_string(),
+            at_unix_ms,
+            from: None,
+            to: None,
+            reason: Some(reason.to_string()),
+            player: None,
+            session: None,
+            backup: backup.map(str::to_string),
         }
     }
 
@@ -78,6 +109,7 @@ impl Event {
             reason: None,
             player: Some(player.to_string()),
             session: Some(session.to_string()),
+            backup: None,
         }
     }
 
@@ -117,11 +149,15 @@ impl Event {
     }
 
     /// The name webhooks filter on: `server_started`, `server_stopped`, `server_failed`,
-    /// `server_crashed`, `player_joined`, `player_left`, or `server_<state>` for the rest.
+    /// `server_crashed`, `player_joined`, `player_left`, `backup_taken`, `backup_failed`,
+    /// `backup_restored`, or `server_<state>` for the rest.
     pub fn name(&self) -> String {
         match self.kind {
             EventKind::PlayerJoined => "player_joined".into(),
             EventKind::PlayerLeft => "player_left".into(),
+            EventKind::BackupTaken => "backup_taken".into(),
+            EventKind::BackupFailed => "backup_failed".into(),
+            EventKind::BackupRestored => "backup_restored".into(),
             EventKind::Transition => {
                 let to = self.to.as_deref().unwrap_or_default();
                 let from = self.from.as_deref().unwrap_or_default();
@@ -142,6 +178,14 @@ impl Event {
         match self.kind {
             EventKind::PlayerJoined => format!("{who} joined {}", self.server),
             EventKind::PlayerLeft => format!("{who} left {}", self.server),
+            EventKind::BackupTaken | EventKind::BackupFailed | EventKind::BackupRestored => {
+                format!(
+                    "{}: {} {}",
+                    self.server,
+                    self.name().replace('_', " "),
+                    self.reason.as_deref().unwrap_or("")
+                )
+            }
             EventKind::Transition => format!(
                 "{}: {} → {} ({})",
                 self.server,
@@ -177,5 +221,14 @@ mod tests {
         assert_eq!(t(Some(Active), Sleeping).name(), "server_crashed");
         assert_eq!(t(Some(Starting), Failed).name(), "server_failed");
         assert_eq!(t(None, Sleeping).name(), "server_sleeping");
+        let b = Event::backup(
+            EventKind::BackupFailed,
+            "s",
+            None,
+            "(at stop): disk full",
+            1,
+        );
+        assert_eq!(b.name(), "backup_failed");
+        assert_eq!(b.describe(), "s: backup failed (at stop): disk full");
     }
 }

@@ -12,7 +12,8 @@
 //! budgets of `budget` limit how often), `anteroom` (1.20.5+ players wait there),
 //! `ready` (a status ping says the server is up), `eta` (the wait shown to players);
 //! then `archive` and `data` (a long-asleep world goes to archive storage and comes back),
-//! `swap` (warm-swap restart), `migrate` (to another appliance), `reconcile` (the store vs
+//! `backup` (scheduled, at-stop and operators' backups, and restoring one), `swap`
+//! (warm-swap restart), `migrate` (to another appliance), `reconcile` (the store vs
 //! reality at start), `operate` (operators' [`Action`]s and [`ServerView`]), `server` (what
 //! the engine knows of a server it manages) and [`events`] (what happened, for the API,
 //! webhooks and metrics). The engine never reads config files or speaks HTTP: the `warden`
@@ -20,6 +21,7 @@
 
 mod anteroom;
 mod archive;
+mod backup;
 mod budget;
 mod command;
 mod data;
@@ -53,6 +55,7 @@ use warden_store::{Change, ServerRecord, ServerState, SessionRecord, StateStore,
 
 use std::sync::atomic::Ordering;
 
+pub use backup::BackupSettings;
 pub use command::{Command, NotNow};
 pub use data::ServerData;
 pub use error::LifecycleError;
@@ -116,6 +119,10 @@ pub struct Engine {
     wake_requests: std::sync::OnceLock<prometheus::IntCounterVec>,
     /// This appliance as a node of the fleet.
     node: node::Node,
+    /// Each server's backups: activity since the last one, when it was, its lock.
+    backups: backup::Tracker,
+    /// `warden_backups_total{result}`, once the metrics are registered.
+    backup_results: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 impl Engine {
@@ -147,6 +154,8 @@ impl Engine {
                 settings.wakes_per_server_per_hour,
             ),
             wake_requests: std::sync::OnceLock::new(),
+            backups: Default::default(),
+            backup_results: std::sync::OnceLock::new(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
             node: node::Node::new(),
@@ -237,6 +246,7 @@ impl Engine {
     pub async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.settings.tick);
         let mut idle_since: HashMap<String, tokio::time::Instant> = HashMap::new();
+        backup::learn(&self);
         loop {
             tick.tick().await;
             let _ = self.store.heartbeat(&self.settings.appliance).await;
@@ -257,6 +267,9 @@ impl Engine {
                 let state = *slot.state.borrow();
                 if state == ServerState::Active {
                     self.check_still_running(slot);
+                    if slot.local.load(std::sync::atomic::Ordering::Relaxed) {
+                        backup::on_tick(&self, slot);
+                    }
                 }
                 match state {
                     // Only the appliance running a server stops it.
@@ -463,6 +476,8 @@ impl Engine {
                 slot.local
                     .store(false, std::sync::atomic::Ordering::Relaxed);
                 self.transition(slot, ServerState::Sleeping, done).await?;
+                // Before the node copy sits unattended; still under the busy lock.
+                backup::at_stop(self, slot).await;
                 Ok(())
             }
             Err(e) => {

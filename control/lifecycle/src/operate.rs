@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use warden_store::ServerState;
 
-use super::{archive, wake, Command, Engine, LifecycleError, Slot};
+use super::{archive, backup, wake, Command, Engine, LifecycleError, Slot};
 
 /// An operator action on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,8 @@ pub enum Action {
     Restart,
     /// Move the server to another appliance.
     Migrate,
+    /// Back up its world now (verified; online through RCON while it runs).
+    Backup,
 }
 
 impl Action {
@@ -40,6 +42,7 @@ impl Action {
             Action::Restore => "restore",
             Action::Restart => "restart",
             Action::Migrate => "migrate",
+            Action::Backup => "backup",
         }
     }
 }
@@ -62,6 +65,8 @@ pub struct ServerView {
     pub placed: Option<String>,
     pub archive_bytes: Option<u64>,
     pub backend: String,
+    /// When its newest backup this appliance knows of was taken.
+    pub last_backup_unix_ms: Option<u64>,
 }
 
 impl Engine {
@@ -80,6 +85,7 @@ impl Engine {
             placed: rec.node.clone(),
             archive_bytes: rec.archive.map(|a| a.bytes),
             backend: slot.spec.backend.clone(),
+            last_backup_unix_ms: self.backups.last(id),
         })
     }
 
@@ -203,6 +209,21 @@ impl Engine {
                 let busy = claim(&slot)?;
                 Ok(Box::pin(async move { me.migrate(&slot, &to, busy).await }))
             }
+            Command::Backup => {
+                if let Some(why) = backup::refuse(self, &slot, state) {
+                    return Err(LifecycleError::Refused(why));
+                }
+                let busy = claim(&slot)?;
+                Ok(Box::pin(async move {
+                    backup::by_operator(&me, &slot, busy).await
+                }))
+            }
+            Command::RestoreBackup { backup: from } => {
+                let busy = claim(&slot)?;
+                Ok(Box::pin(async move {
+                    backup::restore(&me, &slot, &from, busy).await
+                }))
+            }
         }
     }
 
@@ -232,7 +253,7 @@ impl Engine {
 fn claim(slot: &Arc<Slot>) -> Result<tokio::sync::OwnedMutexGuard<()>, LifecycleError> {
     slot.waking.clone().try_lock_owned().map_err(|_| {
         LifecycleError::Refused(format!(
-            "{} is busy: a wake, sleep, archive or restart is in progress",
+            "{} is busy: a wake, sleep, archive, restart or backup is in progress",
             slot.spec.id
         ))
     })

@@ -53,6 +53,8 @@ pub struct LifecycleSettings {
     pub wakes_per_server_per_hour: u32,
     /// This appliance as a node of the fleet: roles, capacity, address, labels.
     pub node: super::NodeSettings,
+    /// Backups (`[backup]`); None disables them.
+    pub backup: Option<super::BackupSettings>,
 }
 
 impl Default for LifecycleSettings {
@@ -65,6 +67,7 @@ impl Default for LifecycleSettings {
             wakes_per_source_per_hour: 20,
             wakes_per_server_per_hour: 30,
             node: super::NodeSettings::default(),
+            backup: None,
         }
     }
 }

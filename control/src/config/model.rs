@@ -31,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub archive: ArchiveSection,
     #[serde(default)]
+    pub backup: BackupSection,
+    #[serde(default)]
     pub lifecycle: LifecycleSection,
     /// This appliance as a node of a fleet.
     #[serde(default)]
@@ -252,6 +254,85 @@ impl Default for ArchiveSection {
             secret_key_env: None,
             max_mib_per_sec: None,
         }
+    }
+}
+
+/// Backups of managed servers' worlds, to the archive storage under `backups/<server>/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSection {
+    pub enabled: bool,
+    /// Activity between scheduled backups (online, so only for servers with RCON), e.g.
+    /// "6h".
+    pub every: Spanned<String>,
+    /// Back up at every stop.
+    pub at_stop: bool,
+    pub retention: RetentionSection,
+}
+
+impl Default for BackupSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            every: Spanned::new(0..0, "6h".into()),
+            at_stop: true,
+            retention: RetentionSection::default(),
+        }
+    }
+}
+
+/// Which backups are kept: the newest `last`, and the newest of each of the `hourly` most
+/// recent hours, `daily` days and `weekly` weeks that have one. The newest is always kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        let d = warden_archive::backup::Retention::default();
+        Self {
+            last: d.last,
+            hourly: d.hourly,
+            daily: d.daily,
+            weekly: d.weekly,
+        }
+    }
+}
+
+/// The shortest `backup.every` accepted.
+pub const MIN_BACKUP_EVERY: Duration = Duration::from_secs(60);
+
+impl BackupSection {
+    /// The engine's backup settings (None: disabled), or what is wrong with `every`.
+    pub fn settings(&self) -> Result<Option<warden_lifecycle::BackupSettings>, String> {
+        let every = humantime::parse_duration(self.every.get_ref()).map_err(|e| {
+            format!(
+                "backup.every = {:?} is not a duration: {e}",
+                self.every.get_ref()
+            )
+        })?;
+        if every < MIN_BACKUP_EVERY {
+            return Err(format!(
+                "backup.every = {:?} is shorter than a minute",
+                self.every.get_ref()
+            ));
+        }
+        let r = &self.retention;
+        Ok(self.enabled.then_some(warden_lifecycle::BackupSettings {
+            every,
+            at_stop: self.at_stop,
+            retention: warden_archive::backup::Retention {
+                last: r.last,
+                hourly: r.hourly,
+                daily: r.daily,
+                weekly: r.weekly,
+            },
+        }))
     }
 }
 

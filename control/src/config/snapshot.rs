@@ -160,6 +160,13 @@ impl Config {
                 );
             }
         }
+        if let Err(why) = self.backup.settings() {
+            return cx.err(
+                self.backup.every.span(),
+                why,
+                "a duration of at least a minute, e.g. \"6h\" (the default) or \"30m\"",
+            );
+        }
         if let Err(why) = self.archive.bytes_per_sec() {
             return Err(ConfigError::general(
                 path,
@@ -613,6 +620,40 @@ backend = "{1}.nodes.internal:25565"
         )
         .unwrap();
         check("[[webhooks]]\nurl = \"https://example.com/h\"\nformat = \"discord\"\n").unwrap();
+    }
+
+    #[test]
+    fn backup_settings_are_checked_with_line_and_hint() {
+        for (text, line, says) in [
+            ("[backup]\nevery = \"soon\"\n", 2, "not a duration"),
+            ("\n[backup]\nevery = \"30s\"\n", 3, "shorter than a minute"),
+            (
+                "[backup]\nretention = { monthly = 2 }\n",
+                2,
+                "unknown field `monthly`",
+            ),
+            (
+                "[backup]\nretention = { hourly = -1 }\n",
+                2,
+                "invalid value",
+            ),
+        ] {
+            let e = check(text).unwrap_err();
+            assert!(e.starts_with(&format!("warden.toml:{line}:")), "{e}");
+            assert!(e.contains(says) && e.contains("hint:"), "{e}");
+        }
+        let cfg = super::super::parse(
+            Path::new("warden.toml"),
+            "[backup]\nevery = \"2h\"\nat_stop = false\nretention = { hourly = 48, weekly = 0 }\n",
+        )
+        .unwrap();
+        let b = cfg.backup.settings().unwrap().unwrap();
+        assert_eq!(b.every, std::time::Duration::from_secs(7200));
+        assert!(!b.at_stop);
+        assert_eq!((b.retention.last, b.retention.hourly), (5, 48));
+        assert_eq!((b.retention.daily, b.retention.weekly), (7, 0));
+        let off = super::super::parse(Path::new("warden.toml"), "[backup]\nenabled = false\n");
+        assert!(off.unwrap().backup.settings().unwrap().is_none());
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use self::redis::{RedisConfig, RedisStore};
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedStore, FILE_NAME as EMBEDDED_FILE_NAME};
 pub use error::StoreError;
 pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
 pub use model::{
@@ -33,7 +33,9 @@ pub use model::{
     Transition, TransitionFilter, WakeLease,
 };
 pub use node::{NodeRecord, NodeReport, NodeRole, NodeState};
-pub use store::{Documents, History, Nodes, Servers, Sessions, StateStore, WakeLock, LOG_CAPACITY};
+pub use store::{
+    Documents, History, Nodes, Servers, Sessions, StateStore, StoreBackup, WakeLock, LOG_CAPACITY,
+};
 pub use usage::{compute_usage, Usage};
 
 /// Which store to run, as chosen by `[store] kind` in the config.

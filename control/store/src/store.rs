@@ -25,11 +25,31 @@ use crate::usage::{compute_usage, Usage};
 /// How many entries a log keeps (older ones are dropped as new ones arrive).
 pub const LOG_CAPACITY: usize = 100_000;
 
+/// What a store backup copied (`warden store backup FILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreBackup {
+    pub file: std::path::PathBuf,
+    pub tables: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
 /// The whole store: every concern below, plus what is about the store itself.
 #[async_trait]
 pub trait StateStore: Servers + Sessions + History + WakeLock + Documents + Nodes {
     /// "embedded" or "redis", for logs and status output.
     fn kind(&self) -> &'static str;
+
+    /// Writes an online, consistent copy of the store to `dest`, verified by opening it.
+    /// Only the embedded store can; Redis is backed up with Redis's own tools (BGSAVE, a
+    /// replica: see docs/operations.md).
+    async fn backup_to(&self, dest: &std::path::Path) -> Result<StoreBackup, StoreError> {
+        let _ = dest;
+        Err(StoreError::Invalid(format!(
+            "the {} store is backed up with its own tools, not `warden store backup` (see docs/operations.md, \"Backing up the store\")",
+            self.kind()
+        )))
+    }
 
     /// Ok if the store answers now.
     async fn health(&self) -> Result<(), StoreError>;

@@ -6,9 +6,11 @@
 //!
 //! Here: opening the file, the blocking pool, transactions and what is about the store
 //! as a whole. Apart: `tables` (the file's layout), `error` (redb errors to
-//! `StoreError`, once), `lock` (the in-memory lease table), and one file per sub-trait
-//! of the store: `servers`, `sessions`, `history`, `wake`, `docs`, `nodes`.
+//! `StoreError`, once), `lock` (the in-memory lease table), `backup` (an online copy of
+//! the file), and one file per sub-trait of the store: `servers`, `sessions`, `history`,
+//! `wake`, `docs`, `nodes`.
 
+mod backup;
 mod docs;
 mod error;
 mod history;
@@ -27,11 +29,12 @@ use redb::{Database, ReadTransaction, ReadableTable, WriteTransaction};
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::store::StateStore;
+use crate::store::{StateStore, StoreBackup};
 use error::Failure;
 use lock::LeaseTable;
+pub use tables::FILE_NAME;
 use tables::{
-    DOCS, FEED, FILE_NAME, LOGS, META, META_VERSION, NODES, OPEN_SESSIONS, PLAYER_MS, SERVERS,
+    DOCS, FEED, LOGS, META, META_VERSION, NODES, OPEN_SESSIONS, PLAYER_MS, SERVERS,
     SERVER_SESSION_ENDS, SERVER_SESSION_STARTS, SESSIONS, SESSION_ENDS, SESSION_STARTS,
     TRANSITIONS, TRANSITIONS_BY_SERVER, WAKE_EPOCHS,
 };
@@ -162,5 +165,9 @@ impl StateStore for EmbeddedStore {
 
     fn watch(&self) -> watch::Receiver<u64> {
         self.inner.version_tx.subscribe()
+    }
+
+    async fn backup_to(&self, dest: &Path) -> Result<StoreBackup, StoreError> {
+        self.copy_to(dest).await
     }
 }
