@@ -22,7 +22,7 @@ mod usage;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use self::redis::{RedisConfig, RedisStore};
+pub use self::redis::{RedisConfig, RedisStore, SentinelConfig};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
