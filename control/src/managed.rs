@@ -54,6 +54,7 @@ pub async fn engine(
         }),
         wakes_per_source_per_hour: cfg.lifecycle.wakes_per_source_per_hour,
         wakes_per_server_per_hour: cfg.lifecycle.wakes_per_server_per_hour,
+        store_patience: cfg.store.store_patience(),
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)

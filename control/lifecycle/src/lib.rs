@@ -14,8 +14,8 @@
 //! then `archive` and `data` (a long-asleep world goes to archive storage and comes back),
 //! `swap` (warm-swap restart), `migrate` (to another appliance), `reconcile` (the store vs
 //! reality at start), `operate` (operators' [`Action`]s and [`ServerView`]), `server` (what
-//! the engine knows of a server it manages) and [`events`] (what happened, for the API,
-//! webhooks and metrics). The engine never reads config files or speaks HTTP: the `warden`
+//! the engine knows of a server it manages), `patience` (riding out a store failover) and
+//! [`events`] (what happened, for the API, webhooks and metrics). The engine never reads config files or speaks HTTP: the `warden`
 //! binary builds its [`ManagedServer`]s and the `warden-api` crate drives its actions.
 
 mod anteroom;
@@ -28,6 +28,7 @@ mod eta;
 pub mod events;
 mod migrate;
 mod operate;
+mod patience;
 mod ready;
 mod reconcile;
 mod server;
@@ -331,7 +332,9 @@ impl Engine {
     /// [`Engine::transition`] with the full change (e.g. setting or clearing the archive).
     async fn change(&self, slot: &Slot, change: Change) -> Result<ServerRecord, StoreError> {
         let epoch = slot.record.lock().epoch;
-        let mut result = self.store.apply(&slot.spec.id, epoch, change.clone()).await;
+        let patience = self.settings.store_patience;
+        let mut result =
+            patience::apply(self.store.as_ref(), patience, &slot.spec.id, epoch, &change).await;
         if let Err(StoreError::NotFound { .. }) = result {
             // The store lost the record (a Redis restarted without persistence): register
             // the server again from what this appliance knows, then apply the change.

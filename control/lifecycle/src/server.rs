@@ -45,6 +45,9 @@ pub struct LifecycleSettings {
     pub wakes_per_source_per_hour: u32,
     /// Wakes players may cause per server per hour; 0: no limit.
     pub wakes_per_server_per_hour: u32,
+    /// How long a wake (and any transition) waits for an unavailable store before it
+    /// gives up: time for a Redis Sentinel failover. Zero: give up at once.
+    pub store_patience: Duration,
 }
 
 impl Default for LifecycleSettings {
@@ -56,6 +59,7 @@ impl Default for LifecycleSettings {
             anteroom: None,
             wakes_per_source_per_hour: 20,
             wakes_per_server_per_hour: 30,
+            store_patience: Duration::ZERO,
         }
     }
 }
