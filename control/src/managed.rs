@@ -58,6 +58,7 @@ pub async fn engine(
         node: cfg.node_settings(&file.servers, upgrade),
         // `warden config check` refuses a `[backup]` that does not parse.
         backup: cfg.backup.settings().map_err(anyhow::Error::msg)?,
+        store_patience: cfg.store.store_patience(),
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)

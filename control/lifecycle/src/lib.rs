@@ -15,8 +15,8 @@
 //! `backup` (scheduled, at-stop and operators' backups, and restoring one), `swap`
 //! (warm-swap restart), `migrate` (to another appliance), `reconcile` (the store vs
 //! reality at start), `operate` (operators' [`Action`]s and [`ServerView`]), `server` (what
-//! the engine knows of a server it manages) and [`events`] (what happened, for the API,
-//! webhooks and metrics). The engine never reads config files or speaks HTTP: the `warden`
+//! the engine knows of a server it manages), `patience` (riding out a store failover) and
+//! [`events`] (what happened, for the API, webhooks and metrics). The engine never reads config files or speaks HTTP: the `warden`
 //! binary builds its [`ManagedServer`]s and the `warden-api` crate drives its actions.
 
 mod anteroom;
@@ -32,6 +32,7 @@ mod migrate;
 mod node;
 mod operate;
 mod owner;
+mod patience;
 pub mod placement;
 mod ready;
 mod reconcile;
@@ -408,7 +409,9 @@ impl Engine {
             true => change.fenced_by(self.settings.appliance.clone()),
             false => change,
         };
-        let mut result = self.store.apply(&slot.spec.id, epoch, change.clone()).await;
+        let patience = self.settings.store_patience;
+        let mut result =
+            patience::apply(self.store.as_ref(), patience, &slot.spec.id, epoch, &change).await;
         if let Err(StoreError::NotFound { .. }) = result {
             // The store lost the record (a Redis restarted without persistence): register
             // the server again from what this appliance knows, then apply the change.

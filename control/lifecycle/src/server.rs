@@ -55,6 +55,9 @@ pub struct LifecycleSettings {
     pub node: super::NodeSettings,
     /// Backups (`[backup]`); None disables them.
     pub backup: Option<super::BackupSettings>,
+    /// How long a wake (and any transition) waits for an unavailable store before it
+    /// gives up: time for a Redis Sentinel failover. Zero: give up at once.
+    pub store_patience: Duration,
 }
 
 impl Default for LifecycleSettings {
@@ -68,6 +71,7 @@ impl Default for LifecycleSettings {
             wakes_per_server_per_hour: 30,
             node: super::NodeSettings::default(),
             backup: None,
+            store_patience: Duration::ZERO,
         }
     }
 }

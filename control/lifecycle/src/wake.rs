@@ -18,6 +18,7 @@ use warden_proxy::admission::Admission;
 use warden_proxy::status::render::eta_text;
 use warden_store::{ServerState, StoreError};
 
+use super::patience::patiently;
 use super::{eta, ready, Engine, LifecycleError, Slot};
 
 /// Lease on the store's wake lock, renewed every third of it while the wake runs, so a
@@ -187,8 +188,9 @@ async fn wake(engine: &Arc<Engine>, slot: &Arc<Slot>) {
 async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
     let id = slot.spec.id.clone();
     // Another appliance may have moved it on (started it, placed it elsewhere): decide
-    // from the store's record, not this appliance's last copy.
-    if let Ok(Some(rec)) = engine.store.get(&id).await {
+    // from the store's record, not this appliance's last copy (waiting out a failover).
+    let patience = engine.settings.store_patience;
+    if let Ok(Some(rec)) = patiently(patience, "a wake", || engine.store.get(&id)).await {
         let state = rec.state;
         *slot.record.lock() = rec;
         slot.state.send_replace(state);
@@ -219,10 +221,12 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
         follow(engine, slot).await;
         return false;
     }
-    let lease = match engine
-        .store
-        .acquire_wake(&id, &engine.settings.appliance, WAKE_LEASE)
-        .await
+    let lease = match patiently(patience, "a wake", || {
+        engine
+            .store
+            .acquire_wake(&id, &engine.settings.appliance, WAKE_LEASE)
+    })
+    .await
     {
         Ok(Some(lease)) => lease,
         Ok(None) => {

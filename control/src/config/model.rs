@@ -127,8 +127,19 @@ pub struct StoreSection {
     pub kind: Spanned<StoreKind>,
     /// Data directory of the embedded store.
     pub path: PathBuf,
-    /// `redis://host:port` for `kind = "redis"`.
+    /// `redis://host:port` for `kind = "redis"`. With `sentinels`, optional: only its
+    /// password and database number are used.
     pub url: Option<String>,
+    /// Redis Sentinel: `host:port` of each sentinel. The store finds the primary through
+    /// them and follows it through a failover, instead of using `url`'s host.
+    pub sentinels: Vec<Spanned<String>>,
+    /// The name the sentinels watch the primary under (`sentinel monitor NAME …`).
+    pub master_name: Option<Spanned<String>>,
+    /// With sentinels: how long a wake waits for the store during a failover before the
+    /// player is told it is unreachable. Above the sentinels' `down-after-milliseconds`
+    /// plus a few seconds.
+    #[serde(with = "humantime_serde")]
+    pub failover_wait: Duration,
     /// How long ended sessions (and the event feed) are kept; their player time stays in
     /// hourly aggregates, so usage of older periods is still reported. At least 1 hour.
     #[serde(with = "humantime_serde")]
@@ -142,12 +153,34 @@ impl StoreSection {
             StoreKind::Embedded => Ok(warden_store::StoreConfig::Embedded {
                 path: self.path.clone(),
             }),
-            StoreKind::Redis => match &self.url {
-                Some(url) => Ok(warden_store::StoreConfig::Redis(
+            StoreKind::Redis => match (&self.url, &self.master_name) {
+                (url, Some(name)) if !self.sentinels.is_empty() => Ok(
+                    warden_store::StoreConfig::Redis(warden_store::RedisConfig::sentinel(
+                        url.clone().unwrap_or_else(|| "redis://127.0.0.1/".into()),
+                        self.sentinels.iter().map(|s| s.get_ref().clone()).collect(),
+                        name.get_ref().clone(),
+                    )),
+                ),
+                (_, None) if !self.sentinels.is_empty() => {
+                    Err("store.sentinels needs store.master_name".into())
+                }
+                (Some(url), _) => Ok(warden_store::StoreConfig::Redis(
                     warden_store::RedisConfig::new(url.clone()),
                 )),
-                None => Err("store.kind = \"redis\" needs store.url".into()),
+                (None, _) => {
+                    Err("store.kind = \"redis\" needs store.url (or store.sentinels)".into())
+                }
             },
+        }
+    }
+
+    /// How long wakes wait out a store outage: `failover_wait` with sentinels (a failover
+    /// ends it), none with a single Redis or the embedded store (nothing would end it).
+    pub fn store_patience(&self) -> Duration {
+        if *self.kind.get_ref() == StoreKind::Redis && !self.sentinels.is_empty() {
+            self.failover_wait
+        } else {
+            Duration::ZERO
         }
     }
 }
@@ -162,6 +195,9 @@ pub enum StoreKind {
     Redis,
 }
 
+/// The default `store.failover_wait`: a failover with `down-after-milliseconds 5000`
+/// (the README's advice) takes about 6-10 s.
+pub const DEFAULT_FAILOVER_WAIT: Duration = Duration::from_secs(15);
 /// The default `store.session_retention`: 30 days.
 pub const DEFAULT_SESSION_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// The shortest `store.session_retention` accepted.
@@ -173,6 +209,9 @@ impl Default for StoreSection {
             kind: Spanned::new(0..0, StoreKind::Embedded),
             path: PathBuf::from("/var/lib/warden"),
             url: None,
+            sentinels: Vec::new(),
+            master_name: None,
+            failover_wait: DEFAULT_FAILOVER_WAIT,
             session_retention: DEFAULT_SESSION_RETENTION,
         }
     }

@@ -15,7 +15,9 @@ use warden_proxy::route::{RouteTableBuilder, Server, StatusTexts, TableError, Un
 use warden_proxy::settings::EdgeSettings;
 use warden_proxy::wire::normalize_host;
 
-use super::model::{parse_cidr, ArchiveKind, Config, MotdConfig, MIN_SESSION_RETENTION};
+use super::model::{
+    parse_cidr, ArchiveKind, Config, MotdConfig, StoreKind, StoreSection, MIN_SESSION_RETENTION,
+};
 use super::spec::{FileServers, Managed, RuntimeSpec, ServerSpec};
 use super::ConfigError;
 
@@ -143,6 +145,7 @@ impl Config {
                 ));
             }
         }
+        check_sentinels(&cx, &self.store)?;
         if let Err(why) = self.store.store_config() {
             return cx.err(
                 self.store.kind.span(),
@@ -395,6 +398,54 @@ fn add(
         };
         cx.err(span, e.to_string(), hint)
     })
+}
+
+/// `[store] sentinels`, `master_name` and `failover_wait`: host:port each, the name with
+/// them, both only for `kind = "redis"`.
+fn check_sentinels(cx: &Ctx<'_>, store: &StoreSection) -> Result<(), ConfigError> {
+    let hint = "list three sentinels on different machines, e.g. \
+                [\"10.0.0.1:26379\", \"10.0.0.2:26379\", \"10.0.0.3:26379\"]";
+    for s in &store.sentinels {
+        let ok = s.get_ref().rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        if !ok {
+            return cx.err(
+                s.span(),
+                format!("store.sentinels: `{}` is not host:port", s.get_ref()),
+                hint,
+            );
+        }
+    }
+    match (store.sentinels.first(), &store.master_name) {
+        (Some(first), _) if *store.kind.get_ref() != StoreKind::Redis => cx.err(
+            first.span(),
+            "store.sentinels is only for kind = \"redis\"",
+            "add kind = \"redis\" to [store], or remove sentinels",
+        ),
+        (Some(first), None) => cx.err(
+            first.span(),
+            "store.sentinels needs store.master_name",
+            "add master_name = \"…\": the NAME of the sentinels' `sentinel monitor NAME host port quorum`",
+        ),
+        (None, Some(name)) => cx.err(
+            name.span(),
+            "store.master_name is only used with store.sentinels",
+            hint,
+        ),
+        (Some(_), Some(name)) if name.get_ref().is_empty() => cx.err(
+            name.span(),
+            "store.master_name is empty",
+            "the NAME of the sentinels' `sentinel monitor NAME host port quorum`",
+        ),
+        _ if store.failover_wait > std::time::Duration::from_secs(600) => Err(ConfigError::general(
+            cx.path,
+            "store.failover_wait is longer than 10 minutes",
+            "a failover takes the sentinels' down-after-milliseconds plus a few seconds; \
+             e.g. \"15s\" (the default)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_backend(
@@ -654,6 +705,46 @@ backend = "{1}.nodes.internal:25565"
         assert_eq!((b.retention.daily, b.retention.weekly), (7, 0));
         let off = super::super::parse(Path::new("warden.toml"), "[backup]\nenabled = false\n");
         assert!(off.unwrap().backup.settings().unwrap().is_none());
+    }
+
+    #[test]
+    fn sentinel_keys_are_checked_with_line_and_hint() {
+        let redis = "[store]\nkind = \"redis\"\n";
+        for (text, line, says) in [
+            (
+                format!("{redis}sentinels = [\"10.0.0.1:26379\",\n  \"10.0.0.2\"]\nmaster_name = \"w\"\n"),
+                4,
+                "not host:port",
+            ),
+            (
+                format!("{redis}sentinels = [\"10.0.0.1:26379\"]\n"),
+                3,
+                "needs store.master_name",
+            ),
+            (
+                format!("{redis}url = \"redis://h:6379\"\n\nmaster_name = \"w\"\n"),
+                5,
+                "only used with store.sentinels",
+            ),
+            (
+                "[store]\nsentinels = [\"10.0.0.1:26379\"]\nmaster_name = \"w\"\n".to_string(),
+                2,
+                "only for kind",
+            ),
+        ] {
+            let e = check(&text).unwrap_err();
+            assert!(e.starts_with(&format!("warden.toml:{line}:")), "{e}");
+            assert!(e.contains(says) && e.contains("hint:"), "{e}");
+        }
+        let e = check(&format!(
+            "{redis}sentinels = [\"a:1\"]\nmaster_name = \"w\"\nfailover_wait = \"1h\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("failover_wait") && e.contains("hint:"), "{e}");
+        check(&format!(
+            "{redis}sentinels = [\"10.0.0.1:26379\", \"[::1]:26379\"]\nmaster_name = \"warden\"\n"
+        ))
+        .unwrap();
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Modules: [`paths`] (repo, peers, temp dirs), [`ports`] (free ports, connecting from a
 //! chosen loopback address), [`wait`] (polling), [`process`] (kill-on-drop guards),
-//! [`redis`] and [`s3`] (real servers on free ports), [`rcon`] (a fake RCON server),
+//! [`redis`] and [`s3`] (real servers on free ports), [`sentinel`] (a primary, a replica
+//! and three sentinels, for failover tests), [`rcon`] (a fake RCON server),
 //! [`peers`] (the npm `minecraft-protocol` and PyPI `mcstatus` peers), [`warden`] and
 //! [`config`] (the `warden` binary under test and its config text), [`http`] (a minimal
 //! HTTP client), [`raw`] (raw TCP and Minecraft frames), [`data`] (test bytes), [`docker`]
@@ -24,6 +25,7 @@ pub mod raw;
 pub mod rcon;
 pub mod redis;
 pub mod s3;
+pub mod sentinel;
 pub mod wait;
 pub mod warden;
 
@@ -39,5 +41,6 @@ pub use raw::*;
 pub use rcon::*;
 pub use redis::*;
 pub use s3::S3Server;
+pub use sentinel::{redis_query, RedisReply, SentinelSet, MASTER_NAME};
 pub use wait::*;
 pub use warden::*;

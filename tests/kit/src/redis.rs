@@ -22,9 +22,15 @@ impl Redis {
 
     /// Starts on `port` and waits (10 s at most) until it answers PING.
     pub fn start_on(port: u16) -> Redis {
+        Self::start_with(port, &[])
+    }
+
+    /// [`Redis::start_on`] with more command-line options (e.g. `--replicaof HOST PORT`).
+    pub fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

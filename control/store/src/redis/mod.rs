@@ -4,18 +4,24 @@
 //! call is bounded by `op_timeout`, so a Redis outage turns into a prompt
 //! `Unavailable` — the proxy keeps routing from its last table and refuses
 //! new wakes — and the `ConnectionManager` reconnects once Redis is back.
+//! With Redis Sentinel the store follows the primary through a failover (`link`), and
+//! every script's writes wait for a replica's acknowledgement (`WAIT 1`), so what was
+//! acknowledged (a wake lock, a fencing epoch) survives the failover.
 //!
 //! Here: the config, the store and what is about it as a whole. Apart: `call` (every
-//! round trip, bounded and retried), `keys` (key names), `scripts` (the Lua scripts in
-//! `lua/`), `watcher` (pub/sub plus polling behind `watch()`), and one file per
+//! round trip, bounded and retried), `link` (which server calls go to), `sentinel`
+//! (asking the sentinels for the primary), `keys` (key names), `scripts` (the Lua scripts
+//! in `lua/`), `watcher` (pub/sub plus polling behind `watch()`), and one file per
 //! sub-trait of the store: `servers`, `sessions`, `history`, `wake`, `docs`, `nodes`.
 
 mod call;
 mod docs;
 mod history;
 mod keys;
+mod link;
 mod nodes;
 mod scripts;
+mod sentinel;
 mod servers;
 mod sessions;
 mod wake;
@@ -25,19 +31,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{check_id, StoreError};
 use crate::store::StateStore;
 use keys::Keys;
+use link::Link;
 use scripts::Scripts;
+pub use sentinel::SentinelConfig;
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]`.
+    /// `redis://[:password@]host:port[/db]`. With `sentinel`, only its credentials and
+    /// database are used: the sentinels name the host.
     pub url: String,
+    /// Find the primary through Redis Sentinel (and follow it through a failover)
+    /// instead of at `url`'s address.
+    pub sentinel: Option<SentinelConfig>,
     /// Key prefix, so several fleets (or tests) can share one Redis.
     pub prefix: String,
     /// Upper bound for any one call, retries included.
@@ -53,19 +64,33 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
+            sentinel: None,
             prefix: "warden".to_string(),
             op_timeout: Duration::from_secs(2),
             live_ttl: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
         }
     }
+
+    /// The primary named `master_name` by `sentinels` (`host:port` each); `url` gives
+    /// the credentials and database (e.g. `redis://:secret@primary/0`, the host ignored).
+    pub fn sentinel(
+        url: impl Into<String>,
+        sentinels: Vec<String>,
+        master_name: impl Into<String>,
+    ) -> Self {
+        RedisConfig {
+            sentinel: Some(SentinelConfig {
+                sentinels,
+                master_name: master_name.into(),
+            }),
+            ..RedisConfig::new(url)
+        }
+    }
 }
 
 pub struct RedisStore {
-    client: redis::Client,
-    conn: ConnectionManager,
-    /// host:port only: never the URL, which may carry a password.
-    addr: String,
+    link: Link,
     cfg: RedisConfig,
     keys: Keys,
     scripts: Scripts,
@@ -94,25 +119,10 @@ impl RedisStore {
                 "the redis store must be opened inside a tokio runtime".to_string(),
             ));
         }
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
-        let addr = client.get_connection_info().addr().to_string();
-        let connect_timeout = cfg.op_timeout.min(Duration::from_secs(1));
-        let manager_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(cfg.op_timeout))
-            // Reconnect attempts are what callers wait on while Redis is
-            // down; keep them short and let the next call try again.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(250));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg)
-            .map_err(|e| StoreError::Invalid(format!("redis at {addr}: {e}")))?;
+        let link = Link::new(&cfg)?;
         let (version_tx, _) = watch::channel(0);
         Ok(RedisStore {
-            client,
-            conn,
-            addr,
+            link,
             keys: Keys::new(&cfg.prefix),
             cfg,
             scripts: Scripts::load(),

@@ -1,5 +1,8 @@
 //! The wake lock on Redis: a key with a TTL held by a token, and a fencing epoch
-//! handed out with it in the same script.
+//! handed out with it in the same script. An acquire whose outcome is unknown (Redis
+//! went away, or no replica acknowledged it) gives the lock back if it got it, so an
+//! unanswered acquire does not keep every appliance from waking the server until the
+//! lease runs out.
 
 use std::time::Duration;
 
@@ -20,14 +23,21 @@ impl WakeLock for RedisStore {
     ) -> Result<Option<WakeLease>, StoreError> {
         check_id("server", server)?;
         let token = new_token(owner);
-        let epoch: Option<u64> = self
+        let acquired = self
             .invoke(
                 &self.scripts.wake_acquire,
                 &[self.keys.wake(server), self.keys.wake_epoch(server)],
                 &[token.clone(), ttl.as_millis().max(1).to_string()],
                 false,
             )
-            .await?;
+            .await;
+        let epoch: Option<u64> = match acquired {
+            Err(e) if e.is_unavailable() => {
+                let _ = self.give_back(server, &token).await;
+                return Err(e);
+            }
+            other => other?,
+        };
         Ok(epoch.map(|fencing_epoch| WakeLease {
             server: server.to_string(),
             token,
@@ -48,11 +58,18 @@ impl WakeLock for RedisStore {
     }
 
     async fn release_wake(&self, lease: &WakeLease) -> Result<bool, StoreError> {
+        self.give_back(&lease.server, &lease.token).await
+    }
+}
+
+impl RedisStore {
+    /// Deletes the wake lock of `server` if `token` holds it.
+    async fn give_back(&self, server: &str, token: &str) -> Result<bool, StoreError> {
         let n: i64 = self
             .invoke(
                 &self.scripts.wake_release,
-                &[self.keys.wake(&lease.server)],
-                std::slice::from_ref(&lease.token),
+                &[self.keys.wake(server)],
+                &[token.to_string()],
                 false,
             )
             .await?;

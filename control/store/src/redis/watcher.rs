@@ -1,6 +1,7 @@
 //! What `watch()` runs in the background, the one part of the Redis store that is not
 //! a call: the change version read on every pub/sub message (prompt) and on a timer
-//! (pub/sub loses messages across reconnects).
+//! (pub/sub loses messages across reconnects). With sentinels it subscribes on whichever
+//! server is the primary, and again on the new one after a failover.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +32,14 @@ impl RedisStore {
             );
             return;
         };
+        let Ok(store) = RedisStore::open(self.cfg.clone()) else {
+            tracing::warn!(
+                "state store watch(): cannot open a second connection; changes will not be seen"
+            );
+            return;
+        };
         let poller = Poller {
-            client: self.client.clone(),
-            store: RedisStore::open(self.cfg.clone()).ok(),
+            store,
             channel: self.keys.channel(),
             tx: self.version_tx.clone(),
             cfg: self.cfg.clone(),
@@ -46,10 +52,9 @@ impl RedisStore {
 /// prompt notice, plus polling of the version counter because pub/sub loses
 /// messages across reconnects. Reconnects with backoff forever.
 struct Poller {
-    client: redis::Client,
     /// Its own store handle (own connection manager, no watcher), so it holds
     /// no reference that would keep the caller's store alive.
-    store: Option<RedisStore>,
+    store: RedisStore,
     channel: String,
     tx: Arc<watch::Sender<u64>>,
     cfg: RedisConfig,
@@ -57,8 +62,7 @@ struct Poller {
 
 impl Poller {
     async fn poll(&self) {
-        let Some(store) = &self.store else { return };
-        match store.read_version().await {
+        match self.store.read_version().await {
             // Any difference counts: after Redis lost its data the counter
             // restarts lower, and watchers must still re-read.
             Ok(v) => {
@@ -77,9 +81,16 @@ impl Poller {
         let mut backoff = min_backoff;
         loop {
             let pubsub = tokio::time::timeout(self.cfg.op_timeout, async {
-                let mut ps = self.client.get_async_pubsub().await?;
-                ps.subscribe(&self.channel).await?;
-                Ok::<_, RedisError>(ps)
+                let primary = self.store.link.primary().await.map_err(|e| e.to_string())?;
+                let subscribed = async {
+                    let mut ps = primary.client.get_async_pubsub().await?;
+                    ps.subscribe(&self.channel).await?;
+                    Ok::<_, RedisError>(ps)
+                };
+                subscribed.await.map_err(|e| {
+                    self.store.link.lost(&primary);
+                    e.to_string()
+                })
             })
             .await;
             match pubsub {
