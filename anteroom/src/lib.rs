@@ -60,6 +60,8 @@ pub fn supports(protocol: i32) -> bool {
 pub enum Waiting {
     Waking,
     Restoring,
+    /// Its node went down; the world comes back from the newest backup on another one.
+    Recovering,
     Restarting,
     /// No machine has room for the server yet.
     Capacity,

@@ -74,6 +74,9 @@ pub fn describe(why: Waiting) -> &'static str {
     match why {
         Waiting::Waking => "The server is starting up…",
         Waiting::Restoring => "The world is being restored from the archive…",
+        Waiting::Recovering => {
+            "Its machine went down: recovering the world from the latest backup…"
+        }
         Waiting::Restarting => "The server is restarting…",
         Waiting::Capacity => "Waiting for a free machine to run the server on…",
     }

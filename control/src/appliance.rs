@@ -105,6 +105,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
             control_metrics.nodes.clone(),
         ));
         engine.count_backups(control_metrics.backups.clone());
+        engine.count_recoveries(control_metrics.recoveries.clone());
         control.spawn(crate::control_metrics::track_backup_age(
             engine.clone(),
             control_metrics.backup_age.clone(),

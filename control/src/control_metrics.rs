@@ -38,6 +38,9 @@ pub struct ControlMetrics {
     /// `warden_backup_age_seconds{server}`: the age of each server's newest backup (the
     /// play time a lost node would cost).
     pub backup_age: GaugeVec,
+    /// `warden_recoveries_total`: servers this appliance brought back after their node
+    /// died.
+    pub recoveries: IntCounter,
 }
 
 /// `warden_node_up`, `warden_node_capacity_bytes`, `warden_node_allocated_bytes` and
@@ -143,6 +146,11 @@ impl ControlMetrics {
             "Wakes that found no room on their node and waited for capacity",
         )?;
         registry.register(Box::new(capacity_waits.clone()))?;
+        let recoveries = IntCounter::new(
+            "warden_recoveries_total",
+            "Servers recovered on this node from their newest backup after their node died",
+        )?;
+        registry.register(Box::new(recoveries.clone()))?;
         let backups = IntCounterVec::new(
             Opts::new(
                 "warden_backups_total",
@@ -178,6 +186,7 @@ impl ControlMetrics {
             capacity_waits,
             backups,
             backup_age,
+            recoveries,
         })
     }
 }

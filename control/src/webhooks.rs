@@ -126,8 +126,11 @@ pub fn payload(format: WebhookFormat, e: &Event) -> serde_json::Value {
             (EventKind::PlayerLeft, _) => "➖",
             (_, "server_started") => "🟢",
             (_, "server_stopped") => "💤",
-            (_, "server_failed") | (_, "server_crashed") | (_, "backup_failed") => "🔴",
-            (_, "backup_taken") | (_, "backup_restored") => "💾",
+            (_, "server_failed")
+            | (_, "server_crashed")
+            | (_, "backup_failed")
+            | (_, "node_down") => "🔴",
+            (_, "backup_taken") | (_, "backup_restored") | (_, "server_recovered") => "💾",
             _ => "ℹ️",
         };
         return json!({

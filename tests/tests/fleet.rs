@@ -25,9 +25,21 @@ fn fleet_sections(name: &str, redis: u16, shared: &Path, node: &str) -> String {
 
 /// Server `id` (backend.js 1.20.4) on `ip:port`, run as a process in `data`.
 fn process_server(id: &str, ip: &str, port: u16, data: &Path, sleep_after: &str) -> String {
+    versioned_server(id, "1.20.4", ip, port, data, sleep_after)
+}
+
+/// [`process_server`] speaking `version`.
+fn versioned_server(
+    id: &str,
+    version: &str,
+    ip: &str,
+    port: u16,
+    data: &Path,
+    sleep_after: &str,
+) -> String {
     format!(
         "{}sleep_after = \"{sleep_after}\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
-         runtime = {{ kind = \"process\", command = [\"node\", \"{}\", \"--version\", \"1.20.4\", \
+         runtime = {{ kind = \"process\", command = [\"node\", \"{}\", \"--version\", \"{version}\", \
          \"--host\", \"{ip}\", \"--port\", \"{port}\"], dir = \"{}\" }}\n",
         server(id, &format!("{id}.test"), &format!("{ip}:{port}")),
         peers_dir().join("backend.js").display(),
@@ -299,4 +311,260 @@ fn servers_land_best_fit_and_a_wake_beyond_capacity_waits_for_room() {
     assert!(b.log().contains("capacity freed: starting"), "{}", b.log());
     assert_eq!(joins_in(&dir.join("two")), 1);
     drop(guards);
+}
+
+/// A 1.21.4 player (it waits in the anteroom) joining `host` at `w`, chatting once.
+fn anteroom_join(w: &Warden, host: &str, name: &str) -> std::process::Child {
+    named_player_spawn(
+        w.port,
+        name,
+        host,
+        &["--chat", "hi", "--timeout-ms", "150000"],
+    )
+}
+
+/// Self-healing. An edge (E) and two nodes (B, C) define `world`; B owns it. A player
+/// plays on it, it sleeps and is backed up at the stop. Then B dies for good: kill -9 and
+/// its data directory deleted. A player joining at E meanwhile waits in the anteroom; the
+/// fleet declares B dead once its lease lapsed past `dead_after`, re-places `world` on C,
+/// which restores it from that backup (byte for byte), and the player gets in. Webhooks
+/// hear `node_down` and `server_recovered` (with the backup's age). B, restarted, comes
+/// back as an empty ready node and starts nothing it no longer owns.
+#[test]
+fn a_dead_nodes_server_comes_back_on_another_node_from_its_last_backup() {
+    let redis = Redis::start();
+    let dir = tempdir("fleet-heal");
+    let (data_b, data_c) = (dir.join("b/world"), dir.join("c/world"));
+    let port = free_port();
+    let _guards = (ServerProcess(data_b.clone()), ServerProcess(data_c.clone()));
+    let (hook, hooked) = webhook_sink();
+    let hooks = format!(
+        "[[webhooks]]\nurl = \"http://127.0.0.1:{hook}/h\"\n\
+         events = [\"node_down\", \"server_recovered\"]\n"
+    );
+    let appliance = |name: &str, ip: &str, node: &str, data: &Path| {
+        config(
+            "",
+            None,
+            &(fleet_sections(
+                name,
+                redis.port,
+                &dir,
+                &format!("address = \"{ip}\"\ndead_after = \"2s\"\n{node}"),
+            ) + &hooks
+                + &versioned_server("world", "1.21.4", ip, port, data, "3s")),
+        )
+    };
+    // The world B starts with: a level and a region file the game server never touches.
+    std::fs::create_dir_all(data_b.join("world/region")).unwrap();
+    std::fs::write(data_b.join("world/level.dat"), b"level").unwrap();
+    std::fs::write(
+        data_b.join("world/region/r.0.0.mca"),
+        incompressible(2 << 20, 7),
+    )
+    .unwrap();
+    let mut b = Warden::start(
+        "fleet-heal-b",
+        &appliance("node-b", "127.0.0.3", "", &data_b),
+    );
+    let c = Warden::start(
+        "fleet-heal-c",
+        &appliance("node-c", "127.0.0.4", "", &data_c),
+    );
+    let e = Warden::start(
+        "fleet-heal-e",
+        &appliance(
+            "edge-e",
+            "127.0.0.2",
+            "roles = [\"edge\"]\n",
+            &dir.join("e/world"),
+        ),
+    );
+    let viewer = e.token("viewer");
+    let dirs = [b.dir.clone(), c.dir.clone(), e.dir.clone()];
+    let logs = || {
+        dirs.iter()
+            .map(|d| {
+                let log = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+                format!(
+                    "{}:\n{}{}\n",
+                    d.display(),
+                    log("warden.log"),
+                    log("warden-again.log")
+                )
+            })
+            .collect::<String>()
+    };
+    assert_eq!(
+        server_info(&e, &viewer, "world")["node"],
+        "node-b",
+        "{}",
+        logs()
+    );
+
+    // Played on B through the edge; asleep again, backed up at the stop.
+    let (ok, lines) = player_wait(anteroom_join(&e, "world.test", "first"));
+    assert!(ok, "{lines:?}\n{}", logs());
+    wait_for(
+        "B to back up the world at its stop",
+        Duration::from_secs(60),
+        logs,
+        || {
+            b.log().contains("backup taken and verified")
+                && server_info(&e, &viewer, "world")["state"] == "sleeping"
+        },
+    );
+    let backed_up = tree(&data_b);
+    assert!(backed_up.contains_key("world/region/r.0.0.mca"));
+
+    // B's machine dies, with its disk.
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    std::fs::remove_dir_all(&data_b).unwrap();
+    let lost = std::time::Instant::now();
+    let (ok, lines) = player_wait(anteroom_join(&e, "world.test", "patient"));
+    let back_after = lost.elapsed();
+    assert!(ok, "{lines:?}\n{}", logs());
+    assert_eq!(lines.last().unwrap()["transfers"], 1, "{lines:?}");
+    println!(
+        "node lost -> waiting player plays: {:.1} s",
+        back_after.as_secs_f64()
+    );
+
+    // C owns and runs it, on the world of that backup.
+    let s = server_info(&e, &viewer, "world");
+    assert_eq!(
+        (s["node"].as_str(), s["state"].as_str()),
+        (Some("node-c"), Some("active")),
+        "{s}"
+    );
+    let (_, n) = e.api("GET", "/v1/nodes/node-b", Some(&viewer), None);
+    assert_eq!(n["state"], "dead", "{n}");
+    assert_eq!(c.metric("warden_recoveries_total"), 1.0, "{}", c.log());
+    assert!(c.log().contains("recovered from backup"), "{}", c.log());
+    let now = tree(&data_c);
+    for (name, bytes) in &backed_up {
+        if name == "warden-server.log" {
+            // C's start appended to the restored log.
+            assert!(now[name].starts_with(bytes), "{name} was not restored");
+        } else if name != ".warden-server.pid" {
+            assert!(
+                now.get(name) == Some(bytes),
+                "{name} differs from the backup"
+            );
+        }
+    }
+    wait_for("the webhooks", Duration::from_secs(20), logs, || {
+        hooked.lock().unwrap().len() >= 2
+    });
+    let got = hooked.lock().unwrap().clone();
+    let down = got.iter().find(|h| h["event"] == "node_down").unwrap();
+    assert_eq!(down["node"], "node-b", "{got:?}");
+    let rec = got
+        .iter()
+        .find(|h| h["event"] == "server_recovered")
+        .unwrap();
+    assert_eq!(
+        (rec["server"].as_str(), rec["node"].as_str()),
+        (Some("world"), Some("node-c")),
+        "{rec}"
+    );
+    assert!(
+        rec["backup"].is_string() && rec["backup_age_ms"].is_u64(),
+        "{rec}"
+    );
+
+    // B comes back (empty disk): a ready node that owns nothing and starts nothing.
+    b.child = Warden::spawn(&b.dir, &b.config, false, "warden-again.log");
+    assert!(b.wait_ready(), "{}", b.log_named("warden-again.log"));
+    wait_for("B to be ready again", Duration::from_secs(20), logs, || {
+        e.api("GET", "/v1/nodes/node-b", Some(&viewer), None).1["state"] == "ready"
+    });
+    let (ok, lines) = player_wait(anteroom_join(&b, "world.test", "viaB"));
+    assert!(ok, "{lines:?}\n{}", b.log_named("warden-again.log"));
+    assert_eq!(server_info(&b, &viewer, "world")["node"], "node-c");
+    assert!(!data_b.exists(), "B made a world of its own");
+    assert!(!b
+        .log_named("warden-again.log")
+        .contains("server process started"));
+}
+
+/// A node that was only paused (a frozen VM) is fenced when it wakes up. B runs `world`
+/// (backed up while asleep) and is stopped with SIGSTOP: the fleet declares it dead and C
+/// recovers `world` from the backup, where a player then plays. B, continued, learns at its
+/// next renewal that it was declared dead: it stops the copy it still runs (the world on C
+/// is the true one) and comes back as a ready node.
+#[test]
+fn a_paused_node_that_comes_back_stops_the_server_it_no_longer_owns() {
+    let redis = Redis::start();
+    let dir = tempdir("fleet-pause");
+    let (data_b, data_c) = (dir.join("b/world"), dir.join("c/world"));
+    let port = free_port();
+    let _guards = (ServerProcess(data_b.clone()), ServerProcess(data_c.clone()));
+    let appliance = |name: &str, ip: &str, data: &Path| {
+        config(
+            "",
+            None,
+            &(fleet_sections(
+                name,
+                redis.port,
+                &dir,
+                &format!("address = \"{ip}\"\ndead_after = \"2s\"\n"),
+            ) + &process_server("world", ip, port, data, "1h")),
+        )
+    };
+    std::fs::create_dir_all(data_b.join("world")).unwrap();
+    std::fs::write(data_b.join("world/level.dat"), b"paused").unwrap();
+    let b = Warden::start("fleet-pause-b", &appliance("node-b", "127.0.0.3", &data_b));
+    let c = Warden::start("fleet-pause-c", &appliance("node-c", "127.0.0.4", &data_c));
+    let logs = || format!("B:\n{}\nC:\n{}", b.log(), c.log());
+    let op = b.token("operator");
+    let (ok, said) = b.cli(&op, &["backup", "world"]);
+    assert!(ok, "{said}\n{}", logs());
+    let (ok, lines) = join(&c, "world.test", "onB");
+    assert!(ok, "{lines:?}\n{}", logs());
+    assert_eq!(joins_in(&data_b), 1);
+    let on_b = std::net::SocketAddr::from(([127, 0, 0, 3], port));
+    assert!(wait_listening(on_b, Duration::from_secs(1)));
+
+    b.signal(libc::SIGSTOP);
+    wait_for(
+        "C to recover the world",
+        Duration::from_secs(60),
+        logs,
+        || {
+            let s = server_info(&c, &op, "world");
+            s["node"] == "node-c" && s["state"] == "sleeping"
+        },
+    );
+    assert_eq!(
+        std::fs::read(data_c.join("world/level.dat")).unwrap(),
+        b"paused"
+    );
+    let (ok, lines) = join(&c, "world.test", "onC");
+    assert!(ok, "{lines:?}\n{}", logs());
+    // The backup predates B's player: C's world has only C's.
+    assert_eq!(joins_in(&data_c), 1);
+    // B's copy still runs while B is frozen.
+    assert!(wait_listening(on_b, Duration::from_secs(1)));
+
+    b.signal(libc::SIGCONT);
+    wait_for(
+        "B to stop its stale copy",
+        Duration::from_secs(30),
+        logs,
+        || {
+            b.log().contains("declared dead by the fleet")
+                && !wait_listening(on_b, Duration::from_millis(200))
+        },
+    );
+    wait_for("B to register again", Duration::from_secs(20), logs, || {
+        c.api("GET", "/v1/nodes/node-b", Some(&op), None).1["state"] == "ready"
+    });
+    let s = server_info(&b, &op, "world");
+    assert_eq!(
+        (s["node"].as_str(), s["state"].as_str()),
+        (Some("node-c"), Some("active")),
+        "{s}"
+    );
 }

@@ -59,6 +59,12 @@ pub enum EventKind {
     BackupFailed,
     /// A backup was restored (`reason` names any newer one skipped as corrupt).
     BackupRestored,
+    /// A node's lease lapsed past `dead_after`: it was declared dead (`node`), and its
+    /// servers are re-placed.
+    NodeDown,
+    /// A dead node's server is back on `node`, restored from `backup`, which was taken
+    /// `backup_age_ms` before the old node was last known alive: the data at risk.
+    ServerRecovered,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -84,6 +90,13 @@ pub struct Event {
     /// Backup events: the backup's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// Node events: the node; recoveries: the server's new node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Recoveries: how much older the restored backup is than the old node's last sign of
+    /// life (the play time that may be lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_age_ms: Option<u64>,
 }
 
 impl From<events::Event> for Event {
@@ -96,6 +109,8 @@ impl From<events::Event> for Event {
                 events::EventKind::BackupTaken => EventKind::BackupTaken,
                 events::EventKind::BackupFailed => EventKind::BackupFailed,
                 events::EventKind::BackupRestored => EventKind::BackupRestored,
+                events::EventKind::NodeDown => EventKind::NodeDown,
+                events::EventKind::ServerRecovered => EventKind::ServerRecovered,
             },
             server: e.server,
             at_unix_ms: e.at_unix_ms,
@@ -105,6 +120,8 @@ impl From<events::Event> for Event {
             player: e.player,
             session: e.session,
             backup: e.backup,
+            node: e.node,
+            backup_age_ms: e.backup_age_ms,
         }
     }
 }

@@ -136,6 +136,12 @@ fn status(slot: &Slot, pending: bool) -> WaitStatus {
         ServerState::Failed if !pending && slot.waking.try_lock().is_ok() => {
             WaitStatus::Failed(slot.record.lock().reason.clone())
         }
+        ServerState::Archived | ServerState::Restoring if slot.record.lock().recovery.is_some() => {
+            WaitStatus::Waiting {
+                why: Waiting::Recovering,
+                eta,
+            }
+        }
         ServerState::Archived | ServerState::Restoring => WaitStatus::Waiting {
             why: Waiting::Restoring,
             eta,

@@ -136,6 +136,42 @@ impl ServerData {
         }
     }
 
+    /// Moves a world that is on this node out of the way of a recovery (`from_node` died
+    /// and its newest backup is about to be restored here): a directory is renamed beside
+    /// itself (`.NAME.stale-<unix ms>`, left for an operator or the collector); a volume's
+    /// contents are backed up, verified, under `backups/ID.stale` first. Says where it
+    /// went; None if nothing was there.
+    pub async fn set_aside(
+        &self,
+        store: &dyn ArchiveStore,
+        id: &str,
+        from_node: &str,
+    ) -> Result<Option<String>, LifecycleError> {
+        if !self.present().await? {
+            return Ok(None);
+        }
+        match self {
+            Self::Dir(d) => {
+                let name = d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "data".into());
+                let aside = d.with_file_name(format!(".{name}.stale-{}", crate::now_ms()));
+                tokio::fs::rename(d, &aside).await?;
+                Ok(Some(aside.display().to_string()))
+            }
+            Self::Volume(_) => {
+                let prefix = backup::prefix_for(&format!("{id}.stale"));
+                let opts = BackupOptions::new(
+                    id.to_string(),
+                    format!("set aside: recovering after {from_node} died"),
+                );
+                let s = self.backup(store, &prefix, &opts).await?;
+                Ok(Some(format!("{prefix} backup {}", s.id)))
+            }
+        }
+    }
+
     /// Whether an interrupted restore may have left a partial world that looks present.
     /// Directory restores are atomic; volume restores are not.
     pub fn restore_is_atomic(&self) -> bool {

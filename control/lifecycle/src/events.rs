@@ -22,6 +22,12 @@ pub enum EventKind {
     BackupFailed,
     /// A backup was restored (`reason` names any newer one skipped as corrupt).
     BackupRestored,
+    /// A node's lease lapsed past `dead_after`: it was declared dead (`node`), and its
+    /// servers are re-placed.
+    NodeDown,
+    /// A dead node's server is back on `node`, restored from `backup`, which was taken
+    /// `backup_age_ms` before the old node was last known alive: the data at risk.
+    ServerRecovered,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,6 +53,13 @@ pub struct Event {
     /// Backup events: the backup's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup: Option<String>,
+    /// Node events: the node; recoveries: the server's new node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Recoveries: how much older the restored backup is than the old node's last sign of
+    /// life (the play time that may be lost).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_age_ms: Option<u64>,
 }
 
 impl Event {
@@ -68,6 +81,38 @@ impl Event {
             player: None,
             session: None,
             backup: None,
+            node: None,
+            backup_age_ms: None,
+        }
+    }
+
+    /// Node `node` was declared dead.
+    pub fn node_down(node: &str, reason: &str, at_unix_ms: u64) -> Self {
+        Event {
+            node: Some(node.to_string()),
+            ..Self::backup(EventKind::NodeDown, "", None, reason, at_unix_ms)
+        }
+    }
+
+    /// `server` is back on `node` from `backup`, `backup_age_ms` older than the loss.
+    pub fn recovered(
+        server: &str,
+        node: &str,
+        backup: Option<&str>,
+        backup_age_ms: Option<u64>,
+        reason: &str,
+        at_unix_ms: u64,
+    ) -> Self {
+        Event {
+            node: Some(node.to_string()),
+            backup_age_ms,
+            ..Self::backup(
+                EventKind::ServerRecovered,
+                server,
+                backup,
+                reason,
+                at_unix_ms,
+            )
         }
     }
 
@@ -89,6 +134,8 @@ impl Event {
             player: None,
             session: None,
             backup: backup.map(str::to_string),
+            node: None,
+            backup_age_ms: None,
         }
     }
 
@@ -110,6 +157,8 @@ impl Event {
             player: Some(player.to_string()),
             session: Some(session.to_string()),
             backup: None,
+            node: None,
+            backup_age_ms: None,
         }
     }
 
@@ -150,7 +199,7 @@ impl Event {
 
     /// The name webhooks filter on: `server_started`, `server_stopped`, `server_failed`,
     /// `server_crashed`, `player_joined`, `player_left`, `backup_taken`, `backup_failed`,
-    /// `backup_restored`, or `server_<state>` for the rest.
+    /// `backup_restored`, `node_down`, `server_recovered`, or `server_<state>` for the rest.
     pub fn name(&self) -> String {
         match self.kind {
             EventKind::PlayerJoined => "player_joined".into(),
@@ -158,6 +207,8 @@ impl Event {
             EventKind::BackupTaken => "backup_taken".into(),
             EventKind::BackupFailed => "backup_failed".into(),
             EventKind::BackupRestored => "backup_restored".into(),
+            EventKind::NodeDown => "node_down".into(),
+            EventKind::ServerRecovered => "server_recovered".into(),
             EventKind::Transition => {
                 let to = self.to.as_deref().unwrap_or_default();
                 let from = self.from.as_deref().unwrap_or_default();
@@ -178,7 +229,15 @@ impl Event {
         match self.kind {
             EventKind::PlayerJoined => format!("{who} joined {}", self.server),
             EventKind::PlayerLeft => format!("{who} left {}", self.server),
-            EventKind::BackupTaken | EventKind::BackupFailed | EventKind::BackupRestored => {
+            EventKind::NodeDown => format!(
+                "node {} is down: {}",
+                self.node.as_deref().unwrap_or("?"),
+                self.reason.as_deref().unwrap_or("")
+            ),
+            EventKind::BackupTaken
+            | EventKind::BackupFailed
+            | EventKind::BackupRestored
+            | EventKind::ServerRecovered => {
                 format!(
                     "{}: {} {}",
                     self.server,

@@ -28,6 +28,7 @@ mod data;
 mod error;
 mod eta;
 pub mod events;
+mod heal;
 mod migrate;
 mod node;
 mod operate;
@@ -60,7 +61,7 @@ pub use backup::BackupSettings;
 pub use command::{Command, NotNow};
 pub use data::ServerData;
 pub use error::LifecycleError;
-pub use node::{machine_memory_gb, NodeSettings, NODE_LEASE};
+pub use node::{machine_memory_gb, NodeSettings, DEAD_AFTER, NODE_LEASE};
 pub use operate::{Action, ActionRun, ServerView};
 pub use server::{LifecycleSettings, ManagedServer};
 pub use swap::SwapReport;
@@ -124,6 +125,8 @@ pub struct Engine {
     backups: backup::Tracker,
     /// `warden_backups_total{result}`, once the metrics are registered.
     backup_results: std::sync::OnceLock<prometheus::IntCounterVec>,
+    /// `warden_recoveries_total`, once the metrics are registered.
+    recoveries: std::sync::OnceLock<prometheus::IntCounter>,
 }
 
 impl Engine {
@@ -157,6 +160,7 @@ impl Engine {
             wake_requests: std::sync::OnceLock::new(),
             backups: Default::default(),
             backup_results: std::sync::OnceLock::new(),
+            recoveries: std::sync::OnceLock::new(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
             node: node::Node::new(),
@@ -204,12 +208,17 @@ impl Engine {
                 .await
                 .unwrap_or_default(),
         );
+        let elsewhere = record
+            .node
+            .as_deref()
+            .is_some_and(|n| n != self.settings.appliance);
         let local = matches!(record.state, ServerState::Active | ServerState::Starting)
-            && record
-                .node
-                .as_deref()
-                .is_none_or(|n| n == self.settings.appliance)
+            && !elsewhere
             && running;
+        // Its own directory, running here, owned by another node: a copy this node ran
+        // before it was declared dead and its server moved on. The owner's world is the
+        // true one; the stale copy is stopped (and left on disk).
+        let stale = elsewhere && running && matches!(spec.data, Some(ServerData::Dir(_)));
         let (state, _) = watch::channel(record.state);
         let slot = Arc::new(Slot {
             spec,
@@ -223,6 +232,9 @@ impl Engine {
             rewake: std::sync::atomic::AtomicBool::new(false),
             queued: std::sync::atomic::AtomicBool::new(false),
         });
+        if stale {
+            self.stop_unowned(&slot).await;
+        }
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())
     }
@@ -231,6 +243,17 @@ impl Engine {
     /// its own; the record stays in the store as history.
     pub fn remove(&self, id: &str) -> bool {
         self.slots.write().remove(id).is_some()
+    }
+
+    /// Counts servers recovered here after their node died in `counter` from now on.
+    pub fn count_recoveries(&self, counter: prometheus::IntCounter) {
+        let _ = self.recoveries.set(counter);
+    }
+
+    fn count_recovery(&self) {
+        if let Some(c) = self.recoveries.get() {
+            c.inc();
+        }
     }
 
     /// Counts wake requests (by cause and result) in `counter` from now on.
@@ -296,6 +319,27 @@ impl Engine {
                                     drop(busy);
                                 });
                             }
+                        }
+                    }
+                    // Re-placed here after its node died: bring its world back now, so a
+                    // join finds it asleep rather than waiting for the restore.
+                    // (A failed attempt waits for the next join, which tries again.)
+                    ServerState::Archived
+                        if slot.record.lock().recovery.is_some()
+                            && slot.blocked.lock().is_none() =>
+                    {
+                        if let Ok(busy) = slot.waking.clone().try_lock_owned() {
+                            let (engine, slot) = (self.clone(), slot.clone());
+                            tokio::spawn(async move {
+                                let _ = archive::restore(
+                                    &engine,
+                                    &slot,
+                                    "recovering on this node",
+                                    ServerState::Sleeping,
+                                )
+                                .await;
+                                drop(busy);
+                            });
                         }
                     }
                     ServerState::Sleeping => {

@@ -24,6 +24,9 @@ const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// How long a wake waits for memory on its node before it gives up (the anteroom's
 /// players are told; a new join tries again).
 const CAPACITY_WAIT: Duration = Duration::from_secs(15 * 60);
+/// How long past its lease a silent node is declared dead, by default: three leases, so a
+/// long GC pause or a store failover does not move a world.
+pub const DEAD_AFTER: Duration = Duration::from_secs(30);
 /// Memory a machine keeps for itself when `memory_gb` is not configured.
 const SYSTEM_RESERVE_GB: f64 = 1.0;
 
@@ -58,6 +61,9 @@ pub struct NodeSettings {
     pub version: String,
     /// Take the registration over from the process this one upgrades (`run --upgrade`).
     pub takeover: bool,
+    /// How long after another node's lease lapsed it is declared dead and its servers are
+    /// recovered elsewhere; None: never (an operator recovers by hand).
+    pub dead_after: Option<Duration>,
 }
 
 impl Default for NodeSettings {
@@ -70,6 +76,7 @@ impl Default for NodeSettings {
             labels: BTreeMap::new(),
             version: String::new(),
             takeover: false,
+            dead_after: Some(DEAD_AFTER),
         }
     }
 }
@@ -278,6 +285,15 @@ impl Engine {
         let result = match renewed {
             // The store lost it (a Redis restarted empty): register again.
             Err(StoreError::NotFound { .. }) => self.register().await,
+            // Declared dead while this process lived: stop acting, then come back empty.
+            Err(e @ StoreError::NodeFenced { .. }) => match self.store.node(self.appliance()).await
+            {
+                Ok(Some(n)) if n.state == NodeState::Dead && n.instance == self.node.instance => {
+                    self.fenced().await;
+                    Ok(())
+                }
+                _ => Err(e),
+            },
             other => other.map(drop),
         };
         match result {
@@ -295,6 +311,7 @@ impl Engine {
             }
         }
         self.refresh_fleet().await;
+        self.heal().await;
     }
 
     async fn refresh_fleet(&self) {

@@ -153,7 +153,10 @@ pub(super) async fn wake_and_hold(engine: &Engine, slot: &Arc<Slot>, player: IpA
                     slot.spec.id
                 ));
             }
-            let verb = if state == ServerState::Restoring {
+            let recovering = slot.record.lock().recovery.is_some();
+            let verb = if recovering {
+                "is being recovered from its latest backup (its machine went down)"
+            } else if state == ServerState::Restoring {
                 "is being restored from the archive"
             } else {
                 "is starting"

@@ -417,6 +417,13 @@ pub struct NodeSection {
     pub address: Option<Spanned<String>>,
     /// Free-form labels (`zone = "fsn1"`), which API-defined servers can require.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// How long after another node's lease lapsed it is declared dead and its servers are
+    /// recovered on healthy nodes from their newest backup. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub dead_after: Duration,
+    /// Recover dead nodes' servers automatically (default true). Off: a dead node's
+    /// servers wait for it to come back.
+    pub recover: bool,
 }
 
 impl Default for NodeSection {
@@ -429,6 +436,8 @@ impl Default for NodeSection {
             memory_gb: None,
             address: None,
             labels: Default::default(),
+            dead_after: warden_lifecycle::DEAD_AFTER,
+            recover: true,
         }
     }
 }

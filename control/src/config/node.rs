@@ -110,6 +110,7 @@ impl Config {
             labels: n.labels.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             takeover,
+            dead_after: n.recover.then_some(n.dead_after),
         }
     }
 }

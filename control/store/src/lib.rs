@@ -29,8 +29,8 @@ pub use embedded::{EmbeddedStore, FILE_NAME as EMBEDDED_FILE_NAME};
 pub use error::StoreError;
 pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
 pub use model::{
-    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, ServerRecord, ServerState, SessionRecord,
-    Transition, TransitionFilter, WakeLease,
+    now_unix_ms, ArchiveRef, ArchiveUpdate, Change, Recovery, ServerRecord, ServerState,
+    SessionRecord, Transition, TransitionFilter, WakeLease,
 };
 pub use node::{NodeRecord, NodeReport, NodeRole, NodeState};
 pub use store::{

@@ -82,6 +82,21 @@ pub struct ServerRecord {
     /// existed, until a node claims them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Set while the server is being recovered after its node died: its world is not on
+    /// its (new) owner yet and comes from the newest verified backup. Only `Archived` and
+    /// `Restoring` records carry it; any other state clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// Why a server is being recovered: the node that held its world died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The dead node.
+    pub from_node: String,
+    /// When that node was last known alive (its lease's end): what a backup taken before
+    /// this misses is the data at risk.
+    pub lost_unix_ms: u64,
 }
 
 impl ServerRecord {
@@ -96,6 +111,7 @@ impl ServerRecord {
             last_session_end_unix_ms: None,
             archive: None,
             node: None,
+            recovery: None,
         }
     }
 }
@@ -138,6 +154,8 @@ pub struct Change {
     /// Applies only if the record's owner is this node: fencing by ownership, checked in
     /// the same atomic step as the epoch.
     pub owner: Option<String>,
+    /// Marks the server as being recovered (see [`ServerRecord::recovery`]).
+    pub recovery: Option<Recovery>,
 }
 
 impl Change {
@@ -148,7 +166,15 @@ impl Change {
             archive: ArchiveUpdate::Keep,
             place: None,
             owner: None,
+            recovery: None,
         }
+    }
+
+    /// Marks the server as recovering from the death of its node (kept while it stays
+    /// `Archived` or `Restoring`).
+    pub fn recovering(mut self, recovery: Recovery) -> Self {
+        self.recovery = Some(recovery);
+        self
     }
 
     /// Refused (`NotOwner`) unless the record's owner is `node` when it is applied.
@@ -197,6 +223,14 @@ impl Change {
         }
         if let Some(node) = &self.place {
             next.node = Some(node.clone());
+        }
+        // The world is back on a node once the server leaves the archive states.
+        match &self.recovery {
+            Some(r) => next.recovery = Some(r.clone()),
+            None if !matches!(self.to, ServerState::Archived | ServerState::Restoring) => {
+                next.recovery = None
+            }
+            None => {}
         }
         let t = Transition {
             server: current.id.clone(),
@@ -303,4 +337,36 @@ pub fn now_unix_ms() -> u64 {
 
 pub(crate) fn new_token(owner: &str) -> String {
     format!("{owner}:{}", uuid::Uuid::new_v4())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_mark_lives_only_while_the_world_is_not_back() {
+        let rec = ServerRecord::new("w", ServerState::Sleeping, "x");
+        let mark = Recovery {
+            from_node: "b".into(),
+            lost_unix_ms: 5,
+        };
+        let c = Change::to(ServerState::Archived, "re-placed")
+            .with_place("c")
+            .recovering(mark.clone());
+        let (rec, _) = c.apply_to(&rec, 10);
+        assert_eq!(
+            (rec.recovery.as_ref(), rec.node.as_deref()),
+            (Some(&mark), Some("c"))
+        );
+        let (rec, _) = Change::to(ServerState::Restoring, "r").apply_to(&rec, 11);
+        assert_eq!(rec.recovery.as_ref(), Some(&mark), "kept while restoring");
+        let (back, _) = Change::to(ServerState::Archived, "failed").apply_to(&rec, 12);
+        assert_eq!(
+            back.recovery.as_ref(),
+            Some(&mark),
+            "kept after a failed restore"
+        );
+        let (done, _) = Change::to(ServerState::Sleeping, "recovered").apply_to(&rec, 13);
+        assert_eq!(done.recovery, None);
+    }
 }

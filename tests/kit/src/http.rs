@@ -1,9 +1,13 @@
 //! A minimal HTTP/1.1 client over std's TcpStream (Connection: close, chunked bodies
-//! joined), enough for the API and `/metrics`, and reading a Prometheus sample.
+//! joined), enough for the API and `/metrics`, and reading a Prometheus sample; and a
+//! webhook receiver.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use serde_json::Value;
 
 /// Sum of a metric's samples in Prometheus `text` whose line starts with `prefix` (name
 /// plus optional labels).
@@ -86,4 +90,35 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
         (0, _) => None,
         (_, body) => Some(body),
     }
+}
+
+/// A webhook receiver on a free port: every JSON body posted to it, in order.
+pub fn webhook_sink() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a webhook sink");
+    let port = listener.local_addr().expect("its address").port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut r = BufReader::new(&conn);
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            let _ = r.read_exact(&mut body);
+            let _ = (&conn).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            if let Ok(mut got) = sink.lock() {
+                got.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            }
+        }
+    });
+    (port, got)
 }
