@@ -225,7 +225,7 @@ pub fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `warden node cordon|uncordon NODE`.
+/// `warden node cordon|drain|uncordon NODE`.
 pub fn node_action(client: &Client, action: &str, id: &str) -> anyhow::Result<()> {
     let n = client.call(
         reqwest::Method::POST,

@@ -197,8 +197,11 @@ enum StoreCommand {
 enum NodeCommand {
     /// Take no new servers on NODE (the ones it owns keep running and waking there).
     Cordon { node: String },
-    /// Let NODE take new servers again.
+    /// Let NODE take new servers again (also ends a drain).
     Uncordon { node: String },
+    /// Take no new servers on NODE and move every server it owns to other nodes, one at
+    /// a time (players kept through the anteroom); `warden nodes` shows it empty when done.
+    Drain { node: String },
 }
 
 #[derive(Subcommand)]
@@ -249,6 +252,7 @@ fn main() -> ExitCode {
         Command::Node { command } => client().and_then(|c| match command {
             NodeCommand::Cordon { node } => cli::node_action(&c, "cordon", &node),
             NodeCommand::Uncordon { node } => cli::node_action(&c, "uncordon", &node),
+            NodeCommand::Drain { node } => cli::node_action(&c, "drain", &node),
         }),
         Command::Token { command } => token(command, &api),
         Command::Completions { shell } => {

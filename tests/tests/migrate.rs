@@ -203,3 +203,113 @@ fn migrate_moves_a_running_server_and_its_players_to_another_appliance() {
     let (ok, said) = b.cli(&op, &["migrate", "mig", "--to", "node-c"]);
     assert!(!ok && said.contains("no address on node-c"), "{said}");
 }
+
+/// `warden node drain`: node A owns `mig`, which two players play on. Draining A moves it
+/// to B (the only other node in its `node_backends`) with the players kept through the
+/// anteroom; A ends empty and stays `draining` (no new servers) until uncordoned. A node
+/// that does not exist is refused.
+#[test]
+fn draining_a_node_moves_its_server_away_with_the_players_kept() {
+    std::env::set_var("WARDEN_TEST_RCON_PASSWORD", "mig-secret");
+    let redis = Redis::start();
+    let dir = tempdir("drain");
+    let archive = dir.join("shared-archive");
+    let (data_a, data_b) = (dir.join("world-a"), dir.join("world-b"));
+    std::fs::create_dir_all(data_a.join("world")).expect("mkdir");
+    std::fs::write(data_a.join("world/level.dat"), b"drained").expect("write");
+    let (port_a, port_b, rcon_a, rcon_b) = (free_port(), free_port(), free_port(), free_port());
+    let _procs = (ServerProcess(data_a.clone()), ServerProcess(data_b.clone()));
+    let a = Warden::start(
+        "drain-a",
+        &node(
+            "node-a",
+            redis.port,
+            &archive,
+            &data_a,
+            port_a,
+            rcon_a,
+            (port_a, port_b),
+        ),
+    );
+    let b = Warden::start(
+        "drain-b",
+        &node(
+            "node-b",
+            redis.port,
+            &archive,
+            &data_b,
+            port_b,
+            rcon_b,
+            (port_a, port_b),
+        ),
+    );
+    let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
+    let players: Vec<_> = (0..2)
+        .map(|i| {
+            named_player_spawn(
+                a.port,
+                &format!("drained{i}"),
+                "mig.test",
+                &[
+                    "--hold-ms",
+                    "40000",
+                    "--final-line",
+                    "true",
+                    "--timeout-ms",
+                    "90000",
+                ],
+            )
+        })
+        .collect();
+    wait_for(
+        "two players on node A",
+        Duration::from_secs(60),
+        logs,
+        || joins_on(&data_a.join("warden-server.log"), port_a) >= 2,
+    );
+
+    let op = a.token("operator");
+    let (ok, said) = b.cli(&op, &["node", "drain", "node-z"]);
+    assert!(!ok && said.contains("404"), "{said}");
+    let (ok, said) = b.cli(&op, &["node", "drain", "node-a"]);
+    assert!(ok && said.contains("node-a: draining"), "{said}");
+    wait_for(
+        "mig to run on node B",
+        Duration::from_secs(90),
+        logs,
+        || {
+            let s = b.api("GET", "/v1/servers/mig", Some(&op), None).1;
+            s["node"] == "node-b" && s["state"] == "active"
+        },
+    );
+    for child in players {
+        let (ok, lines) = player_wait(child);
+        assert!(ok, "a player was disconnected: {lines:?}\n{}", logs());
+        let end: &Value = lines.last().expect("result");
+        assert_eq!(
+            (end["phase"].as_str(), end["transfers"].as_u64()),
+            (Some("held"), Some(3)),
+            "{lines:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(data_b.join("world/level.dat")).expect("moved world"),
+        b"drained"
+    );
+    wait_for(
+        "A to report itself empty",
+        Duration::from_secs(20),
+        logs,
+        || {
+            let n = a.api("GET", "/v1/nodes/node-a", Some(&op), None).1;
+            n["state"] == "draining" && n["servers"] == 0
+        },
+    );
+    assert!(
+        a.log().contains("drained: this node owns no servers"),
+        "{}",
+        a.log()
+    );
+    let (ok, said) = a.cli(&op, &["node", "uncordon", "node-a"]);
+    assert!(ok && said.contains("node-a: ready"), "{said}");
+}

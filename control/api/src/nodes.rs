@@ -71,6 +71,9 @@ pub enum NodeAction {
     Cordon,
     /// Take new servers again.
     Uncordon,
+    /// Take no new servers and move every server it owns to other nodes (one migration at
+    /// a time, players kept through the anteroom), leaving it empty.
+    Drain,
 }
 
 /// Every node, sorted by id.
@@ -94,11 +97,12 @@ pub async fn get(
     }
 }
 
-/// Cordons or uncordons a node; answers with the node as it is now. Doing it twice is
-/// harmless; a dead node is refused (409).
+/// Cordons, drains or uncordons a node; answers with the node as it is now. Doing it twice
+/// is harmless; a dead node is refused (409). A drain is carried out by the node itself:
+/// follow it with `GET /v1/nodes/{id}` (`servers` falls to 0).
 #[utoipa::path(post, path = "/v1/nodes/{id}/{action}", tag = "nodes",
     params(("id" = String, Path, description = "node id"),
-           ("action" = NodeAction, Path, description = "cordon or uncordon")),
+           ("action" = NodeAction, Path, description = "cordon, drain or uncordon")),
     responses((status = 200, body = NodeInfo), (status = 404, body = super::error::ErrorBody),
               (status = 409, body = super::error::ErrorBody)))]
 pub async fn act(
@@ -111,11 +115,13 @@ pub async fn act(
     let to = match action {
         NodeAction::Cordon => NodeState::Cordoned,
         NodeAction::Uncordon => NodeState::Ready,
+        NodeAction::Drain => NodeState::Draining,
     };
     let allowed = match (action, node.state) {
         (_, from) if from == to => return Ok(Json(node.into())),
         (_, NodeState::Dead) => false,
         (NodeAction::Cordon, from) => from == NodeState::Ready,
+        (NodeAction::Drain, from) => matches!(from, NodeState::Ready | NodeState::Cordoned),
         (NodeAction::Uncordon, from) => matches!(from, NodeState::Cordoned | NodeState::Draining),
     };
     if !allowed {
@@ -125,8 +131,18 @@ pub async fn act(
             match action {
                 NodeAction::Cordon => "cordon",
                 NodeAction::Uncordon => "uncordon",
+                NodeAction::Drain => "drain",
             }
         )));
+    }
+    if action == NodeAction::Drain {
+        let now = warden_store::now_unix_ms();
+        let others = ctx.store.nodes().await?;
+        if !others.iter().any(|n| n.id != id && n.takes_servers(now)) {
+            return Err(ApiError::conflict(format!(
+                "node `{id}` cannot be drained: no other ready node can take its servers"
+            )));
+        }
     }
     let moved = ctx.store.set_node_state(&id, node.state, to).await?;
     tracing::info!(node = %id, from = %node.state, to = %moved.state, "node state changed by an operator");

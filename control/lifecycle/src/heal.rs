@@ -109,6 +109,11 @@ impl Engine {
         if node.state != NodeState::Dead {
             return;
         }
+        // A config-defined server is claimed by a node that defines it, if that node takes
+        // servers now (not cordoned or draining).
+        if !slot.spec.anywhere && !self.takes_servers_now() {
+            return;
+        }
         let to = match self.place(&slot.spec) {
             Ok(to) => to,
             Err(why) => {

@@ -25,6 +25,7 @@ mod backup;
 mod budget;
 mod command;
 mod data;
+mod drain;
 mod error;
 mod eta;
 pub mod events;
@@ -275,6 +276,7 @@ impl Engine {
             tick.tick().await;
             let _ = self.store.heartbeat(&self.settings.appliance).await;
             self.renew().await;
+            self.drain_step();
             wake::answer_requests(&self).await;
             let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
             for slot in &slots {

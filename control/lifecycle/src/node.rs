@@ -64,6 +64,8 @@ pub struct NodeSettings {
     /// How long after another node's lease lapsed it is declared dead and its servers are
     /// recovered elsewhere; None: never (an operator recovers by hand).
     pub dead_after: Option<Duration>,
+    /// The disruption budget of a drain: migrations under way at once.
+    pub moves_at_once: usize,
 }
 
 impl Default for NodeSettings {
@@ -77,6 +79,7 @@ impl Default for NodeSettings {
             version: String::new(),
             takeover: false,
             dead_after: Some(DEAD_AFTER),
+            moves_at_once: 1,
         }
     }
 }
@@ -110,6 +113,12 @@ pub(super) struct Node {
     refused: parking_lot::Mutex<Option<String>>,
     /// `warden_capacity_waits_total`, once the metrics are registered.
     pub(super) waits: std::sync::OnceLock<prometheus::IntCounter>,
+    /// Migrations under way for a drain.
+    pub(super) moving: std::sync::atomic::AtomicUsize,
+    /// Drained: said once.
+    pub(super) drained: std::sync::atomic::AtomicBool,
+    /// Why each server that cannot leave a draining node is stuck (logged once).
+    pub(super) stuck: parking_lot::Mutex<HashMap<String, String>>,
 }
 
 impl Node {
@@ -123,6 +132,9 @@ impl Node {
             registered: Default::default(),
             refused: Default::default(),
             waits: Default::default(),
+            moving: Default::default(),
+            drained: Default::default(),
+            stuck: Default::default(),
         }
     }
 }
@@ -320,6 +332,16 @@ impl Engine {
         }
     }
 
+    /// Whether this node is ready for new servers (as the fleet was last read).
+    pub(super) fn takes_servers_now(&self) -> bool {
+        let (me, now) = (self.appliance(), now_ms());
+        self.node
+            .fleet
+            .read()
+            .iter()
+            .any(|n| n.id == me && n.takes_servers(now))
+    }
+
     /// Every node as last read from the store.
     pub fn nodes(&self) -> Vec<NodeRecord> {
         self.node.fleet.read().clone()
@@ -458,7 +480,16 @@ impl Engine {
                 spec.id
             ));
         }
-        let nodes = self.candidates();
+        self.best_fit(spec, |_| true)
+    }
+
+    /// The best-fit node for `spec` among the nodes that take servers now and `allow`.
+    pub(super) fn best_fit(
+        &self,
+        spec: &ManagedServer,
+        allow: impl Fn(&NodeRecord) -> bool,
+    ) -> Result<String, String> {
+        let nodes: Vec<NodeRecord> = self.candidates().into_iter().filter(|n| allow(n)).collect();
         let loads: Vec<NodeLoad<'_>> = nodes
             .iter()
             .map(|n| NodeLoad {

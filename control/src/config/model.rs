@@ -424,6 +424,8 @@ pub struct NodeSection {
     /// Recover dead nodes' servers automatically (default true). Off: a dead node's
     /// servers wait for it to come back.
     pub recover: bool,
+    /// A drain's disruption budget: servers moved at once (default 1).
+    pub moves_at_once: Spanned<usize>,
 }
 
 impl Default for NodeSection {
@@ -438,6 +440,7 @@ impl Default for NodeSection {
             labels: Default::default(),
             dead_after: warden_lifecycle::DEAD_AFTER,
             recover: true,
+            moves_at_once: Spanned::new(0..0, 1),
         }
     }
 }

@@ -24,6 +24,15 @@ impl Config {
                 "use [\"edge\", \"node\"] (the default), [\"edge\"] or [\"node\"]",
             ));
         }
+        if *n.moves_at_once.get_ref() == 0 {
+            return Err(ConfigError::at(
+                path,
+                text,
+                n.moves_at_once.span(),
+                "node.moves_at_once = 0 would never move a server off a draining node",
+                "servers a drain moves at once; 1 (the default) disturbs the least",
+            ));
+        }
         let runs = n.roles.get_ref().contains(&NodeRole::Node);
         if let Some(m) = &n.memory_gb {
             if !(m.get_ref().is_finite() && *m.get_ref() > 0.0) {
@@ -111,6 +120,7 @@ impl Config {
             version: env!("CARGO_PKG_VERSION").to_string(),
             takeover,
             dead_after: n.recover.then_some(n.dead_after),
+            moves_at_once: *n.moves_at_once.get_ref(),
         }
     }
 }
@@ -134,6 +144,8 @@ mod tests {
             ("\n[node]\nmemory_gb = 0.0\n", 3, "capacity above 0"),
             ("[node]\naddress = \"0.0.0.0\"\n", 2, "can reach"),
             ("[node]\naddress = \"10.0.0.2:25565\"\n", 2, "can reach"),
+            ("[node]\nmoves_at_once = 0\n", 2, "never move"),
+            ("[node]\ndead_after = \"soon\"\n", 2, "expected a duration"),
         ] {
             let e = err(text);
             assert!(e.starts_with(&format!("warden.toml:{line}:")), "{e}");
