@@ -225,6 +225,30 @@ pub fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warden consolidate [--dry-run]`: the plan, and whether its drain started.
+pub fn consolidate(client: &Client, dry_run: bool) -> anyhow::Result<()> {
+    let p = client.call(
+        reqwest::Method::POST,
+        "/v1/fleet/consolidate",
+        Some(&json!({ "dry_run": dry_run })),
+    )?;
+    println!("{}", text(&p["why"]));
+    for m in p["moves"].as_array().into_iter().flatten() {
+        println!(
+            "  {}: {} -> {}",
+            text(&m["server"]),
+            text(&m["from"]),
+            text(&m["to"])
+        );
+    }
+    match (p["node"].as_str(), p["started"].as_bool()) {
+        (Some(n), Some(true)) => println!("draining {n}; `warden nodes` shows it empty when done"),
+        (Some(_), _) => println!("dry run: nothing was changed"),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// `warden node cordon|drain|uncordon NODE`.
 pub fn node_action(client: &Client, action: &str, id: &str) -> anyhow::Result<()> {
     let n = client.call(

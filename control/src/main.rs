@@ -105,6 +105,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pack servers onto fewer nodes: empty the node that is cheapest to free (its servers
+    /// all movable without a disconnect and fitting elsewhere) by draining it. Runs nightly
+    /// on its own ([node] consolidate).
+    Consolidate {
+        /// Only print the plan.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Act on one node of the fleet.
     Node {
         #[command(subcommand)]
@@ -249,6 +257,7 @@ fn main() -> ExitCode {
             limit,
         } => client().and_then(|c| cli::events(&c, server.as_deref(), limit, follow)),
         Command::Nodes { json } => client().and_then(|c| cli::nodes(&c, json)),
+        Command::Consolidate { dry_run } => client().and_then(|c| cli::consolidate(&c, dry_run)),
         Command::Node { command } => client().and_then(|c| match command {
             NodeCommand::Cordon { node } => cli::node_action(&c, "cordon", &node),
             NodeCommand::Uncordon { node } => cli::node_action(&c, "uncordon", &node),

@@ -568,3 +568,137 @@ fn a_paused_node_that_comes_back_stops_the_server_it_no_longer_owns() {
         "{s}"
     );
 }
+
+/// Consolidation in a seeded fleet: three nodes, three API-defined servers spread over
+/// them, a player on one. `warden consolidate --dry-run` names a node to free and changes
+/// nothing; `warden consolidate` drains that node, whose servers move to the others, and
+/// leaves the server with a player on it (and the player) alone. Fewer nodes hold servers.
+#[test]
+fn consolidation_frees_a_node_and_leaves_played_servers_alone() {
+    let redis = Redis::start();
+    let dir = tempdir("fleet-pack");
+    let node = |name: &str| {
+        config(
+            "",
+            None,
+            &fleet_sections(name, redis.port, &dir, "memory_gb = 4.0\n"),
+        )
+    };
+    let nodes = [
+        Warden::start("fleet-pack-a", &node("node-a")),
+        Warden::start("fleet-pack-b", &node("node-b")),
+        Warden::start("fleet-pack-c", &node("node-c")),
+    ];
+    let a = &nodes[0];
+    let logs = || {
+        nodes
+            .iter()
+            .map(|w| format!("{}:\n{}\n", w.dir.display(), w.log()))
+            .collect::<String>()
+    };
+    let admin = a.token("admin");
+    let backend = peers_dir().join("backend.js");
+    let mut guards = Vec::new();
+    let ids = ["s1", "s2", "s3"];
+    for id in ids {
+        wait_for("every node up", Duration::from_secs(20), logs, || {
+            ["node-a", "node-b", "node-c"]
+                .iter()
+                .all(|n| a.metric(&format!("warden_node_up{{node=\"{n}\"}}")) == 1.0)
+        });
+        let (port, data) = (free_port(), dir.join(id));
+        std::fs::create_dir_all(data.join("world")).unwrap();
+        std::fs::write(data.join("world/level.dat"), id).unwrap();
+        guards.push(ServerProcess(data.clone()));
+        let spec = json!({
+            "id": id, "hosts": [format!("{id}.test")], "backend": format!("127.0.0.1:{port}"),
+            "memory_gb": 1.0, "sleep_after_secs": 3600, "start_timeout_secs": 60,
+            "runtime": {"kind": "process", "dir": data,
+                "command": ["node", backend, "--version", "1.21.4", "--port", port.to_string()]},
+        });
+        let (status, s) = a.api("POST", "/v1/servers", Some(&admin), Some(&spec.to_string()));
+        assert_eq!(status, 201, "{s}");
+        // The next placement sees this one counted.
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    let owners = || -> Vec<String> {
+        ids.iter()
+            .map(|id| {
+                server_info(a, &admin, id)["node"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let before = owners();
+    let held = named_player_spawn(
+        a.port,
+        "stayer",
+        "s2.test",
+        &[
+            "--hold-ms",
+            "40000",
+            "--final-line",
+            "true",
+            "--timeout-ms",
+            "90000",
+        ],
+    );
+    wait_for(
+        "s2 to run with its player",
+        Duration::from_secs(60),
+        logs,
+        || server_info(a, &admin, "s2")["players_online"] == 1,
+    );
+
+    let (ok, said) = a.cli(&admin, &["consolidate", "--dry-run"]);
+    assert!(
+        ok && said.contains("can be emptied") && said.contains("dry run"),
+        "{said}\n{}",
+        logs()
+    );
+    assert_eq!(owners(), before, "a dry run moves nothing");
+    let freed = said
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_ne!(
+        freed, before[1],
+        "the node with a player on its server was chosen: {said}"
+    );
+
+    let (ok, said) = a.cli(&admin, &["consolidate"]);
+    assert!(
+        ok && said.contains(&format!("draining {freed}")),
+        "{said}\n{}",
+        logs()
+    );
+    wait_for(
+        "the freed node to be empty",
+        Duration::from_secs(60),
+        logs,
+        || {
+            let n = a
+                .api("GET", &format!("/v1/nodes/{freed}"), Some(&admin), None)
+                .1;
+            n["servers"] == 0 && owners().iter().all(|o| *o != freed)
+        },
+    );
+    let after = owners();
+    assert_eq!(after[1], before[1], "s2 (played on) stayed");
+    let holding = |o: &[String]| o.iter().collect::<std::collections::BTreeSet<_>>().len();
+    assert!(
+        holding(&after) < holding(&before),
+        "{before:?} -> {after:?}"
+    );
+    let (ok, lines) = player_wait(held);
+    assert!(ok, "{lines:?}");
+    assert_eq!(
+        lines.last().unwrap()["logins"],
+        1,
+        "never moved: {lines:?}"
+    );
+    drop(guards);
+}

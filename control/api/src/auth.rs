@@ -38,8 +38,9 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     {
         return Some(Role::Operator);
     }
-    // Cordoning a node is an operator's action, like waking a server.
-    if path.starts_with("/v1/nodes/") {
+    // Cordoning, draining or consolidating nodes is an operator's action, like waking a
+    // server.
+    if path.starts_with("/v1/nodes/") || path.starts_with("/v1/fleet/") {
         return Some(Role::Operator);
     }
     Some(Role::Admin)
@@ -187,6 +188,10 @@ mod tests {
         assert_eq!(required_role(&get, "/v1/nodes"), Some(Role::Viewer));
         assert_eq!(
             required_role(&post, "/v1/nodes/n1/cordon"),
+            Some(Role::Operator)
+        );
+        assert_eq!(
+            required_role(&post, "/v1/fleet/consolidate"),
             Some(Role::Operator)
         );
         assert_eq!(

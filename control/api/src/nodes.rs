@@ -1,5 +1,6 @@
 //! `/v1/nodes`: the fleet's appliances (each a node), how much memory each offers and
-//! uses, whether it is alive, and cordoning one so it takes no new servers.
+//! uses, whether it is alive, and cordoning or draining one; `/v1/fleet/consolidate`:
+//! packing servers onto fewer nodes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,4 +148,60 @@ pub async fn act(
     let moved = ctx.store.set_node_state(&id, node.state, to).await?;
     tracing::info!(node = %id, from = %node.state, to = %moved.state, "node state changed by an operator");
     Ok(Json(moved.into()))
+}
+
+/// A consolidation request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsolidateRequest {
+    /// Only say what would be done.
+    pub dry_run: bool,
+}
+
+/// One server a consolidation moves.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlannedMove {
+    pub server: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// What a consolidation pass decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Consolidation {
+    /// The node it empties (it is marked draining and moves its servers away); absent when
+    /// no node can be freed.
+    pub node: Option<String>,
+    pub moves: Vec<PlannedMove>,
+    /// Why this node, or why none.
+    pub why: String,
+    /// The drain was started (not a dry run).
+    pub started: bool,
+}
+
+/// Plans a consolidation pass (the node cheapest to empty whose servers all move without a
+/// disconnect and fit elsewhere) and, unless `dry_run`, starts draining that node. One node
+/// at a time: while another node drains, nothing is planned.
+#[utoipa::path(post, path = "/v1/fleet/consolidate", tag = "nodes",
+    request_body = ConsolidateRequest,
+    responses((status = 200, body = Consolidation), (status = 503, body = super::error::ErrorBody)))]
+pub async fn consolidate(
+    State(ctx): State<Arc<ApiContext>>,
+    Json(req): Json<ConsolidateRequest>,
+) -> Result<Json<Consolidation>, ApiError> {
+    let p = ctx.engine.consolidate(req.dry_run).await?;
+    Ok(Json(Consolidation {
+        node: p.node,
+        moves: p
+            .moves
+            .into_iter()
+            .map(|m| PlannedMove {
+                server: m.server,
+                from: m.from,
+                to: m.to,
+            })
+            .collect(),
+        why: p.why,
+        started: p.started,
+    }))
 }

@@ -24,6 +24,7 @@ mod archive;
 mod backup;
 mod budget;
 mod command;
+pub mod consolidate;
 mod data;
 mod drain;
 mod error;
@@ -277,6 +278,7 @@ impl Engine {
             let _ = self.store.heartbeat(&self.settings.appliance).await;
             self.renew().await;
             self.drain_step();
+            self.nightly_consolidation().await;
             wake::answer_requests(&self).await;
             let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
             for slot in &slots {

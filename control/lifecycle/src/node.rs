@@ -66,6 +66,8 @@ pub struct NodeSettings {
     pub dead_after: Option<Duration>,
     /// The disruption budget of a drain: migrations under way at once.
     pub moves_at_once: usize,
+    /// When the nightly consolidation pass runs, seconds after midnight UTC; None: never.
+    pub consolidate_at: Option<u32>,
 }
 
 impl Default for NodeSettings {
@@ -80,6 +82,7 @@ impl Default for NodeSettings {
             takeover: false,
             dead_after: Some(DEAD_AFTER),
             moves_at_once: 1,
+            consolidate_at: Some(4 * 3600),
         }
     }
 }
@@ -119,6 +122,8 @@ pub(super) struct Node {
     pub(super) drained: std::sync::atomic::AtomicBool,
     /// Why each server that cannot leave a draining node is stuck (logged once).
     pub(super) stuck: parking_lot::Mutex<HashMap<String, String>>,
+    /// The day whose nightly consolidation this appliance last tried.
+    pub(super) consolidated: parking_lot::Mutex<Option<String>>,
 }
 
 impl Node {
@@ -135,6 +140,7 @@ impl Node {
             moving: Default::default(),
             drained: Default::default(),
             stuck: Default::default(),
+            consolidated: Default::default(),
         }
     }
 }

@@ -426,6 +426,8 @@ pub struct NodeSection {
     pub recover: bool,
     /// A drain's disruption budget: servers moved at once (default 1).
     pub moves_at_once: Spanned<usize>,
+    /// When the nightly consolidation pass runs ("HH:MM", UTC), or "off". Default "04:00".
+    pub consolidate: Spanned<String>,
 }
 
 impl Default for NodeSection {
@@ -441,6 +443,7 @@ impl Default for NodeSection {
             dead_after: warden_lifecycle::DEAD_AFTER,
             recover: true,
             moves_at_once: Spanned::new(0..0, 1),
+            consolidate: Spanned::new(0..0, "04:00".into()),
         }
     }
 }

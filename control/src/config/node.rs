@@ -33,6 +33,15 @@ impl Config {
                 "servers a drain moves at once; 1 (the default) disturbs the least",
             ));
         }
+        if let Err(why) = consolidate_at(n.consolidate.get_ref()) {
+            return Err(ConfigError::at(
+                path,
+                text,
+                n.consolidate.span(),
+                format!("node.consolidate = `{}`: {why}", n.consolidate.get_ref()),
+                "a time of day in UTC like \"04:00\" (the default), or \"off\"",
+            ));
+        }
         let runs = n.roles.get_ref().contains(&NodeRole::Node);
         if let Some(m) = &n.memory_gb {
             if !(m.get_ref().is_finite() && *m.get_ref() > 0.0) {
@@ -121,8 +130,25 @@ impl Config {
             takeover,
             dead_after: n.recover.then_some(n.dead_after),
             moves_at_once: *n.moves_at_once.get_ref(),
+            consolidate_at: consolidate_at(n.consolidate.get_ref()).unwrap_or(None),
         }
     }
+}
+
+/// `"HH:MM"` as seconds after midnight, `"off"` as None.
+fn consolidate_at(text: &str) -> Result<Option<u32>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let (h, m) = text
+        .trim()
+        .split_once(':')
+        .ok_or_else(|| "not a time of day".to_string())?;
+    let (h, m): (u32, u32) = match (h.parse(), m.parse()) {
+        (Ok(h), Ok(m)) if h < 24 && m < 60 => (h, m),
+        _ => return Err("not a time of day (00:00 to 23:59)".into()),
+    };
+    Ok(Some(h * 3600 + m * 60))
 }
 
 #[cfg(test)]
@@ -145,6 +171,12 @@ mod tests {
             ("[node]\naddress = \"0.0.0.0\"\n", 2, "can reach"),
             ("[node]\naddress = \"10.0.0.2:25565\"\n", 2, "can reach"),
             ("[node]\nmoves_at_once = 0\n", 2, "never move"),
+            ("[node]\nconsolidate = \"25:00\"\n", 2, "not a time of day"),
+            (
+                "[node]\nconsolidate = \"nightly\"\n",
+                2,
+                "not a time of day",
+            ),
             ("[node]\ndead_after = \"soon\"\n", 2, "expected a duration"),
         ] {
             let e = err(text);
@@ -184,5 +216,13 @@ mod tests {
         assert_eq!((n.address.as_str(), n.memory_gb), ("node-b.lan", 12.5));
         assert!(n.enforce_capacity);
         assert_eq!(n.labels["zone"], "a");
+        assert_eq!(
+            n.consolidate_at,
+            Some(4 * 3600),
+            "nightly at 04:00 UTC by default"
+        );
+        let (cfg, file) =
+            check(Path::new("warden.toml"), "[node]\nconsolidate = \"off\"\n").unwrap();
+        assert_eq!(cfg.node_settings(&file.servers, false).consolidate_at, None);
     }
 }
