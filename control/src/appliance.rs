@@ -106,6 +106,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         ));
         engine.count_backups(control_metrics.backups.clone());
         engine.count_recoveries(control_metrics.recoveries.clone());
+        engine.count_gc(
+            control_metrics.gc_deleted.clone(),
+            control_metrics.gc_orphans.clone(),
+        );
         control.spawn(crate::control_metrics::track_backup_age(
             engine.clone(),
             control_metrics.backup_age.clone(),

@@ -249,6 +249,43 @@ pub fn consolidate(client: &Client, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warden gc [--dry-run]`: every orphan found, and what was done with it.
+pub fn gc(client: &Client, dry_run: bool) -> anyhow::Result<()> {
+    let r = client.call(
+        reqwest::Method::POST,
+        "/v1/fleet/gc",
+        Some(&json!({ "dry_run": dry_run })),
+    )?;
+    let rows: Vec<[String; 5]> = r["orphans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            [
+                text(&o["kind"]),
+                text(&o["what"]),
+                o["bytes"].as_u64().unwrap_or(0).to_string(),
+                o["age_secs"]
+                    .as_u64()
+                    .map_or("?".into(), |a| format!("{a}s")),
+                match o["deleted"].as_bool() {
+                    Some(true) => "deleted".into(),
+                    _ => format!("kept: {}", text(&o["kept"])),
+                },
+            ]
+        })
+        .collect();
+    table(["KIND", "WHAT", "BYTES", "AGE", "DONE"], &rows);
+    println!(
+        "{} orphan(s), {} deleted ({} bytes){}",
+        rows.len(),
+        r["deleted"].as_u64().unwrap_or(0),
+        r["bytes_deleted"].as_u64().unwrap_or(0),
+        if dry_run { "; dry run" } else { "" }
+    );
+    Ok(())
+}
+
 /// `warden node cordon|drain|uncordon NODE`.
 pub fn node_action(client: &Client, action: &str, id: &str) -> anyhow::Result<()> {
     let n = client.call(

@@ -41,6 +41,10 @@ pub struct ControlMetrics {
     /// `warden_recoveries_total`: servers this appliance brought back after their node
     /// died.
     pub recoveries: IntCounter,
+    /// `warden_gc_deleted_total{kind}`: orphans the collector deleted.
+    pub gc_deleted: IntCounterVec,
+    /// `warden_gc_orphans{kind}`: orphans the last collection found (deleted or not).
+    pub gc_orphans: IntGaugeVec,
 }
 
 /// `warden_node_up`, `warden_node_capacity_bytes`, `warden_node_allocated_bytes` and
@@ -151,6 +155,22 @@ impl ControlMetrics {
             "Servers recovered on this node from their newest backup after their node died",
         )?;
         registry.register(Box::new(recoveries.clone()))?;
+        let gc_deleted = IntCounterVec::new(
+            Opts::new(
+                "warden_gc_deleted_total",
+                "Orphans the collector deleted, by kind (archive, backup, aside, temp)",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(gc_deleted.clone()))?;
+        let gc_orphans = IntGaugeVec::new(
+            Opts::new(
+                "warden_gc_orphans",
+                "Orphans the last collection found, deleted or kept, by kind",
+            ),
+            &["kind"],
+        )?;
+        registry.register(Box::new(gc_orphans.clone()))?;
         let backups = IntCounterVec::new(
             Opts::new(
                 "warden_backups_total",
@@ -187,6 +207,8 @@ impl ControlMetrics {
             backups,
             backup_age,
             recoveries,
+            gc_deleted,
+            gc_orphans,
         })
     }
 }

@@ -113,6 +113,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Find what nothing owns (archives and backups of deleted servers, worlds set aside by
+    /// recoveries, leftovers of interrupted restores) and delete what is older than
+    /// [gc] min_age. Runs nightly on its own, after consolidation.
+    Gc {
+        /// Only report.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Act on one node of the fleet.
     Node {
         #[command(subcommand)]
@@ -258,6 +266,7 @@ fn main() -> ExitCode {
         } => client().and_then(|c| cli::events(&c, server.as_deref(), limit, follow)),
         Command::Nodes { json } => client().and_then(|c| cli::nodes(&c, json)),
         Command::Consolidate { dry_run } => client().and_then(|c| cli::consolidate(&c, dry_run)),
+        Command::Gc { dry_run } => client().and_then(|c| cli::gc(&c, dry_run)),
         Command::Node { command } => client().and_then(|c| match command {
             NodeCommand::Cordon { node } => cli::node_action(&c, "cordon", &node),
             NodeCommand::Uncordon { node } => cli::node_action(&c, "uncordon", &node),

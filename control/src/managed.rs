@@ -59,6 +59,7 @@ pub async fn engine(
         // `warden config check` refuses a `[backup]` that does not parse.
         backup: cfg.backup.settings().map_err(anyhow::Error::msg)?,
         store_patience: cfg.store.store_patience(),
+        gc_min_age: cfg.gc.min_age,
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)

@@ -265,3 +265,93 @@ fn store_backup_writes_a_copy_the_store_opens() {
         .collect();
     assert_eq!(names.len(), 1, "{names:?}");
 }
+
+/// Sets `path`'s modification time `hours` in the past.
+fn backdate(path: &Path, hours: u32) {
+    let ok = std::process::Command::new("touch")
+        .arg("-d")
+        .arg(format!("{hours} hours ago"))
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "touch {}", path.display());
+}
+
+/// `warden gc` deletes exactly the seeded orphans older than `[gc] min_age` (archives and
+/// backups of a server the store does not know, a world set aside by a recovery, an
+/// interrupted deletion's leftover) and nothing else: not a young orphan, not the owned
+/// server's backups or world, not the neighbours' directories. A dry run deletes nothing.
+#[test]
+fn the_collector_deletes_exactly_the_old_orphans() {
+    let dir = tempdir("gc");
+    let data = dir.join("data");
+    write_world(&data, 5);
+    let _server = ServerProcess(data.clone());
+    let (w, _) = appliance("gc", &dir, &data, "[gc]\nmin_age = \"10m\"\n");
+    let admin = w.token("admin");
+    let owned = backup(&w, &admin);
+    let world = tree(&data);
+    let put = |rel: &str, hours: u32| {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, b"orphan bytes").unwrap();
+        if hours > 0 {
+            backdate(&p, hours);
+        }
+        p
+    };
+    let old = [
+        put("archive/gone/data.tar.zst", 2),
+        put("archive/gone/manifest.json", 2),
+        put("archive/backups/gone/snapshots/20200101T000000Z.json", 2),
+        put(
+            "archive/backups/world.stale/snapshots/20200101T000000Z.json",
+            2,
+        ),
+        put(".data.stale-1700000000000/world/level.dat", 2),
+        put(".data.warden-removing/x", 2),
+    ];
+    let young = put("archive/fresh/data.tar.zst", 0);
+    let neighbours = [put(".other.stale-1/x", 2), put("datadog/x", 2)];
+    for d in [".data.stale-1700000000000", ".data.warden-removing"] {
+        backdate(&dir.join(d), 2);
+    }
+
+    let (ok, said) = w.cli(&admin, &["gc", "--dry-run"]);
+    assert!(
+        ok && said.contains("7 orphan(s), 0 deleted"),
+        "{said}\n{}",
+        w.log()
+    );
+    assert!(old.iter().chain([&young]).all(|p| p.exists()));
+
+    let (ok, said) = w.cli(&admin, &["gc"]);
+    assert!(
+        ok && said.contains("7 orphan(s), 6 deleted"),
+        "{said}\n{}",
+        w.log()
+    );
+    for kind in ["archive", "backup", "aside", "temp"] {
+        assert!(
+            said.lines()
+                .any(|l| l.starts_with(kind) && l.ends_with("deleted")),
+            "{kind}: {said}"
+        );
+    }
+    assert!(said.contains("kept: younger than min_age"), "{said}");
+    for p in &old {
+        assert!(!p.exists(), "{} survived", p.display());
+    }
+    assert!(young.exists() && neighbours.iter().all(|p| p.exists()));
+    assert!(tree(&data) == world, "the world changed");
+    let (ok, said) = w.cli(&admin, &["backups", "world", "--verify"]);
+    assert!(
+        ok && said.contains(&owned) && !said.contains("NO:"),
+        "{said}"
+    );
+    assert_eq!(w.metric("warden_gc_deleted_total"), 6.0);
+    // An operator cannot collect: deleting is an admin's decision.
+    let (ok, said) = w.cli(&w.token("operator"), &["gc"]);
+    assert!(!ok && said.contains("403"), "{said}");
+}

@@ -695,10 +695,6 @@ fn consolidation_frees_a_node_and_leaves_played_servers_alone() {
     );
     let (ok, lines) = player_wait(held);
     assert!(ok, "{lines:?}");
-    assert_eq!(
-        lines.last().unwrap()["logins"],
-        1,
-        "never moved: {lines:?}"
-    );
+    assert_eq!(lines.last().unwrap()["logins"], 1, "never moved: {lines:?}");
     drop(guards);
 }

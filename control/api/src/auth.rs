@@ -38,6 +38,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     {
         return Some(Role::Operator);
     }
+    // Deleting orphans is an admin's decision.
+    if path.starts_with("/v1/fleet/gc") {
+        return Some(Role::Admin);
+    }
     // Cordoning, draining or consolidating nodes is an operator's action, like waking a
     // server.
     if path.starts_with("/v1/nodes/") || path.starts_with("/v1/fleet/") {
@@ -194,6 +198,7 @@ mod tests {
             required_role(&post, "/v1/fleet/consolidate"),
             Some(Role::Operator)
         );
+        assert_eq!(required_role(&post, "/v1/fleet/gc"), Some(Role::Admin));
         assert_eq!(
             required_role(&Method::DELETE, "/v1/servers/a"),
             Some(Role::Admin)

@@ -129,7 +129,7 @@ impl ApiContext {
         usage::sessions, usage::usage,
         events::list, events::stream,
         routes::table, routes::resolve,
-        nodes::list, nodes::get, nodes::act, nodes::consolidate,
+        nodes::list, nodes::get, nodes::act, nodes::consolidate, nodes::gc,
         admin::list, admin::create, admin::revoke, admin::audit,
         health::live, health::ready,
     ),
@@ -221,6 +221,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .route("/v1/nodes/{id}", get(nodes::get))
         .route("/v1/nodes/{id}/{action}", post(nodes::act))
         .route("/v1/fleet/consolidate", post(nodes::consolidate))
+        .route("/v1/fleet/gc", post(nodes::gc))
         .route("/v1/routes", get(routes::table))
         .route("/v1/routes/resolve", get(routes::resolve))
         .route("/v1/tokens", get(admin::list).post(admin::create))

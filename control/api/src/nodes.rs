@@ -1,6 +1,6 @@
 //! `/v1/nodes`: the fleet's appliances (each a node), how much memory each offers and
 //! uses, whether it is alive, and cordoning or draining one; `/v1/fleet/consolidate`:
-//! packing servers onto fewer nodes.
+//! packing servers onto fewer nodes; `/v1/fleet/gc`: collecting what nothing owns.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -203,5 +203,67 @@ pub async fn consolidate(
             .collect(),
         why: p.why,
         started: p.started,
+    }))
+}
+
+/// A collection request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcRequest {
+    /// Only report; delete nothing.
+    pub dry_run: bool,
+}
+
+/// One thing no record owns and no rule keeps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrphanInfo {
+    /// `archive`, `backup`, `aside` (a world set aside by a recovery) or `temp`.
+    pub kind: String,
+    /// The storage key or the path.
+    pub what: String,
+    pub bytes: u64,
+    pub age_secs: Option<u64>,
+    pub deleted: bool,
+    /// Why it was kept (younger than `[gc] min_age`, a dry run, its age unknown).
+    pub kept: Option<String>,
+}
+
+/// What a collection found and did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GcInfo {
+    pub orphans: Vec<OrphanInfo>,
+    pub deleted: usize,
+    pub bytes_deleted: u64,
+    pub dry_run: bool,
+}
+
+/// Finds orphans (archives and backups of servers the store has no record of, worlds set
+/// aside by recoveries, leftovers of interrupted restores) and, unless `dry_run`, deletes
+/// those older than `[gc] min_age`. Nothing is deleted when the store cannot be read.
+#[utoipa::path(post, path = "/v1/fleet/gc", tag = "nodes",
+    request_body = GcRequest,
+    responses((status = 200, body = GcInfo), (status = 409, body = super::error::ErrorBody),
+              (status = 503, body = super::error::ErrorBody)))]
+pub async fn gc(
+    State(ctx): State<Arc<ApiContext>>,
+    Json(req): Json<GcRequest>,
+) -> Result<Json<GcInfo>, ApiError> {
+    let r = ctx.engine.gc(req.dry_run).await?;
+    Ok(Json(GcInfo {
+        orphans: r
+            .orphans
+            .into_iter()
+            .map(|o| OrphanInfo {
+                kind: o.kind.to_string(),
+                what: o.what,
+                bytes: o.bytes,
+                age_secs: o.age_secs,
+                deleted: o.deleted,
+                kept: o.kept,
+            })
+            .collect(),
+        deleted: r.deleted,
+        bytes_deleted: r.bytes_deleted,
+        dry_run: r.dry_run,
     }))
 }

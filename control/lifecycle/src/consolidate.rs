@@ -242,8 +242,8 @@ impl Engine {
         Ok(p)
     }
 
-    /// Runs tonight's pass once across the fleet (the first appliance to claim the day's
-    /// record runs it). Called each tick; cheap when not due.
+    /// Runs tonight's pass, then the collector, once across the fleet (the first appliance
+    /// to claim the day's record runs them). Called each tick; cheap when not due.
     pub(super) async fn nightly_consolidation(&self) {
         let Some(at) = self.settings.node.consolidate_at else {
             return;
@@ -268,6 +268,7 @@ impl Engine {
             Ok(p) => info!(node = ?p.node, why = %p.why, "nightly consolidation"),
             Err(e) => tracing::warn!(error = %e, "nightly consolidation failed"),
         }
+        self.nightly_gc().await;
     }
 }
 

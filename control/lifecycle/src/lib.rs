@@ -30,6 +30,7 @@ mod drain;
 mod error;
 mod eta;
 pub mod events;
+pub mod gc;
 mod heal;
 mod migrate;
 mod node;
@@ -129,6 +130,8 @@ pub struct Engine {
     backup_results: std::sync::OnceLock<prometheus::IntCounterVec>,
     /// `warden_recoveries_total`, once the metrics are registered.
     recoveries: std::sync::OnceLock<prometheus::IntCounter>,
+    /// `warden_gc_deleted_total{kind}` and `warden_gc_orphans{kind}`, once registered.
+    gc_metrics: std::sync::OnceLock<(prometheus::IntCounterVec, prometheus::IntGaugeVec)>,
 }
 
 impl Engine {
@@ -163,6 +166,7 @@ impl Engine {
             backups: Default::default(),
             backup_results: std::sync::OnceLock::new(),
             recoveries: std::sync::OnceLock::new(),
+            gc_metrics: std::sync::OnceLock::new(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
             node: node::Node::new(),

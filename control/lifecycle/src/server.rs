@@ -58,6 +58,8 @@ pub struct LifecycleSettings {
     /// How long a wake (and any transition) waits for an unavailable store before it
     /// gives up: time for a Redis Sentinel failover. Zero: give up at once.
     pub store_patience: Duration,
+    /// The collector deletes only orphans older than this.
+    pub gc_min_age: Duration,
 }
 
 impl Default for LifecycleSettings {
@@ -72,6 +74,7 @@ impl Default for LifecycleSettings {
             node: super::NodeSettings::default(),
             backup: None,
             store_patience: Duration::ZERO,
+            gc_min_age: super::gc::MIN_AGE,
         }
     }
 }

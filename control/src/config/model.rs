@@ -37,6 +37,9 @@ pub struct Config {
     /// This appliance as a node of a fleet.
     #[serde(default)]
     pub node: NodeSection,
+    /// The collector of orphans (archives, backups, set-aside and temporary directories).
+    #[serde(default)]
+    pub gc: GcSection,
     #[serde(default)]
     pub discovery: DiscoverySection,
     #[serde(default)]
@@ -398,6 +401,23 @@ impl Default for LifecycleSection {
             appliance: None,
             wakes_per_source_per_hour: d.wakes_per_source_per_hour,
             wakes_per_server_per_hour: d.wakes_per_server_per_hour,
+        }
+    }
+}
+
+/// `[gc]`: the collector deletes only orphans older than `min_age`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcSection {
+    /// Default 72 h: time to notice a mistake (a server deleted by accident) first.
+    #[serde(with = "humantime_serde")]
+    pub min_age: Duration,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        Self {
+            min_age: warden_lifecycle::gc::MIN_AGE,
         }
     }
 }

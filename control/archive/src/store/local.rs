@@ -113,7 +113,14 @@ impl ArchiveStore for LocalDir {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = self.path_of(key)?;
         match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { bytes: m.len() })),
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta {
+                bytes: m.len(),
+                modified_unix_ms: m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64),
+            })),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ArchiveError::io(format!("stat {}", path.display()), e)),

@@ -29,6 +29,8 @@ pub struct ObjectInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub bytes: u64,
+    /// When it was last written, if the store says (the collector's safety age).
+    pub modified_unix_ms: Option<u64>,
 }
 
 /// Whole-object storage for archives.

@@ -216,7 +216,10 @@ impl ArchiveStore for S3 {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = obj_path(key)?;
         match self.store.head(&path).await {
-            Ok(meta) => Ok(Some(ObjectMeta { bytes: meta.size })),
+            Ok(meta) => Ok(Some(ObjectMeta {
+                bytes: meta.size,
+                modified_unix_ms: u64::try_from(meta.last_modified.timestamp_millis()).ok(),
+            })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(store_err(key, e)),
         }
