@@ -698,3 +698,74 @@ fn consolidation_frees_a_node_and_leaves_played_servers_alone() {
     assert_eq!(lines.last().unwrap()["logins"], 1, "never moved: {lines:?}");
     drop(guards);
 }
+
+/// Killing the non-owner mid-join: B (which does not own `world`) asks A to wake it for a
+/// joining player and is then killed with SIGKILL. A starts `world` exactly once; B, started
+/// again, forwards to it and never starts a copy of its own.
+#[test]
+fn killing_the_non_owner_mid_join_never_starts_a_second_copy() {
+    let redis = Redis::start();
+    let dir = tempdir("fleet-midjoin");
+    let (data_a, data_b) = (dir.join("world-a"), dir.join("world-b"));
+    let port = free_port();
+    let _guards = (ServerProcess(data_a.clone()), ServerProcess(data_b.clone()));
+    let node = |name: &str, ip: &str, data: &Path| {
+        config(
+            "",
+            None,
+            &(fleet_sections(name, redis.port, &dir, &format!("address = \"{ip}\"\n"))
+                + &process_server("world", ip, port, data, "1h")),
+        )
+    };
+    let a = Warden::start("fleet-midjoin-a", &node("node-a", "127.0.0.2", &data_a));
+    let mut b = Warden::start("fleet-midjoin-b", &node("node-b", "127.0.0.3", &data_b));
+    let viewer = a.token("viewer");
+    assert_eq!(server_info(&b, &viewer, "world")["node"], "node-a");
+    let b_port = b.port.to_string();
+    let joining = std::thread::spawn(move || {
+        player(&[
+            "--port",
+            &b_port,
+            "--version",
+            "1.20.4",
+            "--server-host",
+            "world.test",
+            "--username",
+            "cutoff",
+            "--timeout-ms",
+            "30000",
+        ])
+    });
+    wait_for(
+        "A to be asked to wake it",
+        Duration::from_secs(20),
+        || a.log(),
+        || a.log().contains("woken at another appliance's request"),
+    );
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    let _ = joining.join();
+    wait_for(
+        "A to run it",
+        Duration::from_secs(60),
+        || a.log(),
+        || server_info(&a, &viewer, "world")["state"] == "active",
+    );
+    b.child = Warden::spawn(&b.dir, &b.config, false, "warden-again.log");
+    assert!(b.wait_ready(), "{}", b.log_named("warden-again.log"));
+    let (ok, lines) = join(&b, "world.test", "after");
+    assert!(ok, "{lines:?}\n{}", b.log_named("warden-again.log"));
+    assert_eq!(
+        a.log().matches("server process started").count(),
+        1,
+        "{}",
+        a.log()
+    );
+    assert!(joins_in(&data_a) >= 1, "the second player plays on A's copy");
+    assert!(
+        !data_b.join(".warden-server.pid").exists() && !data_b.join("warden-server.log").exists()
+    );
+    for log in [b.log(), b.log_named("warden-again.log")] {
+        assert!(!log.contains("server process started"), "{log}");
+    }
+}
