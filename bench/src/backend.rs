@@ -12,12 +12,12 @@
 //!   path forwarding half-closes.
 //! * `source`: read an 8-byte length and stream that many bytes (download throughput).
 
+use parking_lot::Mutex;
 use std::io::{Cursor, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -63,7 +63,8 @@ impl Stats {
             let ns = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
-            if let Ok(mut f) = f.lock() {
+            {
+                let mut f = f.lock();
                 let _ = writeln!(f, "{what} {ns}");
             }
         }

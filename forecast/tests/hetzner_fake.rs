@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
@@ -189,11 +191,11 @@ async fn handle(
     body: Option<Json<Value>>,
     id: Option<u64>,
 ) -> Response {
-    let slow = st.lock().unwrap().slow;
+    let slow = st.lock().slow;
     if let Some(d) = slow {
         tokio::time::sleep(d).await;
     }
-    let mut f = st.lock().unwrap();
+    let mut f = st.lock();
     let path = uri.path().to_string();
     f.requests.push((method.to_string(), path.clone()));
     // token bucket, as documented: refills evenly, headers on every response
@@ -443,7 +445,6 @@ async fn candidates_come_from_server_types_with_pagination() {
     // 6 types at 2 per page → 3 pages fetched
     let pages = st
         .lock()
-        .unwrap()
         .requests
         .iter()
         .filter(|r| r.1 == "/v1/server_types")
@@ -461,7 +462,7 @@ async fn create_list_delete_roundtrip() {
         .iter()
         .all(|m| m.id.is_some() && m.candidate.server_type == "cx42"));
     {
-        let f = st.lock().unwrap();
+        let f = st.lock();
         let b = &f.creates[0];
         assert_eq!(b["image"], "123456");
         assert_eq!(b["labels"]["warden-pool"], "edge");
@@ -512,13 +513,7 @@ async fn falls_back_to_another_location_on_412_and_503() {
     assert!(d.iter().any(|l| l.contains("cx42 in fsn1 unavailable")));
     assert!(d.iter().any(|l| l.contains("cx42 in nbg1 unavailable")));
     // the 503 was retried before falling back
-    let posts = st
-        .lock()
-        .unwrap()
-        .requests
-        .iter()
-        .filter(|r| r.0 == "POST")
-        .count();
+    let posts = st.lock().requests.iter().filter(|r| r.0 == "POST").count();
     assert_eq!(posts, 1 + 5 + 1);
 }
 
@@ -541,13 +536,7 @@ async fn retries_429_423_409_503_with_backoff() {
     assert_eq!(made[0].candidate.location, "fsn1");
     // 10 + 20 + 40 + 80 ms of backoff at least
     assert!(started.elapsed() >= Duration::from_millis(150));
-    let posts = st
-        .lock()
-        .unwrap()
-        .requests
-        .iter()
-        .filter(|r| r.0 == "POST")
-        .count();
+    let posts = st.lock().requests.iter().filter(|r| r.0 == "POST").count();
     assert_eq!(posts, 5);
 }
 
@@ -586,7 +575,7 @@ async fn rate_limit_headers_pace_requests() {
     assert!(rl.reset.is_some() && rl.remaining.is_some());
     // the client waited for tokens instead of running into 429s (a few may
     // still happen at the edge, and are retried)
-    let limited = st.lock().unwrap().rate_limited;
+    let limited = st.lock().rate_limited;
     assert!(limited <= 3, "{limited} requests hit 429");
 }
 
@@ -615,7 +604,7 @@ async fn dry_run_logs_but_changes_nothing() {
     assert_eq!(made.len(), 3);
     assert!(made.iter().all(|m| m.id.is_none()));
     p.scale_in(77).await.unwrap();
-    let f = st.lock().unwrap();
+    let f = st.lock();
     assert!(f.requests.iter().all(|r| r.0 == "GET"));
     let d = p.decisions();
     assert_eq!(d.len(), 4);
@@ -631,7 +620,7 @@ async fn failed_create_action_cleans_up() {
     assert!(
         matches!(p.scale_out(1).await, Err(Error::Api { code, .. }) if code == "action_failed")
     );
-    assert!(st.lock().unwrap().servers.is_empty());
+    assert!(st.lock().servers.is_empty());
 }
 
 #[tokio::test]

@@ -6,7 +6,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -385,7 +387,7 @@ fn cli_status_actions_and_a_followed_wake_in_order() {
     std::thread::spawn(move || {
         for line in BufReader::new(sse).lines().map_while(Result::ok) {
             if let Some(name) = line.strip_prefix("event: ") {
-                sink.lock().expect("lock").push(name.to_string());
+                sink.lock().push(name.to_string());
             }
         }
     });
@@ -407,14 +409,9 @@ fn cli_status_actions_and_a_followed_wake_in_order() {
         "the stream to show the wake",
         Duration::from_secs(20),
         || w.log(),
-        || {
-            seen.lock()
-                .expect("lock")
-                .iter()
-                .any(|e| e == "server_started")
-        },
+        || seen.lock().iter().any(|e| e == "server_started"),
     );
-    let names = seen.lock().expect("lock").clone();
+    let names = seen.lock().clone();
     let at = |n: &str| names.iter().position(|e| e == n);
     assert!(at("server_starting").is_some(), "{names:?}");
     assert!(at("server_starting") < at("server_started"), "{names:?}");
@@ -502,7 +499,7 @@ fn receiver(fail_first: usize) -> (u16, Received) {
             );
             if n > fail_first {
                 let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                sink.lock().expect("lock").push((path, v));
+                sink.lock().push((path, v));
             }
         }
     });
@@ -542,7 +539,6 @@ fn webhooks_are_delivered_retried_and_never_hold_up_a_wake() {
     assert!(ok, "{said}");
     let names = || -> Vec<String> {
         got.lock()
-            .expect("lock")
             .iter()
             .filter(|(p, _)| p == "/json")
             .map(|(_, v)| v["event"].as_str().unwrap_or("").to_string())
@@ -551,7 +547,6 @@ fn webhooks_are_delivered_retried_and_never_hold_up_a_wake() {
     // A failed delivery is retried after a second, so wait for both hooks.
     let discord_count = || {
         got.lock()
-            .expect("lock")
             .iter()
             .filter(|(p, _)| p.starts_with("/discord"))
             .count()
@@ -570,7 +565,6 @@ fn webhooks_are_delivered_retried_and_never_hold_up_a_wake() {
     assert!(at("player_left") < at("server_stopped"), "{names:?}");
     let discord: Vec<Value> = got
         .lock()
-        .expect("lock")
         .iter()
         .filter(|(p, _)| p.starts_with("/discord"))
         .map(|(_, v)| v.clone())

@@ -221,10 +221,10 @@ fn a_stop_backs_up_a_running_server_is_copied_between_save_off_and_save_on() {
     wait_for(
         "two backup webhooks",
         Duration::from_secs(20),
-        || format!("{:?}", hooked.lock().unwrap()),
-        || hooked.lock().unwrap().len() >= 2,
+        || format!("{:?}", hooked.lock()),
+        || hooked.lock().len() >= 2,
     );
-    let got = hooked.lock().unwrap().clone();
+    let got = hooked.lock().clone();
     assert!(got.iter().all(|e| e["event"] == "backup_taken"), "{got:?}");
     assert_eq!(got[0]["backup"], online.as_str(), "{got:?}");
     assert_eq!(got[1]["backup"], l[0]["id"], "{got:?}");

@@ -455,9 +455,9 @@ fn a_dead_nodes_server_comes_back_on_another_node_from_its_last_backup() {
         }
     }
     wait_for("the webhooks", Duration::from_secs(20), logs, || {
-        hooked.lock().unwrap().len() >= 2
+        hooked.lock().len() >= 2
     });
-    let got = hooked.lock().unwrap().clone();
+    let got = hooked.lock().clone();
     let down = got.iter().find(|h| h["event"] == "node_down").unwrap();
     assert_eq!(down["node"], "node-b", "{got:?}");
     let rec = got
@@ -761,7 +761,10 @@ fn killing_the_non_owner_mid_join_never_starts_a_second_copy() {
         "{}",
         a.log()
     );
-    assert!(joins_in(&data_a) >= 1, "the second player plays on A's copy");
+    assert!(
+        joins_in(&data_a) >= 1,
+        "the second player plays on A's copy"
+    );
     assert!(
         !data_b.join(".warden-server.pid").exists() && !data_b.join("warden-server.log").exists()
     );

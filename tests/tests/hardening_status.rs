@@ -6,7 +6,9 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -128,7 +130,7 @@ impl RawBackend {
                 count.fetch_add(1, Ordering::SeqCst);
                 let _ = s.set_nonblocking(false);
                 match &reply {
-                    None => held.lock().expect("held").push(s),
+                    None => held.lock().push(s),
                     Some(reply) => {
                         let reply = reply.clone();
                         std::thread::spawn(move || {

@@ -9,7 +9,9 @@ pub mod status;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -56,7 +58,8 @@ where
                     }
                     Err(e) => {
                         errors.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut slot) = first_error.lock() {
+                        {
+                            let mut slot = first_error.lock();
                             slot.get_or_insert_with(|| format!("{e:#}"));
                         }
                         // A refusing path would otherwise spin a core on instant failures.
@@ -69,7 +72,7 @@ where
     while tasks.join_next().await.is_some() {}
     let secs = start.elapsed().as_secs_f64();
     let ok = ok.load(Ordering::Relaxed);
-    let first_error = first_error.lock().ok().and_then(|mut s| s.take());
+    let first_error = first_error.lock().take();
     Rate {
         ok,
         errors: errors.load(Ordering::Relaxed),

@@ -4,8 +4,8 @@
 //! action, and falls back to the next candidate when a location or type is
 //! unavailable. In dry-run mode it reads but only logs what it would change.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -89,14 +89,15 @@ impl Provisioner {
 
     fn note(&self, msg: String) {
         tracing::info!(dry_run = self.cfg.dry_run, "{msg}");
-        if let Ok(mut l) = self.log.lock() {
+        {
+            let mut l = self.log.lock();
             l.push(msg);
         }
     }
 
     /// Every decision taken so far, in order (what dry-run reports).
     pub fn decisions(&self) -> Vec<String> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.log.lock().clone()
     }
 
     /// Fitting (type, location) pairs, cheapest per GB first, then by location preference.
@@ -145,14 +146,9 @@ impl Provisioner {
     }
 
     fn next_name(&self) -> String {
-        let n = self
-            .seq
-            .lock()
-            .map(|mut s| {
-                *s += 1;
-                *s
-            })
-            .unwrap_or(0);
+        let mut n = self.seq.lock();
+        *n += 1;
+        let n = *n;
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -4,7 +4,9 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -115,7 +117,8 @@ pub fn webhook_sink() -> (u16, Arc<Mutex<Vec<Value>>>) {
             let mut body = vec![0; len];
             let _ = r.read_exact(&mut body);
             let _ = (&conn).write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
-            if let Ok(mut got) = sink.lock() {
+            {
+                let mut got = sink.lock();
                 got.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
             }
         }

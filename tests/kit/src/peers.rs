@@ -6,7 +6,9 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -53,7 +55,7 @@ impl Backend {
                     if v["event"] == "ready" || v["event"] == "fatal" {
                         let _ = tx.send(v.clone());
                     }
-                    sink.lock().expect("events").push(v);
+                    sink.lock().push(v);
                 }
             }
         });
@@ -93,7 +95,6 @@ impl Backend {
     pub fn events(&self, kind: &str) -> Vec<Value> {
         self.events
             .lock()
-            .expect("events")
             .iter()
             .filter(|e| e["event"] == kind)
             .cloned()

@@ -3,8 +3,8 @@
 //! reconcile runs), but the fencing epoch does, so a lease handed out after a
 //! restart still outranks every lease handed out before it.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 struct Held {
@@ -18,10 +18,10 @@ pub(crate) struct LeaseTable {
 }
 
 impl LeaseTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Held>> {
         // A panic elsewhere while holding the lock leaves the map consistent
         // (every update is a single insert or remove), so keep using it.
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+        self.held.lock()
     }
 
     /// Takes the lease if nobody holds an unexpired one. `next_epoch` runs

@@ -3,7 +3,9 @@
 //! server that is no longer one (`READONLY`), forgets it, and the next call asks the
 //! sentinels again: after a failover the store finds the promoted replica by itself.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -73,8 +75,8 @@ impl Link {
         Ok(link)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Primary>>> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Option<Arc<Primary>>> {
+        self.current.lock()
     }
 
     fn primary_at(&self, addr: String, client: Client) -> Result<Arc<Primary>, StoreError> {

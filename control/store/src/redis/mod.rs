@@ -27,7 +27,9 @@ mod sessions;
 mod wake;
 mod watcher;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,7 +102,7 @@ pub struct RedisStore {
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        let watcher = self.watcher.get_mut().unwrap_or_else(|p| p.into_inner());
+        let watcher = self.watcher.get_mut();
         if let Some(task) = watcher.take() {
             task.abort();
         }

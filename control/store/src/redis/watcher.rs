@@ -22,7 +22,7 @@ impl RedisStore {
     }
 
     pub(super) fn start_watcher(&self) {
-        let mut watcher = self.watcher.lock().unwrap_or_else(|p| p.into_inner());
+        let mut watcher = self.watcher.lock();
         if watcher.is_some() {
             return;
         }
