@@ -772,3 +772,99 @@ fn killing_the_non_owner_mid_join_never_starts_a_second_copy() {
         assert!(!log.contains("server process started"), "{log}");
     }
 }
+
+/// An archived world comes back where there is room: `x` (API-defined) is archived on its
+/// owner, which is then cordoned. A join at the other node gets it placed there for its
+/// restore (one compare-and-set, by whichever node sees first that the owner cannot take
+/// it), restored byte for byte and played on; the cordoned owner starts nothing, and both
+/// appliances see where it runs.
+#[test]
+fn an_archived_server_is_restored_on_a_node_that_can_take_it() {
+    let redis = Redis::start();
+    let dir = tempdir("fleet-restore-place");
+    let node = |name: &str| {
+        config(
+            "",
+            None,
+            &fleet_sections(name, redis.port, &dir, "memory_gb = 4.0\n"),
+        )
+    };
+    let a = Warden::start("fleet-restore-a", &node("node-a"));
+    let b = Warden::start("fleet-restore-b", &node("node-b"));
+    let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
+    let admin = a.token("admin");
+    wait_for("A to know node B", Duration::from_secs(10), logs, || {
+        a.metric("warden_node_up{node=\"node-b\"}") == 1.0
+    });
+    let (port, data) = (free_port(), dir.join("x"));
+    std::fs::create_dir_all(data.join("world")).unwrap();
+    std::fs::write(data.join("world/level.dat"), b"comes back").unwrap();
+    let _guard = ServerProcess(data.clone());
+    let spec = json!({
+        "id": "x", "hosts": ["x.test"], "backend": format!("127.0.0.1:{port}"),
+        "memory_gb": 1.0, "sleep_after_secs": 3600, "start_timeout_secs": 60,
+        "runtime": {"kind": "process", "dir": data,
+            "command": ["node", peers_dir().join("backend.js"), "--version", "1.20.4", "--port", port.to_string()]},
+    });
+    let (status, s) = a.api("POST", "/v1/servers", Some(&admin), Some(&spec.to_string()));
+    assert_eq!(status, 201, "{s}");
+    let mut owner = String::new();
+    wait_for("x to be placed", Duration::from_secs(10), logs, || {
+        owner = server_info(&a, &admin, "x")["node"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        !owner.is_empty()
+    });
+    let (owner_w, other_w, other) = match owner.as_str() {
+        "node-a" => (&a, &b, "node-b"),
+        _ => (&b, &a, "node-a"),
+    };
+    let (ok, said) = owner_w.cli(&admin, &["archive", "x"]);
+    assert!(ok, "{said}\n{}", logs());
+    assert!(!data.exists(), "the node copy goes once archived");
+    let (ok, said) = owner_w.cli(&admin, &["node", "cordon", &owner]);
+    assert!(ok, "{said}");
+    wait_for(
+        "the other node to see the cordon",
+        Duration::from_secs(10),
+        logs,
+        || {
+            other_w
+                .api("GET", &format!("/v1/nodes/{owner}"), Some(&admin), None)
+                .1["state"]
+                == "cordoned"
+        },
+    );
+
+    let (ok, lines) = join(other_w, "x.test", "returning");
+    assert!(ok, "{lines:?}\n{}", logs());
+    // Both appliances, the old owner too, see it on the other node.
+    wait_for(
+        "both to agree where it runs",
+        Duration::from_secs(10),
+        logs,
+        || {
+            [&a, &b].iter().all(|w| {
+                let s = server_info(w, &admin, "x");
+                s["node"] == other && s["state"] == "active"
+            })
+        },
+    );
+    assert_eq!(
+        std::fs::read(data.join("world/level.dat")).unwrap(),
+        b"comes back"
+    );
+    assert!(
+        !owner_w.log().contains("server process started"),
+        "{}",
+        owner_w.log()
+    );
+    // Whichever saw first that the owner cannot take it (the joining node, or the owner
+    // asked to wake it) placed it.
+    assert!(
+        logs().contains("placed on another node for its restore"),
+        "{}",
+        logs()
+    );
+}

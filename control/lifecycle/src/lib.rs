@@ -284,6 +284,7 @@ impl Engine {
             self.drain_step();
             self.nightly_consolidation().await;
             wake::answer_requests(&self).await;
+            self.refresh_moved().await;
             let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
             for slot in &slots {
                 let id = &slot.spec.id;

@@ -1,13 +1,15 @@
 //! Every managed server has one owner node from the moment its record exists: the only
 //! appliance that starts, stops, archives or restores it. Here: creating the record with
 //! the owner placement chose (create-if-absent, so appliances starting together agree on
-//! one), claiming a record written before owners existed, and placing a server that no
-//! node could take when it was first seen.
+//! one), claiming a record written before owners existed, placing a server that no
+//! node could take when it was first seen, and placing an archived server anew for its
+//! restore when its owner cannot take it.
 
 use tracing::{debug, info};
 use warden_store::{Change, ServerRecord, ServerState, StoreError};
 
-use super::{Engine, ManagedServer, Slot};
+use super::placement;
+use super::{now_ms, Engine, ManagedServer, Slot};
 
 impl Engine {
     /// Creates the record of a server first seen here, owned by the node placement chooses
@@ -120,4 +122,93 @@ impl Engine {
         }
         owner.ok_or_else(|| format!("{} runs elsewhere without an owner yet", slot.spec.id))
     }
+
+    /// A world that is only in the archive can come back on any node. When its owner
+    /// cannot take it now (not ready, not alive, or without room for it), an API-defined
+    /// server is placed best-fit on a ready node with room before it is woken: one
+    /// compare-and-set on its epoch, so a racing wake on the old owner is refused. Returns
+    /// the node to wake it on.
+    pub(super) async fn place_restore(&self, slot: &Slot, owner: String) -> String {
+        let (state, epoch) = {
+            let r = slot.record.lock();
+            (r.state, r.epoch)
+        };
+        if state != ServerState::Archived || !slot.spec.anywhere {
+            return owner;
+        }
+        let (id, need, now) = (&slot.spec.id, slot.spec.memory_gb, now_ms());
+        let room = |capacity: f64, used: f64| placement::fits(capacity, used, need);
+        let owner_can = match owner == self.appliance() {
+            true => {
+                self.takes_servers_now()
+                    && (!self.settings.node.enforce_capacity
+                        || room(self.settings.node.memory_gb, self.allocated_gb(Some(id))))
+            }
+            false => self
+                .nodes()
+                .iter()
+                .find(|n| n.id == owner)
+                .is_some_and(|n| n.takes_servers(now) && room(n.memory_gb, n.allocated_gb)),
+        };
+        if owner_can {
+            return owner;
+        }
+        let Ok(to) = self.best_fit(&slot.spec, |n| room(n.memory_gb, n.allocated_gb)) else {
+            return owner;
+        };
+        if to == owner {
+            return owner;
+        }
+        let change = Change::to(
+            ServerState::Archived,
+            format!("placed on {to} for its restore: {owner} cannot take it now"),
+        )
+        .with_place(&to);
+        match self.store.apply(id, epoch, change).await {
+            Ok(rec) => {
+                info!(server = %id, from = %owner, %to, "archived server placed on another node for its restore");
+                *slot.record.lock() = rec;
+                // The old owner still holds its copy of the record as it was: tell it.
+                let note = serde_json::json!({ "from": owner, "to": to });
+                let _ = self
+                    .store
+                    .put_doc(MOVED, id, &note.to_string(), false)
+                    .await;
+                to
+            }
+            // Changed meanwhile: this wake goes on with the record as it was.
+            Err(_) => owner,
+        }
+    }
+
+    /// Refreshes this appliance's copy of servers another appliance moved away from it
+    /// (see [`Engine::place_restore`]), so its API and timers see the new owner.
+    pub(super) async fn refresh_moved(&self) {
+        let Ok(notes) = self.store.list_docs(MOVED).await else {
+            return;
+        };
+        for (id, note) in notes {
+            let from = serde_json::from_str::<serde_json::Value>(&note)
+                .ok()
+                .and_then(|v| v["from"].as_str().map(str::to_string));
+            if from.as_deref() != Some(self.appliance()) {
+                continue;
+            }
+            let slot = self.slots.read().get(&id).cloned();
+            if let Some(slot) = slot {
+                if slot.waking.try_lock().is_err() {
+                    continue;
+                }
+                if let Ok(Some(rec)) = self.store.get(&id).await {
+                    let state = rec.state;
+                    *slot.record.lock() = rec;
+                    slot.state.send_replace(state);
+                }
+            }
+            let _ = self.store.delete_doc(MOVED, &id).await;
+        }
+    }
 }
+
+/// The store's document kind for "this server was placed elsewhere by another appliance".
+const MOVED: &str = "moved";

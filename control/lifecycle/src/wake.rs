@@ -213,6 +213,8 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
             }
         },
     };
+    // An archived world can come back anywhere: not on an owner that cannot take it.
+    let owner = engine.place_restore(slot, owner).await;
     if owner != engine.settings.appliance {
         // Its world is on its owner: ask that one, and mirror its progress.
         info!(server = %id, node = %owner, "asking the server's owner to wake it");
@@ -221,8 +223,8 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
             slot.state.send_modify(|_| {});
             return false;
         }
-        follow(engine, slot).await;
-        return false;
+        // Placed here meanwhile (its owner could not take it): wake it here.
+        return follow(engine, slot).await;
     }
     let lease = match patiently(patience, "a wake", || {
         engine
@@ -232,10 +234,7 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
     .await
     {
         Ok(Some(lease)) => lease,
-        Ok(None) => {
-            follow(engine, slot).await;
-            return false;
-        }
+        Ok(None) => return follow(engine, slot).await,
         Err(e) => {
             // Without the store we cannot know whether another appliance is starting it:
             // refuse rather than risk a double start.
@@ -414,8 +413,12 @@ pub(super) async fn answer_requests(engine: &Arc<Engine>) {
     }
 }
 
-/// Another appliance holds the wake lock: mirror the store until the server is up.
-pub(super) async fn follow(engine: &Engine, slot: &Slot) {
+/// Another appliance holds the wake lock: mirror the store until the server is up. True
+/// if meanwhile the server was placed on this appliance (the owner could not take it), so
+/// the caller wakes it here.
+pub(super) async fn follow(engine: &Engine, slot: &Slot) -> bool {
+    let me = engine.settings.appliance.as_str();
+    let elsewhere = slot.record.lock().node.as_deref() != Some(me);
     let mut changes = engine.store.watch();
     // A start gets start_timeout; an archive or restore (any length) up to an hour.
     let mut until = Instant::now() + slot.spec.start_timeout;
@@ -423,10 +426,14 @@ pub(super) async fn follow(engine: &Engine, slot: &Slot) {
     loop {
         if let Ok(Some(rec)) = engine.store.get(&slot.spec.id).await {
             let state = rec.state;
+            let here = elsewhere && rec.node.as_deref() == Some(me);
             *slot.record.lock() = rec;
             slot.state.send_replace(state);
             if matches!(state, ServerState::Active | ServerState::Failed) {
-                return;
+                return false;
+            }
+            if here && matches!(state, ServerState::Archived | ServerState::Sleeping) {
+                return true;
             }
             if last != Some(state) {
                 last = Some(state);
@@ -438,7 +445,7 @@ pub(super) async fn follow(engine: &Engine, slot: &Slot) {
             }
         }
         if timeout_at(until, changes.changed()).await.is_err() {
-            return;
+            return false;
         }
     }
 }
