@@ -24,7 +24,7 @@ fn node(
         "",
         None,
         &format!(
-            "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{redis}\"\n[archive]\npath = \"{}\"\n\
+            "[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{redis}\"\npath = \"{{dir}}\"\n[archive]\npath = \"{}\"\n\
              [lifecycle]\nappliance = \"{name}\"\n{API}\
              {}sleep_after = \"1h\"\nstart_timeout = \"60s\"\nstop_timeout = \"10s\"\n\
              node_backends = {{ \"node-a\" = \"127.0.0.1:{}\", \"node-b\" = \"127.0.0.1:{}\" }}\n\

@@ -138,18 +138,21 @@ impl Engine {
         }
         let (id, need, now) = (&slot.spec.id, slot.spec.memory_gb, now_ms());
         let room = |capacity: f64, used: f64| placement::fits(capacity, used, need);
-        let owner_can = match owner == self.appliance() {
-            true => {
-                self.takes_servers_now()
-                    && (!self.settings.node.enforce_capacity
-                        || room(self.settings.node.memory_gb, self.allocated_gb(Some(id))))
-            }
-            false => self
-                .nodes()
-                .iter()
-                .find(|n| n.id == owner)
-                .is_some_and(|n| n.takes_servers(now) && room(n.memory_gb, n.allocated_gb)),
+        // The owner's record as it is now (the fleet copy may be a renewal old); without
+        // the store nothing moves.
+        let Ok(found) = self.store.node(&owner).await else {
+            return owner;
         };
+        let owner_can = found.is_some_and(|n| {
+            n.takes_servers(now)
+                && match owner == self.appliance() {
+                    true => {
+                        !self.settings.node.enforce_capacity
+                            || room(self.settings.node.memory_gb, self.allocated_gb(Some(id)))
+                    }
+                    false => room(n.memory_gb, n.allocated_gb),
+                }
+        });
         if owner_can {
             return owner;
         }
