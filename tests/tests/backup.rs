@@ -313,7 +313,14 @@ fn the_collector_deletes_exactly_the_old_orphans() {
         put(".data.warden-removing/x", 2),
     ];
     let young = put("archive/fresh/data.tar.zst", 0);
-    let neighbours = [put(".other.stale-1/x", 2), put("datadog/x", 2)];
+    // Not Warden's: another program's directory beside the world, and objects in the
+    // archive storage that are not shaped like an archive or a backup.
+    let neighbours = [
+        put(".other.stale-1/x", 2),
+        put("datadog/x", 2),
+        put("archive/photos/cat.jpg", 2),
+        put("archive/backups/gone/notes.txt", 2),
+    ];
     for d in [".data.stale-1700000000000", ".data.warden-removing"] {
         backdate(&dir.join(d), 2);
     }

@@ -48,16 +48,21 @@ pub struct GcReport {
     pub dry_run: bool,
 }
 
-/// Which owner an archive key belongs to, and its kind: `ID/...` is an archive,
-/// `backups/ID/...` backups, `backups/ID.stale/...` a set-aside world.
+/// Which owner an archive key belongs to, and its kind, for the shapes Warden writes and
+/// nothing else (a bucket may hold other things): `ID/data.tar.zst` and `ID/manifest.json`
+/// are an archive, `backups/ID/{snapshots,blobs}/...` backups, `backups/ID.stale/...` a
+/// set-aside world.
 fn owner_of(key: &str) -> Option<(&'static str, &str)> {
-    let mut parts = key.split('/');
-    match (parts.next(), parts.next()) {
-        (Some("backups"), Some(id)) => match id.strip_suffix(".stale") {
+    use warden_archive::manifest::{DATA_OBJECT, MANIFEST_OBJECT};
+    let parts: Vec<&str> = key.split('/').collect();
+    match parts.as_slice() {
+        ["backups", id, "snapshots" | "blobs", _, ..] => match id.strip_suffix(".stale") {
             Some(_) => Some(("aside", id)),
             None => Some(("backup", id)),
         },
-        (Some(id), Some(_)) => Some(("archive", id)),
+        [id, object] if *object == DATA_OBJECT || *object == MANIFEST_OBJECT => {
+            Some(("archive", id))
+        }
         _ => None,
     }
 }
@@ -270,7 +275,16 @@ mod tests {
             owner_of("backups/lobby.stale/blobs/ab/cd"),
             Some(("aside", "lobby.stale"))
         );
-        assert_eq!(owner_of("loose-file"), None);
+        assert_eq!(owner_of("lobby/manifest.json"), Some(("archive", "lobby")));
+        // Not a shape Warden writes: never its to collect.
+        for foreign in [
+            "loose-file",
+            "photos/cat.jpg",
+            "lobby/extra/data.tar.zst",
+            "backups/x/notes.txt",
+        ] {
+            assert_eq!(owner_of(foreign), None, "{foreign}");
+        }
     }
 
     #[test]
