@@ -114,14 +114,18 @@ pub fn plan(nodes: &[NodeRecord], pieces: &[Piece]) -> Plan {
     none(format!("no node can be freed ({})", reasons.join("; ")))
 }
 
-/// Best-fit of `n`'s servers on the other nodes, running ones first and biggest first,
-/// each placement counted before the next.
+/// Best-fit of `n`'s servers on the other nodes that hold servers, running ones first and
+/// biggest first, each placement counted before the next.
 fn fit_elsewhere(
     nodes: &[NodeRecord],
     n: &NodeRecord,
     mine: &[&Piece],
 ) -> Result<Vec<Move>, String> {
-    let others: Vec<&NodeRecord> = nodes.iter().filter(|o| o.id != n.id).collect();
+    // Only onto nodes that hold servers already: moving onto an empty node frees nothing.
+    let others: Vec<&NodeRecord> = nodes
+        .iter()
+        .filter(|o| o.id != n.id && o.servers > 0)
+        .collect();
     let mut allocated: Vec<f64> = others.iter().map(|o| o.allocated_gb).collect();
     let mut servers: Vec<u32> = others.iter().map(|o| o.servers).collect();
     let mut todo: Vec<&&Piece> = mine.iter().collect();
@@ -325,6 +329,31 @@ mod tests {
         assert_eq!(p.moves.len(), 1);
         // The running 2 GB server best-fits b (4 of 8 in use) rather than the empty c.
         assert_eq!(p.moves[0].to, "b");
+    }
+
+    #[test]
+    fn nothing_moves_onto_an_empty_node() {
+        // a's sleeping server would fit the empty c best by the servers tie-break; packing
+        // must put it on b, the other node in use.
+        let nodes = [
+            node("a", 8.0, 0.0, 1),
+            node("b", 8.0, 0.0, 2),
+            node("c", 8.0, 0.0, 0),
+        ];
+        let pieces = [
+            piece("s1", "a", 1.0, false),
+            piece("s2", "b", 1.0, false),
+            piece("s3", "b", 1.0, false),
+        ];
+        let p = plan(&nodes, &pieces);
+        assert_eq!(p.node.as_deref(), Some("a"), "{p:?}");
+        assert_eq!(p.moves[0].to, "b", "{p:?}");
+        let mut only = pieces.clone();
+        only[0].targets = Some(vec!["c".into()]);
+        // s1 may only go to the empty c, so a stays; b is freed onto a instead.
+        let p = plan(&nodes, &only);
+        assert_eq!(p.node.as_deref(), Some("b"), "{p:?}");
+        assert!(p.moves.iter().all(|m| m.to == "a"), "{p:?}");
     }
 
     #[test]

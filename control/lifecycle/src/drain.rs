@@ -83,14 +83,25 @@ impl Engine {
     }
 
     /// Where a draining node's server goes: the best fit among the other ready nodes that
-    /// can run it (any, for an API-defined server; those in its `node_backends` otherwise).
+    /// can run it (any, for an API-defined server; those in its `node_backends` otherwise),
+    /// nodes that already hold servers first, so empty nodes stay empty (what consolidation
+    /// planned, and what lets the capacity controller give them back).
     fn drain_target(&self, slot: &Slot) -> Result<String, String> {
         let me = self.appliance();
         let spec = &slot.spec;
-        self.best_fit(spec, |n| {
+        let can = |n: &warden_store::NodeRecord| {
             n.id != me && (spec.anywhere || spec.node_backends.contains_key(&n.id))
-        })
-        .map_err(|why| {
+        };
+        // A running server only goes to a used node with room for it now.
+        let running = super::node::holds_memory(*slot.state.borrow());
+        let used = |n: &warden_store::NodeRecord| {
+            n.servers > 0
+                && (!running || super::placement::fits(n.memory_gb, n.allocated_gb, spec.memory_gb))
+        };
+        if let Ok(to) = self.best_fit(spec, |n| can(n) && used(n)) {
+            return Ok(to);
+        }
+        self.best_fit(spec, can).map_err(|why| {
             if spec.anywhere {
                 why
             } else {
