@@ -77,28 +77,60 @@ fn joins_in(data: &Path) -> usize {
         .count()
 }
 
+/// Two appliances, A (127.0.0.2, node-a) and B (127.0.0.3, node-b), on one Redis, each
+/// with its own copy of server `world` (asleep after `sleep_after`) and its own data
+/// directory; A starts first, so A owns it.
+struct Pair {
+    b: Warden,
+    a: Warden,
+    data_a: std::path::PathBuf,
+    data_b: std::path::PathBuf,
+    _guards: (ServerProcess, ServerProcess),
+    _redis: Redis,
+}
+
+impl Pair {
+    fn start(tag: &str, sleep_after: &str) -> Pair {
+        let redis = Redis::start();
+        let dir = tempdir(&format!("fleet-{tag}"));
+        let (data_a, data_b) = (dir.join("world-a"), dir.join("world-b"));
+        let port = free_port();
+        let guards = (ServerProcess(data_a.clone()), ServerProcess(data_b.clone()));
+        let node = |name: &str, ip: &str, data: &Path| {
+            config(
+                "",
+                None,
+                &(fleet_sections(name, redis.port, &dir, &format!("address = \"{ip}\"\n"))
+                    + &process_server("world", ip, port, data, sleep_after)),
+            )
+        };
+        let a = Warden::start(
+            &format!("fleet-{tag}-a"),
+            &node("node-a", "127.0.0.2", &data_a),
+        );
+        let b = Warden::start(
+            &format!("fleet-{tag}-b"),
+            &node("node-b", "127.0.0.3", &data_b),
+        );
+        Pair {
+            b,
+            a,
+            data_a,
+            data_b,
+            _guards: guards,
+            _redis: redis,
+        }
+    }
+}
+
 /// The bug this fixes: two appliances both defining `world` woke it in whichever directory
 /// the joining player's appliance had. Now the node that created the record owns it; a join
 /// at the other appliance, before and after the server slept, is forwarded to the owner's
 /// address and wakes it there. The other appliance never starts it.
 #[test]
 fn one_owner_runs_a_server_both_appliances_define_and_the_other_forwards() {
-    let redis = Redis::start();
-    let dir = tempdir("fleet-own");
-    let (data_a, data_b) = (dir.join("world-a"), dir.join("world-b"));
-    let port = free_port();
-    let _guards = (ServerProcess(data_a.clone()), ServerProcess(data_b.clone()));
-    // Each appliance has its own copy of the definition, on its own address.
-    let node = |name: &str, ip: &str, data: &Path| {
-        config(
-            "",
-            None,
-            &(fleet_sections(name, redis.port, &dir, &format!("address = \"{ip}\"\n"))
-                + &process_server("world", ip, port, data, "3s")),
-        )
-    };
-    let a = Warden::start("fleet-own-a", &node("node-a", "127.0.0.2", &data_a));
-    let b = Warden::start("fleet-own-b", &node("node-b", "127.0.0.3", &data_b));
+    let pair = Pair::start("own", "3s");
+    let (a, b, data_a, data_b) = (&pair.a, &pair.b, &pair.data_a, &pair.data_b);
     let viewer = a.token("viewer");
     let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
     for w in [&a, &b] {
@@ -133,9 +165,9 @@ fn one_owner_runs_a_server_both_appliances_define_and_the_other_forwards() {
 
     // Joins at the non-owner, twice: once from cold, once after it slept again.
     for round in 0..2 {
-        let (ok, lines) = join(&b, "world.test", &format!("viaB{round}"));
+        let (ok, lines) = join(b, "world.test", &format!("viaB{round}"));
         assert!(ok, "round {round}: {lines:?}\n{}", logs());
-        assert_eq!(joins_in(&data_a), round + 1, "{}", logs());
+        assert_eq!(joins_in(data_a), round + 1, "{}", logs());
         wait_for(
             "both appliances to see it asleep",
             Duration::from_secs(30),
@@ -600,7 +632,7 @@ fn consolidation_frees_a_node_and_leaves_played_servers_alone() {
     let backend = peers_dir().join("backend.js");
     let mut guards = Vec::new();
     let ids = ["s1", "s2", "s3"];
-    for id in ids {
+    for (placed, id) in ids.into_iter().enumerate() {
         wait_for("every node up", Duration::from_secs(20), logs, || {
             ["node-a", "node-b", "node-c"]
                 .iter()
@@ -618,8 +650,24 @@ fn consolidation_frees_a_node_and_leaves_played_servers_alone() {
         });
         let (status, s) = a.api("POST", "/v1/servers", Some(&admin), Some(&spec.to_string()));
         assert_eq!(status, 201, "{s}");
-        // The next placement sees this one counted.
-        std::thread::sleep(Duration::from_millis(2500));
+        // The next placement sees this one counted (in its owner's lease renewal, as A
+        // reads the fleet), so the three spread over the three nodes.
+        wait_for(
+            "the placement to be counted",
+            Duration::from_secs(20),
+            logs,
+            || {
+                let (_, nodes) = a.api("GET", "/v1/nodes", Some(&admin), None);
+                let owned: u64 = nodes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n["servers"].as_u64())
+                    .sum();
+                owned > placed as u64
+            },
+        );
+        std::thread::sleep(Duration::from_millis(2100));
     }
     let owners = || -> Vec<String> {
         ids.iter()
@@ -704,23 +752,10 @@ fn consolidation_frees_a_node_and_leaves_played_servers_alone() {
 /// again, forwards to it and never starts a copy of its own.
 #[test]
 fn killing_the_non_owner_mid_join_never_starts_a_second_copy() {
-    let redis = Redis::start();
-    let dir = tempdir("fleet-midjoin");
-    let (data_a, data_b) = (dir.join("world-a"), dir.join("world-b"));
-    let port = free_port();
-    let _guards = (ServerProcess(data_a.clone()), ServerProcess(data_b.clone()));
-    let node = |name: &str, ip: &str, data: &Path| {
-        config(
-            "",
-            None,
-            &(fleet_sections(name, redis.port, &dir, &format!("address = \"{ip}\"\n"))
-                + &process_server("world", ip, port, data, "1h")),
-        )
-    };
-    let a = Warden::start("fleet-midjoin-a", &node("node-a", "127.0.0.2", &data_a));
-    let mut b = Warden::start("fleet-midjoin-b", &node("node-b", "127.0.0.3", &data_b));
+    let mut pair = Pair::start("midjoin", "1h");
+    let (a, b, data_a, data_b) = (&pair.a, &mut pair.b, &pair.data_a, &pair.data_b);
     let viewer = a.token("viewer");
-    assert_eq!(server_info(&b, &viewer, "world")["node"], "node-a");
+    assert_eq!(server_info(b, &viewer, "world")["node"], "node-a");
     let b_port = b.port.to_string();
     let joining = std::thread::spawn(move || {
         player(&[
@@ -749,11 +784,11 @@ fn killing_the_non_owner_mid_join_never_starts_a_second_copy() {
         "A to run it",
         Duration::from_secs(60),
         || a.log(),
-        || server_info(&a, &viewer, "world")["state"] == "active",
+        || server_info(a, &viewer, "world")["state"] == "active",
     );
     b.child = Warden::spawn(&b.dir, &b.config, false, "warden-again.log");
     assert!(b.wait_ready(), "{}", b.log_named("warden-again.log"));
-    let (ok, lines) = join(&b, "world.test", "after");
+    let (ok, lines) = join(b, "world.test", "after");
     assert!(ok, "{lines:?}\n{}", b.log_named("warden-again.log"));
     assert_eq!(
         a.log().matches("server process started").count(),
@@ -761,10 +796,7 @@ fn killing_the_non_owner_mid_join_never_starts_a_second_copy() {
         "{}",
         a.log()
     );
-    assert!(
-        joins_in(&data_a) >= 1,
-        "the second player plays on A's copy"
-    );
+    assert!(joins_in(data_a) >= 1, "the second player plays on A's copy");
     assert!(
         !data_b.join(".warden-server.pid").exists() && !data_b.join("warden-server.log").exists()
     );
