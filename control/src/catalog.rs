@@ -104,7 +104,8 @@ impl Catalog {
 #[async_trait::async_trait]
 impl Build for Catalog {
     async fn build(&self, spec: &ServerSpec, managed: &Managed) -> anyhow::Result<ManagedServer> {
-        managed_server(spec, managed, Some(&self.archive), None).await
+        let fleet = self.engine.fleet();
+        managed_server(spec, managed, Some(&self.archive), fleet, None).await
     }
 }
 
@@ -135,9 +136,15 @@ impl ServerCatalog for Catalog {
         self.sync().await
     }
 
+    /// Deletes the definition, then the server's record (its transitions stay as the
+    /// audit trail): what it leaves (data, container, volume, archive, backups) has no
+    /// owner from then on, and the collector reclaims it once `[gc] min_age` has passed.
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let existed = self.store.delete_doc(KIND, id).await?;
         self.sync().await?;
+        if existed {
+            self.store.delete(id).await?;
+        }
         Ok(existed)
     }
 }

@@ -164,7 +164,7 @@ impl Build for Adopt<'_> {
             .now
             .get(spec.id())
             .and_then(|(_, daemon)| self.clients.get(*daemon).cloned().flatten());
-        managed_server(spec, managed, None, client).await
+        managed_server(spec, managed, None, None, client).await
     }
 }
 

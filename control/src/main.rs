@@ -113,9 +113,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Find what nothing owns (archives and backups of deleted servers, worlds set aside by
-    /// recoveries, leftovers of interrupted restores) and delete what is older than
-    /// [gc] min_age. Runs nightly on its own, after consolidation.
+    /// Find what nothing owns (archives, backups, containers and volumes of deleted servers,
+    /// worlds set aside by recoveries, leftovers of interrupted restores, abandoned S3
+    /// uploads) and delete what is older than [gc] min_age. Runs nightly on its own, after
+    /// consolidation.
     Gc {
         /// Only report.
         #[arg(long)]

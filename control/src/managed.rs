@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use warden_archive::{ArchiveStore, LocalDir, Paced, S3Config, S3};
 use warden_proxy::sessions::Sessions;
-use warden_runtime::docker::DockerClient;
+use warden_runtime::docker::{DockerClient, FLEET_LABEL, SERVER_LABEL};
 use warden_runtime::{DockerEndpoint, DockerRuntime, DockerSpec, ProcessRuntime, Runtime};
 
 use crate::config::{
@@ -34,11 +34,27 @@ pub async fn engine(
     let store = warden_store::open(&store_cfg)
         .await
         .context("opening the state store")?;
+    let fleet = warden_store::fleet_id(store.as_ref())
+        .await
+        .context("reading the fleet's id from the state store")?;
     let archive = archive_store(cfg)?;
     let mut servers = Vec::new();
     for s in &file.servers {
         if let Some(m) = &s.managed {
-            servers.push(managed_server(s, m, Some(&archive), None).await?);
+            servers.push(managed_server(s, m, Some(&archive), Some(&fleet), None).await?);
+        }
+    }
+    let node = cfg.node_settings(&file.servers, upgrade);
+    if node.roles.contains(&warden_store::NodeRole::Node) {
+        match (check_local(&node.address), &cfg.node.address) {
+            (Ok(()), _) => {}
+            (Err(why), Some(_)) => anyhow::bail!(
+                "node.address {why}: edges would reach this node's servers there. Set [node] \
+                 address to this machine's IP (or host name) on the network the edges use"
+            ),
+            (Err(why), None) => tracing::warn!(
+                "the node address taken from the first server's backend {why}; set [node] address"
+            ),
         }
     }
     let settings = LifecycleSettings {
@@ -55,11 +71,12 @@ pub async fn engine(
         }),
         wakes_per_source_per_hour: cfg.lifecycle.wakes_per_source_per_hour,
         wakes_per_server_per_hour: cfg.lifecycle.wakes_per_server_per_hour,
-        node: cfg.node_settings(&file.servers, upgrade),
+        node,
         // `warden config check` refuses a `[backup]` that does not parse.
         backup: cfg.backup.settings().map_err(anyhow::Error::msg)?,
         store_patience: cfg.store.store_patience(),
         gc_min_age: cfg.gc.min_age,
+        fleet,
         ..LifecycleSettings::default()
     };
     let engine = Engine::start(servers, store, sessions, settings)
@@ -71,10 +88,12 @@ pub async fn engine(
 /// Builds the engine's view of one server: its runtime (a process, a container Warden
 /// owns, or one it adopts through `adopt`, its daemon's client), its data, RCON and
 /// `archive` storage (never for an adopted container: Warden does not own its data).
+/// Containers and volumes Warden makes are labelled with `fleet` and the server's id.
 pub async fn managed_server(
     s: &ServerSpec,
     m: &Managed,
     archive: Option<&Arc<dyn ArchiveStore>>,
+    fleet: Option<&str>,
     adopt: Option<DockerClient>,
 ) -> anyhow::Result<ManagedServer> {
     let id = s.id();
@@ -111,6 +130,10 @@ pub async fn managed_server(
             spec.memory_gb = m.memory_gb;
             spec.stop_timeout = m.stop_timeout;
             spec.rcon = rcon.clone();
+            spec.labels.insert(SERVER_LABEL.into(), id.to_string());
+            if let Some(fleet) = fleet {
+                spec.labels.insert(FLEET_LABEL.into(), fleet.to_string());
+            }
             let endpoint = socket
                 .clone()
                 .map(DockerEndpoint::Socket)
@@ -178,4 +201,47 @@ fn archive_store(cfg: &Config) -> anyhow::Result<Arc<dyn ArchiveStore>> {
         Some(rate) => Arc::new(Paced::new(store, rate)),
         None => store,
     })
+}
+
+/// Whether `address` (an IP address or a host name) is one of this machine's: a node
+/// advertising an address it does not have (a typo, a copy of another node's config) would
+/// send every edge's players nowhere. Binding a port on it is the test the kernel answers.
+fn check_local(address: &str) -> Result<(), String> {
+    use std::net::{IpAddr, TcpListener, ToSocketAddrs};
+    let ips: Vec<IpAddr> = match address.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => (address, 0)
+            .to_socket_addrs()
+            .map_err(|e| format!("`{address}` does not resolve ({e})"))?
+            .map(|a| a.ip())
+            .collect(),
+    };
+    let mut last = None;
+    for ip in &ips {
+        match TcpListener::bind((*ip, 0)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) => format!("`{address}` is not an address of this machine ({e})"),
+        None => format!("`{address}` resolves to no address"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_local;
+
+    #[test]
+    fn only_this_machines_addresses_pass() {
+        assert_eq!(check_local("127.0.0.1"), Ok(()));
+        assert_eq!(check_local("127.0.0.9"), Ok(()), "all of 127/8 is local");
+        assert_eq!(check_local("localhost"), Ok(()));
+        // TEST-NET-1: documentation space, never assigned to a machine.
+        let e = check_local("192.0.2.1").unwrap_err();
+        assert!(e.contains("not an address of this machine"), "{e}");
+        let e = check_local("no-such-host.invalid").unwrap_err();
+        assert!(e.contains("does not resolve"), "{e}");
+    }
 }

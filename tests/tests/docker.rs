@@ -446,3 +446,133 @@ fn warm_swap_upgrades_the_image_and_rolls_back_a_broken_one() {
         assert_eq!(end["logins"], 3, "{lines:?}");
     }
 }
+
+/// The collector and Docker: a server deleted through the API leaves its stopped container
+/// and its volume, both labelled with the fleet and the server, and its last backup;
+/// `warden gc` reports them,
+/// keeps them until `[gc] min_age`, then deletes exactly them. The running container of a
+/// live server and a container another fleet labelled on the same daemon stay.
+#[test]
+fn the_collector_reclaims_a_deleted_servers_container_and_volume_only() {
+    docker_ready();
+    let name = format!("warden-test-gc-{}", std::process::id());
+    let (gone, foreign) = (format!("{name}-gone"), format!("{name}-foreign"));
+    let mut cleanup = DockerCleanup::new(&name, &format!("{name}-data"));
+    cleanup.containers.extend([gone.clone(), foreign.clone()]);
+    cleanup
+        .volumes
+        .extend([format!("{gone}-data"), format!("{foreign}-data")]);
+    let (port, gone_port) = (free_port(), free_port());
+    let dir = tempdir("docker-gc");
+    let rest = boxed(&dir, &name, port, "1h", "48h") + "[gc]\nmin_age = \"4s\"\n" + API;
+    let w = Warden::start("docker-gc", &config("", None, &rest));
+    let (admin, operator) = (w.token("admin"), w.token("operator"));
+    let (ok, said) = w.cli(&operator, &["wake", "boxed"]);
+    assert!(ok, "{said}\n{}", w.log());
+    let label = |what: &str, key: &str| {
+        let kind = if what.ends_with("-data") {
+            "volume"
+        } else {
+            "container"
+        };
+        let path = if kind == "volume" {
+            ".Labels"
+        } else {
+            ".Config.Labels"
+        };
+        docker(&[
+            kind,
+            "inspect",
+            "-f",
+            &format!("{{{{index {path} \"{key}\"}}}}"),
+            what,
+        ])
+    };
+    let fleet = label(&name, "warden.fleet");
+    assert_eq!(fleet.len(), 32, "the fleet id label: {fleet:?}");
+    assert_eq!(label(&name, "warden.server"), "boxed");
+    assert_eq!(label(&format!("{name}-data"), "warden.fleet"), fleet);
+    assert_eq!(label(&format!("{name}-data"), "warden.server"), "boxed");
+
+    // A second server, through the API: woken once, then deleted.
+    let peers = peers_dir().canonicalize().expect("peers dir");
+    let spec = serde_json::json!({
+        "id": "gone", "hosts": ["gone.test"], "backend": format!("127.0.0.1:{gone_port}"),
+        "memory_gb": 0.5, "stop_timeout_secs": 10,
+        "runtime": {"kind": "docker", "container": gone, "image": TEST_IMAGE,
+            "volume": format!("{gone}-data"),
+            "binds": ["/usr:/usr:ro", format!("{}:/peers:ro", peers.display())],
+            "cmd": ["node", "/peers/backend.js", "--version", "1.21.4", "--port", gone_port.to_string()]}
+    });
+    let (s, body) = w.api("POST", "/v1/servers", Some(&admin), Some(&spec.to_string()));
+    assert_eq!(s, 201, "{body}\n{}", w.log());
+    let (ok, said) = w.cli(&operator, &["wake", "gone"]);
+    assert!(ok, "{said}\n{}", w.log());
+    assert_eq!(label(&gone, "warden.server"), "gone");
+    let (s, _) = w.api("DELETE", "/v1/servers/gone", Some(&admin), None);
+    assert_eq!(s, 204, "{}", w.log());
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &gone]),
+        "false"
+    );
+    // Another fleet's container and volume for a server of the same name.
+    let other = [
+        "--label",
+        "warden.managed=true",
+        "--label",
+        "warden.fleet=another-fleet",
+    ];
+    let mut create = vec![
+        "create",
+        "--name",
+        &foreign,
+        "--label",
+        "warden.server=gone",
+    ];
+    create.extend(other);
+    create.extend([TEST_IMAGE, "true"]);
+    assert!(docker_ok(&create));
+    let foreign_volume = format!("{foreign}-data");
+    let mut create = vec!["volume", "create", "--label", "warden.server=gone"];
+    create.extend(other);
+    create.push(&foreign_volume);
+    assert!(docker_ok(&create));
+
+    // Its backup taken at the stop is an orphan too.
+    let (ok, said) = w.cli(&admin, &["gc", "--dry-run"]);
+    assert!(
+        ok && said.contains("3 orphan(s), 0 deleted"),
+        "{said}\n{}",
+        w.log()
+    );
+    assert!(said.contains("backups/gone/snapshots/"), "{said}");
+    assert!(
+        said.contains(&format!("container {gone} (server gone)")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("volume {gone}-data (server gone)")),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let (ok, said) = w.cli(&admin, &["gc"]);
+    assert!(
+        ok && said.contains("3 orphan(s), 3 deleted"),
+        "{said}\n{}",
+        w.log()
+    );
+    assert!(
+        !docker_ok(&["inspect", &gone]),
+        "the orphaned container survived"
+    );
+    assert!(!docker_ok(&["volume", "inspect", &format!("{gone}-data")]));
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &name]),
+        "true"
+    );
+    assert!(docker_ok(&["volume", "inspect", &format!("{name}-data")]));
+    assert!(
+        docker_ok(&["inspect", &foreign]) && docker_ok(&["volume", "inspect", &foreign_volume])
+    );
+    assert_eq!(w.metric("warden_gc_deleted_total"), 3.0);
+}

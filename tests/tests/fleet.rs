@@ -900,3 +900,81 @@ fn an_archived_server_is_restored_on_a_node_that_can_take_it() {
         logs()
     );
 }
+
+/// Runs `warden run` on `body` (as [`Warden::start`] fills it in) and expects it to refuse
+/// to start: it must exit within `limit`, and its log is returned.
+fn refused(name: &str, body: &str, limit: Duration) -> String {
+    let dir = tempdir(name);
+    let text = body
+        .replace("{port}", &free_port().to_string())
+        .replace("{api}", &free_port().to_string())
+        .replace("{metrics}", &free_port().to_string())
+        .replace("{dir}", &dir.to_string_lossy());
+    let config = dir.join("warden.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut child = Warden::spawn(&dir, &config, false, "warden.log");
+    let until = std::time::Instant::now() + limit;
+    let log = || std::fs::read_to_string(dir.join("warden.log")).unwrap_or_default();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success(), "it started:\n{}", log());
+            return log();
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {limit:?}:\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A node is refused, with the reason, when it registers an id a live node holds, offers
+/// no memory, or advertises an address this machine does not have (edges would send its
+/// players nowhere); the live node is untouched.
+#[test]
+fn a_node_with_a_taken_id_no_capacity_or_a_foreign_address_is_refused() {
+    let redis = Redis::start();
+    let shared = tempdir("fleet-refusals");
+    let a = Warden::start(
+        "fleet-refusals-a",
+        &config(
+            "",
+            None,
+            &fleet_sections("node-a", redis.port, &shared, "address = \"127.0.0.2\"\n"),
+        ),
+    );
+    let node = |tag: &str, name: &str, keys: &str, limit: u64| {
+        let body = config("", None, &fleet_sections(name, redis.port, &shared, keys));
+        refused(
+            &format!("fleet-refusals-{tag}"),
+            &body,
+            Duration::from_secs(limit),
+        )
+    };
+    let taken = node("taken", "node-a", "address = \"127.0.0.4\"\n", 60);
+    assert!(
+        taken.contains("node id 'node-a' is already registered by a live process"),
+        "{taken}"
+    );
+    let empty = node("empty", "node-c", "memory_gb = 0.0\n", 30);
+    assert!(empty.contains("a node needs a capacity above 0"), "{empty}");
+    let foreign = node("foreign", "node-d", "address = \"192.0.2.1\"\n", 30);
+    assert!(
+        foreign.contains("node.address `192.0.2.1` is not an address of this machine"),
+        "{foreign}"
+    );
+    let viewer = a.token("viewer");
+    let (s, nodes) = a.api("GET", "/v1/nodes", Some(&viewer), None);
+    assert_eq!(s, 200, "{nodes}");
+    let ids: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["node-a"], "{nodes}");
+    let node_a = &nodes[0];
+    assert_eq!(node_a["address"], "127.0.0.2", "{nodes}");
+    assert_eq!(node_a["state"], "ready", "{nodes}");
+}

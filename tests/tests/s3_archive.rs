@@ -82,3 +82,56 @@ fn archived_to_s3_and_restored_on_join() {
         );
     }
 }
+
+/// Multipart uploads a crash left unfinished keep their parts (billed) forever: `warden gc`
+/// reports those of keys shaped like Warden's, whoever the server, and aborts them once
+/// older than `[gc] min_age`; another program's upload in the same bucket stays.
+#[test]
+fn the_collector_aborts_abandoned_uploads_and_nothing_else() {
+    let s3 = S3Server::start();
+    s3.create_bucket("worlds");
+    std::env::set_var("WARDEN_TEST_S3_KEY", "test-key");
+    std::env::set_var("WARDEN_TEST_S3_SECRET", "test-secret");
+    let dir = tempdir("s3-gc");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let rest = format!(
+        "[store]\npath = \"{d}/store\"\n\
+         [archive]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"worlds\"\n\
+         access_key_env = \"WARDEN_TEST_S3_KEY\"\nsecret_key_env = \"WARDEN_TEST_S3_SECRET\"\n\
+         [gc]\nmin_age = \"3s\"\n\
+         {}runtime = {{ kind = \"process\", command = [\"true\"], dir = \"{}\" }}\n{API}",
+        s3.endpoint(),
+        server("cloud", "cloud.test", &format!("127.0.0.1:{}", free_port())),
+        data.display(),
+        d = dir.display(),
+    );
+    let w = Warden::start("s3-gc", &config("", None, &rest));
+    let admin = w.token("admin");
+    s3.abandon_upload("worlds", "ghost/data.tar.zst");
+    s3.abandon_upload("worlds", "cloud/data.tar.zst");
+    s3.abandon_upload("worlds", "photos/cat.jpg");
+    let all = ["cloud/data.tar.zst", "ghost/data.tar.zst", "photos/cat.jpg"];
+    assert_eq!(s3.uploads("worlds"), all);
+
+    let (ok, said) = w.cli(&admin, &["gc", "--dry-run"]);
+    assert!(
+        ok && said.contains("2 orphan(s), 0 deleted"),
+        "{said}\n{}",
+        w.log()
+    );
+    assert!(
+        said.contains("upload") && said.contains("ghost/data.tar.zst"),
+        "{said}"
+    );
+    assert_eq!(s3.uploads("worlds"), all);
+    std::thread::sleep(Duration::from_secs(4));
+    let (ok, said) = w.cli(&admin, &["gc"]);
+    assert!(
+        ok && said.contains("2 orphan(s), 2 deleted"),
+        "{said}\n{}",
+        w.log()
+    );
+    assert_eq!(s3.uploads("worlds"), ["photos/cat.jpg"]);
+    assert_eq!(w.metric("warden_gc_deleted_total"), 2.0);
+}

@@ -42,7 +42,9 @@ pub use archive::{archive_dir, archive_tar, ArchiveOptions};
 pub use error::{ArchiveError, Result};
 pub use hashing::sha256_hex;
 pub use manifest::{Entry, EntryKind, Manifest};
-pub use store::{ArchiveStore, ByteStream, LocalDir, ObjectInfo, ObjectMeta, Paced, S3Config, S3};
+pub use store::{
+    ArchiveStore, ByteStream, LocalDir, ObjectInfo, ObjectMeta, Paced, S3Config, Upload, S3,
+};
 pub use verify::{load_manifest, restore_dir, restore_tar_stream, verify};
 
 /// Key of the compressed tar for an archive prefix.

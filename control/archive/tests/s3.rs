@@ -212,3 +212,136 @@ async fn s3_backups_are_incremental_verified_and_pruned() {
         .await
         .unwrap();
 }
+
+/// moto (5.x) answers every upload's `Initiated` with this fixed date instead of the real one.
+const MOTO_CANNED_INITIATED_MS: u64 = 1_289_422_113_000; // 2010-11-10T20:48:33Z
+
+/// What a process killed mid-`put` leaves behind: a started multipart upload with one part.
+/// object_store's S3 upload does not abort on drop, so dropping it is exactly that.
+async fn leave_unfinished_upload(server: &S3Server, bucket: &str, key: &str) {
+    use object_store::{aws::AmazonS3Builder, path::Path, ObjectStore, PutPayload};
+    let raw = AmazonS3Builder::new()
+        .with_endpoint(server.endpoint())
+        .with_region("eu-central")
+        .with_bucket_name(bucket)
+        .with_access_key_id("test-key")
+        .with_secret_access_key("test-secret")
+        .with_virtual_hosted_style_request(false)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let mut upload = raw.put_multipart(&Path::from(key)).await.unwrap();
+    upload
+        .put_part(PutPayload::from(vec![7u8; s3_min_part()]))
+        .await
+        .unwrap();
+    drop(upload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_unfinished_uploads_are_listed_and_aborted() {
+    let server = S3Server::start();
+    server.create_bucket("warden-archive");
+    let store = s3_store(&server, "warden-archive");
+    assert_eq!(store.unfinished_uploads("").await.unwrap(), []);
+
+    leave_unfinished_upload(&server, "warden-archive", "lobby/data.tar.zst").await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+
+    // a completed multipart put (> part size) leaves nothing behind
+    let big = vec![3u8; 2 * s3_min_part() + 1];
+    store
+        .put("hub/data.tar.zst", Box::new(std::io::Cursor::new(big)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.head("hub/data.tar.zst").await.unwrap().unwrap().bytes,
+        2 * s3_min_part() as u64 + 1
+    );
+
+    let uploads = store.unfinished_uploads("").await.unwrap();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    let upload = uploads[0].clone();
+    assert_eq!(upload.key, "lobby/data.tar.zst");
+    assert!(!upload.id.is_empty());
+    let started = upload.started_unix_ms.expect("moto sends Initiated");
+    assert!(
+        started.abs_diff(now_ms) < 5 * 60_000 || started == MOTO_CANNED_INITIATED_MS,
+        "started {started}, now {now_ms}"
+    );
+    // the unfinished upload is no object
+    assert_eq!(store.list("lobby").await.unwrap(), Vec::<String>::new());
+
+    // prefixes are directories, as for list()
+    let just_it = vec![upload.clone()];
+    assert_eq!(store.unfinished_uploads("lobby").await.unwrap(), just_it);
+    assert_eq!(store.unfinished_uploads("lobby/").await.unwrap(), just_it);
+    assert_eq!(store.unfinished_uploads("lob").await.unwrap(), []);
+    assert_eq!(store.unfinished_uploads("hub").await.unwrap(), []);
+    assert!(matches!(
+        store.unfinished_uploads("../x").await,
+        Err(ArchiveError::InvalidKey { .. })
+    ));
+
+    // Paced forwards both
+    let paced = Paced::new(std::sync::Arc::new(store.clone()), 1e9);
+    assert_eq!(paced.unfinished_uploads("").await.unwrap(), just_it);
+
+    paced.abort_upload(&upload).await.unwrap();
+    assert_eq!(store.unfinished_uploads("").await.unwrap(), []);
+    // aborting again (or an upload that never existed) succeeds
+    store.abort_upload(&upload).await.unwrap();
+    let never = Upload {
+        key: "lobby/data.tar.zst".into(),
+        id: "no-such-upload".into(),
+        started_unix_ms: None,
+    };
+    store.abort_upload(&never).await.unwrap();
+    // keys that could leave the bucket in a URL are refused before any request
+    let escape = Upload {
+        key: "../other-bucket/x".into(),
+        ..never.clone()
+    };
+    assert!(matches!(
+        store.abort_upload(&escape).await,
+        Err(ArchiveError::InvalidKey { .. })
+    ));
+    // the completed object is untouched
+    assert_eq!(store.list("").await.unwrap(), ["hub/data.tar.zst"]);
+
+    // errors name the operation, the status and the S3 code
+    let missing = s3_store(&server, "no-such-bucket");
+    let msg = missing
+        .unfinished_uploads("")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("ListMultipartUploads") && msg.contains("404") && msg.contains("NoSuchBucket"),
+        "{msg}"
+    );
+    let msg = missing.abort_upload(&never).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("AbortMultipartUpload")
+            && msg.contains("404")
+            && msg.contains("lobby/data.tar.zst"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn s3_debug_hides_the_secret() {
+    let cfg = S3Config::new(
+        "http://127.0.0.1:9",
+        "eu-central",
+        "b",
+        "the-access-key",
+        "the-very-secret",
+    );
+    let dbg = format!("{:?}", S3::new(&cfg).unwrap());
+    assert!(dbg.contains("the-access-key"), "{dbg}");
+    assert!(!dbg.contains("the-very-secret"), "{dbg}");
+}

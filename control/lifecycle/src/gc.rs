@@ -5,9 +5,12 @@
 //! here defines), `backup` (the same for a server's backups: while a record exists its
 //! retention policy decides), `aside` (a stale world set aside by a recovery, beside the
 //! data directory or as `backups/ID.stale`), `temp` (what an interrupted restore or
-//! deletion left beside a data directory: `.NAME.warden-removing`, `NAME.restoring-*`).
+//! deletion left beside a data directory: `.NAME.warden-removing`, `NAME.restoring-*`),
+//! `upload` (a multipart upload to S3 that was never completed: its parts are billed),
+//! `container` and `volume` (Docker ones this fleet made, labelled `warden.fleet`, for a
+//! server the store has no record of; a running container is never touched).
 //! Nothing is decided without the store: if it cannot be read, or it knows no server at
-//! all while archives exist (a store that lost its data), nothing is deleted.
+//! all while archives or containers exist (a store that lost its data), nothing is deleted.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -17,16 +20,35 @@ use std::time::Duration;
 use serde::Serialize;
 use tracing::{info, warn};
 use warden_archive::ArchiveStore;
+use warden_runtime::docker::leftovers;
 
 use super::{now_ms, Engine, LifecycleError, ServerData};
 
 /// The safety age by default: three days.
 pub const MIN_AGE: Duration = Duration::from_secs(3 * 86_400);
 
+/// Every kind, for the metrics.
+const KINDS: [&str; 7] = [
+    "archive",
+    "backup",
+    "aside",
+    "temp",
+    "upload",
+    "container",
+    "volume",
+];
+
+/// The refusal when the store looks like it lost its data.
+fn store_lost(what: &str) -> LifecycleError {
+    LifecycleError::Refused(format!(
+        "the store knows no server while {what}: nothing is collected (a store that lost its data?)"
+    ))
+}
+
 /// One thing nothing owns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Orphan {
-    /// `archive`, `backup`, `aside` or `temp`.
+    /// `archive`, `backup`, `aside`, `temp`, `upload`, `container` or `volume`.
     pub kind: &'static str,
     /// The storage key or the path.
     pub what: String,
@@ -100,11 +122,7 @@ impl Engine {
         for store in &stores {
             let keys = store.list("").await?;
             if known_to_store == 0 && !keys.is_empty() {
-                return Err(LifecycleError::Refused(
-                    "the store knows no server while the archive storage holds data: \
-                     nothing is collected (a store that lost its data?)"
-                        .into(),
-                ));
+                return Err(store_lost("the archive storage holds data"));
             }
             for key in keys {
                 let Some((kind, id)) = owner_of(&key) else {
@@ -128,6 +146,73 @@ impl Engine {
                 if o.kept.is_none() {
                     store.delete(&key).await?;
                     o.deleted = true;
+                }
+                report.orphans.push(o);
+            }
+        }
+        for store in &stores {
+            // Whoever owns the server, an upload older than the safety age was abandoned
+            // (a process killed mid-upload): only its parts remain, and they are billed.
+            for upload in store.unfinished_uploads("").await? {
+                if owner_of(&upload.key).is_none() {
+                    continue;
+                }
+                let age = upload.started_unix_ms.map(|m| now.saturating_sub(m));
+                let mut o = Orphan {
+                    kind: "upload",
+                    what: format!("{} (upload {})", upload.key, upload.id),
+                    bytes: 0,
+                    age_secs: age.map(|a| a / 1000),
+                    deleted: false,
+                    kept: keep(age, min_age_ms, dry_run),
+                };
+                if o.kept.is_none() {
+                    store.abort_upload(&upload).await?;
+                    o.deleted = true;
+                }
+                report.orphans.push(o);
+            }
+        }
+        let daemons = self.daemons.lock().clone();
+        let fleet = self.settings.fleet.as_str();
+        for daemon in daemons.iter().filter(|_| !fleet.is_empty()) {
+            let made = match leftovers::made_by(daemon, fleet).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(daemon = daemon.endpoint(), error = %e, "docker not collected");
+                    continue;
+                }
+            };
+            if known_to_store == 0 && !made.is_empty() {
+                return Err(store_lost(
+                    "Docker holds containers or volumes this fleet made",
+                ));
+            }
+            // Sorted containers first: a volume is free only once its container is gone.
+            for m in made {
+                let Some(server) = m.server.as_deref() else {
+                    continue;
+                };
+                if owned.contains(server) {
+                    continue;
+                }
+                let age = m.created_unix_ms.map(|c| now.saturating_sub(c));
+                let mut o = Orphan {
+                    kind: m.kind,
+                    what: format!("{} {} (server {server})", m.kind, m.name),
+                    bytes: 0,
+                    age_secs: age.map(|a| a / 1000),
+                    deleted: false,
+                    kept: match m.running {
+                        true => Some("running".into()),
+                        false => keep(age, min_age_ms, dry_run),
+                    },
+                };
+                if o.kept.is_none() {
+                    match leftovers::remove(daemon, &m).await {
+                        Ok(()) => o.deleted = true,
+                        Err(e) => o.kept = Some(format!("could not delete: {e}")),
+                    }
                 }
                 report.orphans.push(o);
             }
@@ -175,7 +260,7 @@ impl Engine {
             }
         }
         if let Some((deleted, orphans)) = self.gc_metrics.get() {
-            for kind in ["archive", "backup", "aside", "temp"] {
+            for kind in KINDS {
                 orphans
                     .with_label_values(&[kind])
                     .set(by_kind.get(kind).copied().unwrap_or(0));

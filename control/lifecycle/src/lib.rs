@@ -132,6 +132,10 @@ pub struct Engine {
     recoveries: std::sync::OnceLock<prometheus::IntCounter>,
     /// `warden_gc_deleted_total{kind}` and `warden_gc_orphans{kind}`, once registered.
     gc_metrics: std::sync::OnceLock<(prometheus::IntCounterVec, prometheus::IntGaugeVec)>,
+    /// Every Docker daemon a server of this appliance used since it started (one per
+    /// endpoint), kept after the server is removed: the collector looks there for what
+    /// the fleet made and no record owns.
+    daemons: parking_lot::Mutex<Vec<warden_runtime::docker::DockerClient>>,
 }
 
 impl Engine {
@@ -167,6 +171,7 @@ impl Engine {
             backup_results: std::sync::OnceLock::new(),
             recoveries: std::sync::OnceLock::new(),
             gc_metrics: std::sync::OnceLock::new(),
+            daemons: Default::default(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
             node: node::Node::new(),
@@ -185,6 +190,15 @@ impl Engine {
     /// and reconciles it with what the runtime really shows. Replaces a server with the
     /// same id.
     pub async fn add(&self, spec: ManagedServer) -> Result<(), StoreError> {
+        if let Some(ServerData::Volume(rt)) = &spec.data {
+            let mut daemons = self.daemons.lock();
+            if !daemons
+                .iter()
+                .any(|d| d.endpoint() == rt.client().endpoint())
+            {
+                daemons.push(rt.client().clone());
+            }
+        }
         let running = spec.runtime.running().await.unwrap_or(false);
         let record = match self.store.get(&spec.id).await? {
             Some(r) if r.node.is_none() => Some(self.claim(&spec, r, running).await?),
@@ -243,6 +257,11 @@ impl Engine {
         }
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())
+    }
+
+    /// The fleet's id, if the engine knows it (see [`LifecycleSettings::fleet`]).
+    pub fn fleet(&self) -> Option<&str> {
+        Some(self.settings.fleet.as_str()).filter(|f| !f.is_empty())
     }
 
     /// Stops managing a server (its container is gone). A wake in progress finishes on

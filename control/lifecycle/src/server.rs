@@ -60,6 +60,9 @@ pub struct LifecycleSettings {
     pub store_patience: Duration,
     /// The collector deletes only orphans older than this.
     pub gc_min_age: Duration,
+    /// The fleet's id (`warden_store::fleet_id`): the collector considers only Docker
+    /// containers and volumes labelled with it. Empty: it considers none.
+    pub fleet: String,
 }
 
 impl Default for LifecycleSettings {
@@ -75,6 +78,7 @@ impl Default for LifecycleSettings {
             backup: None,
             store_patience: Duration::ZERO,
             gc_min_age: super::gc::MIN_AGE,
+            fleet: String::new(),
         }
     }
 }

@@ -13,6 +13,7 @@
 mod archive;
 mod client;
 mod discover;
+pub mod leftovers;
 mod spec;
 
 use std::time::Duration;
@@ -35,7 +36,7 @@ pub use client::{DockerClient, DockerEndpoint};
 pub use discover::{
     discover, DiscoveredServer, HOST_LABEL, MEMORY_LABEL, PORT_LABEL, SLEEP_AFTER_LABEL,
 };
-pub use spec::{DockerSpec, MANAGED_LABEL, SPEC_LABEL};
+pub use spec::{DockerSpec, FLEET_LABEL, MANAGED_LABEL, SERVER_LABEL, SPEC_LABEL};
 
 /// Bound for ordinary API calls (inspect, create, start, remove).
 pub const DEFAULT_CALL_LIMIT: Duration = Duration::from_secs(30);
@@ -153,7 +154,17 @@ impl DockerRuntime {
     async fn ensure_volume(&self) -> Result<(), RuntimeError> {
         let req = VolumeCreateRequest {
             name: Some(self.spec.volume.clone()),
-            labels: Some([(MANAGED_LABEL.to_string(), "true".to_string())].into()),
+            // The container's own labels that say who made it for what (fleet, server), so
+            // the collector can tell an orphaned volume from a live one.
+            labels: Some(
+                self.spec
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| *k == SERVER_LABEL || *k == FLEET_LABEL)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .chain([(MANAGED_LABEL.to_string(), "true".to_string())])
+                    .collect(),
+            ),
             ..Default::default()
         };
         // Creating an existing local volume is a no-op that returns it.

@@ -32,7 +32,7 @@ pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, Recovery, ServerRecord, ServerState,
     SessionRecord, Transition, TransitionFilter, WakeLease,
 };
-pub use node::{NodeRecord, NodeReport, NodeRole, NodeState};
+pub use node::{fleet_id, NodeRecord, NodeReport, NodeRole, NodeState};
 pub use store::{
     Documents, History, Nodes, Servers, Sessions, StateStore, StoreBackup, WakeLock, LOG_CAPACITY,
 };

@@ -241,6 +241,41 @@ pub(crate) fn moved(
     Ok(next)
 }
 
+/// The fleet's identity: a random id made once per store by whichever appliance asks
+/// first. What Warden creates outside the store (Docker containers and volumes) is labelled
+/// with it, so the collector only ever considers what this fleet made, never what another
+/// fleet (or a second appliance with its own store) shares the daemon with.
+pub async fn fleet_id(docs: &dyn crate::Documents) -> Result<String, StoreError> {
+    const KIND: &str = "fleet";
+    const ID: &str = "id";
+    let read = |json: String| -> Result<String, StoreError> {
+        serde_json::from_str::<String>(&json)
+            .ok()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| StoreError::Corrupt {
+                key: "fleet/id".into(),
+                detail: format!("not an id: {json:?}"),
+            })
+    };
+    if let Some(json) = docs.get_doc(KIND, ID).await? {
+        return read(json);
+    }
+    let made = uuid::Uuid::new_v4().simple().to_string();
+    let json = format!("\"{made}\"");
+    match docs.put_doc(KIND, ID, &json, true).await {
+        Ok(()) => Ok(made),
+        // Another appliance made it first: theirs stands.
+        Err(StoreError::AlreadyExists { .. }) => match docs.get_doc(KIND, ID).await? {
+            Some(json) => read(json),
+            None => Err(StoreError::Corrupt {
+                key: "fleet/id".into(),
+                detail: "it vanished while it was read".into(),
+            }),
+        },
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,66 @@ impl S3Server {
             .collect()
     }
 
+    /// One unsigned request with `body`; the status and the response body.
+    fn exchange(&self, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .ok()?;
+        s.write_all(body).ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+        Some((status, body))
+    }
+
+    /// Starts a multipart upload of `key` and uploads one part, as a process killed
+    /// mid-upload leaves it; returns the upload id.
+    pub fn abandon_upload(&self, bucket: &str, key: &str) -> String {
+        let (status, body) = self
+            .exchange("POST", &format!("/{bucket}/{key}?uploads"), b"")
+            .expect("CreateMultipartUpload");
+        assert_eq!(status, 200, "{body}");
+        let id = body
+            .split("<UploadId>")
+            .nth(1)
+            .and_then(|b| b.split("</UploadId>").next())
+            .unwrap_or_else(|| panic!("no UploadId in {body}"))
+            .to_string();
+        let part = vec![7u8; 64 * 1024];
+        let (status, body) = self
+            .exchange(
+                "PUT",
+                &format!("/{bucket}/{key}?partNumber=1&uploadId={id}"),
+                &part,
+            )
+            .expect("UploadPart");
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+
+    /// The keys of the unfinished multipart uploads in `bucket` (ListMultipartUploads).
+    pub fn uploads(&self, bucket: &str) -> Vec<String> {
+        let (status, body) = self
+            .exchange("GET", &format!("/{bucket}?uploads"), b"")
+            .expect("ListMultipartUploads");
+        assert_eq!(status, 200, "{body}");
+        let mut keys: Vec<String> = body
+            .split("<Upload>")
+            .skip(1)
+            .filter_map(|u| u.split("<Key>").nth(1)?.split("</Key>").next())
+            .map(str::to_string)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     pub fn create_bucket(&self, bucket: &str) {
         let status = self.request("PUT", &format!("/{bucket}"));
         assert_eq!(status, Some(200), "creating bucket {bucket} on moto");

@@ -5,6 +5,7 @@
 mod local;
 mod paced;
 pub mod s3;
+mod s3_uploads;
 
 pub use local::LocalDir;
 pub use paced::Paced;
@@ -33,6 +34,19 @@ pub struct ObjectMeta {
     pub modified_unix_ms: Option<u64>,
 }
 
+/// A multipart upload that was started and neither completed nor aborted: its parts sit in
+/// the store (and are billed) until it is aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The full key the upload would have created (below the bucket root, not the listing
+    /// prefix).
+    pub key: String,
+    /// The store's upload id.
+    pub id: String,
+    /// When it was started, if the store says.
+    pub started_unix_ms: Option<u64>,
+}
+
 /// Whole-object storage for archives.
 ///
 /// Keys are `/`-separated relative paths (`servers/lobby/data.tar.zst`), validated by
@@ -49,6 +63,21 @@ pub trait ArchiveStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<()>;
     /// All keys below `prefix/` (recursively), sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// Unfinished multipart uploads of keys below `prefix` ("" = the whole store), sorted by
+    /// key. Like [`list`](Self::list), `prefix` is a directory: `lobby` means `lobby/...`.
+    /// This includes uploads still in progress in some other process: only abort ones older
+    /// than any `put` can take. Stores without multipart uploads have none.
+    async fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Upload>> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+
+    /// Aborts one, deleting its parts; aborting an upload that no longer exists succeeds.
+    async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        let _ = upload;
+        Ok(())
+    }
 }
 
 /// Keys map onto file paths (LocalDir) and S3 paths; reject anything that could escape the

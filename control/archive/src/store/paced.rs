@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::{ArchiveStore, ByteStream, ObjectInfo, ObjectMeta};
+use super::{ArchiveStore, ByteStream, ObjectInfo, ObjectMeta, Upload};
 use crate::error::Result;
 
 /// Wraps a store so every object read from it or written to it moves at most
@@ -60,6 +60,14 @@ impl ArchiveStore for Paced {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         self.inner.list(prefix).await
+    }
+
+    async fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Upload>> {
+        self.inner.unfinished_uploads(prefix).await
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        self.inner.abort_upload(upload).await
     }
 }
 

@@ -1,8 +1,10 @@
 //! Any S3-compatible object store (Hetzner Object Storage, MinIO, AWS, ...) via `object_store`,
 //! which brings SigV4, retries and multipart upload over reqwest + rustls without pulling in
-//! the whole AWS SDK.
+//! the whole AWS SDK. Listing and aborting unfinished multipart uploads, which object_store
+//! cannot do, lives in `s3_uploads.rs`.
 
-use super::{validate_key, ArchiveStore, ByteStream, ObjectInfo, ObjectMeta};
+use super::s3_uploads::Multipart;
+use super::{validate_key, ArchiveStore, ByteStream, ObjectInfo, ObjectMeta, Upload};
 use crate::error::{ArchiveError, Result};
 use crate::hashing::HashingAsyncRead;
 use async_trait::async_trait;
@@ -80,6 +82,8 @@ pub struct S3 {
     store: Arc<dyn ObjectStore>,
     part_size: usize,
     concurrency: usize,
+    /// ListMultipartUploads/AbortMultipartUpload (keeps the keys, hides the secret in Debug)
+    multipart: Multipart,
 }
 
 fn store_err(key: &str, e: object_store::Error) -> ArchiveError {
@@ -167,6 +171,7 @@ impl S3 {
             store: Arc::new(store),
             part_size: config.part_size,
             concurrency: config.upload_concurrency.max(1),
+            multipart: Multipart::new(config)?,
         })
     }
 }
@@ -248,5 +253,26 @@ impl ArchiveStore for S3 {
         }
         out.sort();
         Ok(out)
+    }
+
+    async fn unfinished_uploads(&self, prefix: &str) -> Result<Vec<Upload>> {
+        let prefix = prefix.trim_end_matches('/');
+        let s3_prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            validate_key(prefix)?;
+            format!("{prefix}/")
+        };
+        self.multipart
+            .list(&s3_prefix)
+            .await
+            .map_err(|e| ArchiveError::Store {
+                key: if prefix.is_empty() { "/" } else { prefix }.to_string(),
+                source: Box::new(e),
+            })
+    }
+
+    async fn abort_upload(&self, upload: &Upload) -> Result<()> {
+        self.multipart.abort(upload).await
     }
 }

@@ -29,6 +29,15 @@ pub struct DiscoveredServer {
     pub running: bool,
 }
 
+/// A listed container's name (without Docker's leading `/`), or its id.
+pub(crate) fn container_name(c: &bollard::models::ContainerSummary) -> Option<String> {
+    c.names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .or(c.id.clone())
+}
+
 /// Every container, running or not, that carries `warden.host`.
 pub async fn discover(client: &DockerClient) -> Result<Vec<DiscoveredServer>, RuntimeError> {
     let filters = HashMap::from([("label", vec![HOST_LABEL])]);
@@ -45,12 +54,7 @@ pub async fn discover(client: &DockerClient) -> Result<Vec<DiscoveredServer>, Ru
     Ok(list
         .into_iter()
         .filter_map(|c| {
-            let name = c
-                .names
-                .as_ref()
-                .and_then(|n| n.first())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .or(c.id.clone())?;
+            let name = container_name(&c)?;
             let running = matches!(
                 c.state,
                 Some(bollard::models::ContainerSummaryStateEnum::RUNNING)

@@ -15,6 +15,10 @@ use crate::RuntimeError;
 pub const MANAGED_LABEL: &str = "warden.managed";
 /// Fingerprint of the spec a container was created from; a mismatch means "recreate".
 pub const SPEC_LABEL: &str = "warden.spec";
+/// The server a container or volume was made for.
+pub const SERVER_LABEL: &str = "warden.server";
+/// The fleet (store) that made it: the collector only considers its own fleet's.
+pub const FLEET_LABEL: &str = "warden.fleet";
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 

@@ -54,6 +54,19 @@ pub async fn conformance(store: &dyn StateStore) {
     retention(store).await;
     nodes(store).await;
     ownership_fence(store).await;
+    fleet_identity(store).await;
+}
+
+/// One fleet id per store: made by the first to ask, the same for everyone after, even
+/// when many ask at once.
+async fn fleet_identity(store: &dyn StateStore) {
+    let ids = futures_util::future::join_all((0..8).map(|_| warden_store::fleet_id(store))).await;
+    let first = ids[0].as_ref().expect("fleet id").clone();
+    assert_eq!(first.len(), 32, "{first}");
+    for id in ids {
+        assert_eq!(id.expect("fleet id"), first);
+    }
+    assert_eq!(warden_store::fleet_id(store).await.expect("again"), first);
 }
 
 /// A node record as an appliance registers it: `instance` names the process.
@@ -74,6 +87,7 @@ pub fn node(id: &str, instance: &str, lease_ms: u64) -> NodeRecord {
         pid: 1,
         allocated_gb: 0.0,
         servers: 0,
+        link_port: None,
     }
 }
 
