@@ -87,6 +87,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
     edge.loops
         .set_listeners(cfg.own_listeners().into_iter().map(|(_, a)| a).collect());
     cap_at_descriptors(&cfg, &edge, descriptors);
+    if let Some(section) = &cfg.link {
+        crate::link::start(section, &cfg, &edge, engine.clone(), metrics.registry())?;
+    }
     let inventory = Arc::new(Inventory::new(edge.clone(), file));
     let reloader = Reloader::new(
         config_path.to_path_buf(),

@@ -181,7 +181,7 @@ pub fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
             .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
             .unwrap_or_default()
     };
-    let rows: Vec<[String; 7]> = nodes
+    let rows: Vec<[String; 8]> = nodes
         .as_array()
         .map(|a| a.as_slice())
         .unwrap_or_default()
@@ -212,13 +212,17 @@ pub fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
                 ),
                 text(&n["servers"]),
                 format!("{} ({})", text(&n["address"]), list(&n["roles"])),
+                match n["link_port"].as_u64() {
+                    Some(p) => format!("{} :{p}", text(&n["link"])),
+                    None => text(&n["link"]),
+                },
                 labels,
             ]
         })
         .collect();
     table(
         [
-            "NODE", "STATE", "UP", "MEMORY", "SERVERS", "ADDRESS", "LABELS",
+            "NODE", "STATE", "UP", "MEMORY", "SERVERS", "ADDRESS", "LINK", "LABELS",
         ],
         &rows,
     );

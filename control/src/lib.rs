@@ -6,7 +6,7 @@
 //! configs; [`inventory`] merges the file's servers (as last accepted), the API's
 //! ([`catalog`], which stores them) and Docker's ([`discovery`], labelled containers) into
 //! the engine and the routing table; [`managed`] turns a server's spec into the engine's
-//! managed server; [`webhooks`] posts events;
+//! managed server; [`link`] starts the edge↔node QUIC link; [`webhooks`] posts events;
 //! [`control_metrics`] and [`metrics_http`] serve Prometheus metrics; [`retention`]
 //! prunes old sessions; [`fdlimit`], [`ticket_key`] and [`upgrade_sock`] prepare the
 //! process (file descriptors, the transfer-ticket key, zero-downtime upgrades); [`cli`]
@@ -22,6 +22,7 @@ pub mod demo;
 pub mod discovery;
 pub mod fdlimit;
 pub mod inventory;
+pub mod link;
 pub mod managed;
 pub mod metrics_http;
 pub mod reload;

@@ -148,6 +148,17 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// The fleet's certificate authority for the edge↔node link (kept on the operator's
+    /// machine, not on the appliances).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Certificates from the fleet CA: one per node and per edge.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Demand forecast: evaluate the model, replay traces through provisioning policies.
     Forecast {
         #[command(subcommand)]
@@ -222,9 +233,86 @@ enum NodeCommand {
 }
 
 #[derive(Subcommand)]
+enum CaCommand {
+    /// Make a new CA in DIR (ca.crt, ca.key 0600, crl.pem); refuses if one is there.
+    Init {
+        dir: PathBuf,
+        /// The fleet's name, in the CA's subject.
+        #[arg(long, default_value = "warden")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Issue a certificate: `--node ID` (the node's lifecycle.appliance) for a node, which
+    /// may be an edge too, or `--edge ID` for an edge only. Writes ID.crt, ID.key (0600),
+    /// ca.crt and crl.pem into --out.
+    Issue {
+        /// The CA's directory.
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long, conflicts_with = "edge", required_unless_present = "edge")]
+        node: Option<String>,
+        #[arg(long)]
+        edge: Option<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Days it is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
+    /// Revoke a certificate by its serial (as `issue` printed it): rewrites the CA's
+    /// crl.pem; copy it to every appliance's [link] crl and restart or upgrade them.
+    Revoke {
+        #[arg(long)]
+        ca: PathBuf,
+        serial: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Parse and check a config file; prints the problem with file, line and a hint.
     Check { file: PathBuf },
+}
+
+fn cert(command: CertCommand) -> anyhow::Result<()> {
+    use warden_link::pki::{self, Role};
+    match command {
+        CertCommand::Issue {
+            ca,
+            node,
+            edge,
+            out,
+            days,
+        } => {
+            let (role, id) = match (node, edge) {
+                (Some(id), _) => (Role::Node, id),
+                (None, Some(id)) => (Role::Edge, id),
+                (None, None) => anyhow::bail!("say --node ID or --edge ID"),
+            };
+            let issued = pki::issue(&ca, role, &id, &out, days)?;
+            println!(
+                "issued {} for {} (serial {}, valid until {}): {} and {}",
+                role.as_str(),
+                pki::name_of(role, &id),
+                issued.serial,
+                issued.not_after.date(),
+                issued.cert.display(),
+                issued.key.display()
+            );
+            Ok(())
+        }
+        CertCommand::Revoke { ca, serial } => {
+            let crl = pki::revoke(&ca, &serial)?;
+            println!(
+                "revoked {serial}: copy {} to every appliance's [link] crl",
+                crl.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -274,6 +362,18 @@ fn main() -> ExitCode {
             NodeCommand::Drain { node } => cli::node_action(&c, "drain", &node),
         }),
         Command::Token { command } => token(command, &api),
+        Command::Ca {
+            command: CaCommand::Init { dir, name },
+        } => warden_link::pki::init_ca(&dir, &name)
+            .map(|cert| {
+                println!(
+                    "CA made: {} (keep {} secret)",
+                    cert.display(),
+                    dir.join(warden_link::pki::CA_KEY).display()
+                )
+            })
+            .map_err(anyhow::Error::from),
+        Command::Cert { command } => cert(command),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "warden", &mut std::io::stdout());
             Ok(())

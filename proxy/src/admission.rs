@@ -87,6 +87,12 @@ pub trait Lifecycle: Send + Sync {
     fn backend(&self, _server: &Server) -> Option<Arc<str>> {
         None
     }
+
+    /// When the server runs on another node that accepts QUIC links: that node's id and
+    /// link address (`host:port`). Must be cheap: asked on every login.
+    fn link(&self, _server: &Server) -> Option<(Arc<str>, Arc<str>)> {
+        None
+    }
 }
 
 /// Every server is always up: pure routing, no lifecycle.

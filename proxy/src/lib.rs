@@ -17,6 +17,7 @@ pub use warden_wire as wire;
 
 pub mod admission;
 pub mod edge;
+pub mod landing;
 pub mod limits;
 pub mod loopguard;
 pub mod metrics;

@@ -25,6 +25,8 @@
 //                          so "ready" means the first login is not slowed down by ~0.2-1.5 s per version)
 //   --rcon-port P          also serve RCON (list, save-all, stop, transfer, kick; see rcon.js) on P,
 //   --rcon-password PW     with this password (required with --rcon-port)
+//   --proxy-protocol       expect a PROXY v2 header before each connection (as Warden sends with
+//                          proxy_protocol = true) and report its source as `real` on login
 //   --kick-stage login|play   login: Login-state Disconnect before Login Success (default);
 //                             play: Play-state Disconnect right after join
 //
@@ -97,6 +99,7 @@ else versions = versionsArg.split(',').map(s => s.trim()).filter(Boolean)
 const motdTemplate = args.motd ?? 'warden-test {version}'
 const maxPlayers = Number(args['max-players'] ?? 100)
 const kickText = args.kick
+const proxyProtocol = args['proxy-protocol'] !== undefined && args['proxy-protocol'] !== 'false'
 const kickStage = args['kick-stage'] || 'login'
 if (!['login', 'play'].includes(kickStage)) fatal('--kick-stage must be login or play')
 // 1x1 transparent PNG is rejected by vanilla clients (must be 64x64), so build a real 64x64 one.
@@ -203,6 +206,8 @@ function startServer (version, port) {
       fatal(`createServer(${version}) failed: ${err.message}`)
     }
 
+    if (proxyProtocol) takeProxyHeaders(server.socketServer)
+
     server.on('error', (err) => {
       if (!server.listeningNow) fatal(`listen ${host}:${port} for ${version} failed: ${err.message}`)
       console.error(`[backend ${version}] server error:`, err)
@@ -252,7 +257,8 @@ function startServer (version, port) {
         serverHost: client.serverHost,
         serverPort: client.serverPort,
         protocol: client.protocolVersion,
-        uuid: client.uuid
+        uuid: client.uuid,
+        real: client.socket && client.socket.realAddress
       })
       client.once('end', (reason) => {
         emit({ event: 'disconnect', username: client.username, ...tag(), reason: typeof reason === 'string' ? reason : String(reason) })
@@ -366,3 +372,41 @@ function make64PNG () {
   }
   emit({ event: 'ready', servers })
 })()
+
+// Reads the PROXY v2 header Warden puts first, records its source address on the socket
+// (`realAddress`, "ip:port") and hands the rest to nmp as if the header was never there.
+function takeProxyHeaders (socketServer) {
+  const nmpListeners = socketServer.listeners('connection')
+  socketServer.removeAllListeners('connection')
+  const SIG = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])
+  socketServer.on('connection', (socket) => {
+    let buf = Buffer.alloc(0)
+    const onData = (chunk) => {
+      buf = Buffer.concat([buf, chunk])
+      if (buf.length < 16) return
+      if (!buf.subarray(0, 12).equals(SIG)) {
+        emit({ event: 'proxy_header_missing' })
+        socket.destroy()
+        return
+      }
+      const len = buf.readUInt16BE(14)
+      if (buf.length < 16 + len) return
+      socket.removeListener('data', onData)
+      socket.pause()
+      const fam = buf[13]
+      if (fam === 0x11 && len >= 12) {
+        const a = buf.subarray(16, 20).join('.')
+        socket.realAddress = a + ':' + buf.readUInt16BE(24)
+      } else if (fam === 0x21 && len >= 36) {
+        const parts = []
+        for (let i = 0; i < 8; i++) parts.push(buf.readUInt16BE(16 + 2 * i).toString(16))
+        socket.realAddress = '[' + parts.join(':') + ']:' + buf.readUInt16BE(48)
+      }
+      const rest = buf.subarray(16 + len)
+      if (rest.length > 0) socket.unshift(rest)
+      for (const l of nmpListeners) l.call(socketServer, socket)
+      socket.resume()
+    }
+    socket.on('data', onData)
+  })
+}

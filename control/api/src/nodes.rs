@@ -40,6 +40,14 @@ pub struct NodeInfo {
     pub host: String,
     pub pid: u32,
     pub registered_unix_ms: u64,
+    /// The UDP port it accepts QUIC links on; absent: edges reach it over TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_port: Option<u16>,
+    /// How the appliance answering reaches it: `tcp`, `quic` (its warm link is up),
+    /// `quic-down` (the link is down: players go over TCP meanwhile, counted in
+    /// `warden_link_fallbacks_total`), `quic-unused` (this appliance has no `[link]`), or
+    /// `self`.
+    pub link: String,
 }
 
 impl From<NodeRecord> for NodeInfo {
@@ -59,9 +67,28 @@ impl From<NodeRecord> for NodeInfo {
             host: n.host,
             pid: n.pid,
             registered_unix_ms: n.registered_unix_ms,
+            link_port: n.link_port,
+            link: if n.link_port.is_some() { "quic" } else { "tcp" }.to_string(),
             id: n.id,
         }
     }
+}
+
+/// A node as this appliance sees it: with the state of its own link to it.
+fn seen(ctx: &ApiContext, n: NodeRecord) -> NodeInfo {
+    let me = ctx.engine.appliance() == n.id;
+    let up = ctx.edge.link_up(&n.id);
+    let mut info = NodeInfo::from(n);
+    if info.link_port.is_some() {
+        info.link = match (me, up) {
+            (true, _) => "self",
+            (false, None) => "quic-unused",
+            (false, Some(true)) => "quic",
+            (false, Some(false)) => "quic-down",
+        }
+        .to_string();
+    }
+    info
 }
 
 /// What an operator can do to a node.
@@ -82,7 +109,7 @@ pub enum NodeAction {
     responses((status = 200, body = Vec<NodeInfo>), (status = 503, body = super::error::ErrorBody)))]
 pub async fn list(State(ctx): State<Arc<ApiContext>>) -> Result<Json<Vec<NodeInfo>>, ApiError> {
     let nodes = ctx.store.nodes().await?;
-    Ok(Json(nodes.into_iter().map(NodeInfo::from).collect()))
+    Ok(Json(nodes.into_iter().map(|n| seen(&ctx, n)).collect()))
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{id}", tag = "nodes",
@@ -93,7 +120,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<NodeInfo>, ApiError> {
     match ctx.store.node(&id).await? {
-        Some(n) => Ok(Json(n.into())),
+        Some(n) => Ok(Json(seen(&ctx, n))),
         None => Err(ApiError::not_found(format!("no node `{id}`"))),
     }
 }

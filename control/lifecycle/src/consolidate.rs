@@ -297,6 +297,7 @@ mod tests {
             pid: 1,
             allocated_gb: allocated,
             servers,
+            link_port: None,
         }
     }
 

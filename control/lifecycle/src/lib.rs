@@ -655,6 +655,11 @@ impl Lifecycle for Engine {
         self.forward_to(&slot)
     }
 
+    fn link(&self, server: &Server) -> Option<(Arc<str>, Arc<str>)> {
+        let slot = self.slot(server)?;
+        self.link_to(&slot)
+    }
+
     async fn admit(&self, server: &Arc<Server>, player: &Player) -> Admission {
         let Some(slot) = self.slot(server) else {
             return Admission::Forward;

@@ -68,6 +68,9 @@ pub struct NodeSettings {
     pub moves_at_once: usize,
     /// When the nightly consolidation pass runs, seconds after midnight UTC; None: never.
     pub consolidate_at: Option<u32>,
+    /// The UDP port where this node accepts QUIC links from edges (`[node] link = "quic"`);
+    /// None: edges reach its servers over TCP.
+    pub link_port: Option<u16>,
 }
 
 impl Default for NodeSettings {
@@ -83,6 +86,7 @@ impl Default for NodeSettings {
             dead_after: Some(DEAD_AFTER),
             moves_at_once: 1,
             consolidate_at: Some(4 * 3600),
+            link_port: None,
         }
     }
 }
@@ -211,6 +215,7 @@ impl Engine {
             pid: std::process::id(),
             allocated_gb: self.allocated_gb(None),
             servers: self.owned_count(),
+            link_port: n.link_port,
         }
     }
 
@@ -552,6 +557,40 @@ impl Engine {
         let fleet = self.node.fleet.read();
         let node = fleet.iter().find(|n| n.id == owner)?;
         Some(Arc::from(with_host(&slot.spec.backend, &node.address)))
+    }
+}
+
+impl Engine {
+    /// The owner node's link (`(node, host:port)`) when the server runs on another node
+    /// that accepts QUIC links; None: reach it over TCP (or it runs here).
+    pub(super) fn link_to(&self, slot: &Slot) -> Option<(Arc<str>, Arc<str>)> {
+        let owner = slot.record.lock().node.clone()?;
+        if owner == self.appliance() {
+            return None;
+        }
+        let fleet = self.node.fleet.read();
+        let node = fleet.iter().find(|n| n.id == owner)?;
+        let port = node.link_port?;
+        Some((
+            Arc::from(owner.as_str()),
+            Arc::from(with_host(&format!("x:{port}"), &node.address)),
+        ))
+    }
+
+    /// Every other live node that accepts links, as `(id, host:port)`: the links an edge
+    /// keeps warm.
+    pub fn fleet_links(&self) -> Vec<(String, String)> {
+        let now = now_ms();
+        self.node
+            .fleet
+            .read()
+            .iter()
+            .filter(|n| n.id != self.appliance() && n.live(now) && n.state != NodeState::Dead)
+            .filter_map(|n| {
+                let port = n.link_port?;
+                Some((n.id.clone(), with_host(&format!("x:{port}"), &n.address)))
+            })
+            .collect()
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Config {
     /// The control API; off unless the section is present.
     #[serde(default)]
     pub api: Option<ApiSection>,
+    /// The edge↔node QUIC link and this appliance's certificates from the fleet CA; off
+    /// unless the section is present.
+    #[serde(default)]
+    pub link: Option<LinkSection>,
     /// Where events are posted (Discord or generic JSON).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
@@ -448,6 +452,36 @@ pub struct NodeSection {
     pub moves_at_once: Spanned<usize>,
     /// When the nightly consolidation pass runs ("HH:MM", UTC), or "off". Default "04:00".
     pub consolidate: Spanned<String>,
+    /// How edges reach this node's servers: `"tcp"` (the default) or `"quic"` (the warm,
+    /// authenticated link; needs `[link]` with `listen`).
+    pub link: Spanned<LinkChoice>,
+}
+
+/// How edges reach a node's servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkChoice {
+    #[default]
+    Tcp,
+    Quic,
+}
+
+/// `[link]`: where this node accepts links, and the certificates from the fleet CA
+/// (`warden ca init`, `warden cert issue`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    /// UDP address a node accepts edges' links on, e.g. "0.0.0.0:25590". An edge-only
+    /// appliance leaves it out.
+    pub listen: Option<Spanned<String>>,
+    /// The fleet CA's certificate (`ca.crt`).
+    pub ca: PathBuf,
+    /// This appliance's certificate and key (`ID.crt`, `ID.key`).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA's revocation list (`crl.pem`), if any certificate was revoked.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
 }
 
 impl Default for NodeSection {
@@ -464,6 +498,7 @@ impl Default for NodeSection {
             recover: true,
             moves_at_once: Spanned::new(0..0, 1),
             consolidate: Spanned::new(0..0, "04:00".into()),
+            link: Spanned::new(0..0, LinkChoice::Tcp),
         }
     }
 }

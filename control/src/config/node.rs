@@ -42,6 +42,30 @@ impl Config {
                 "a time of day in UTC like \"04:00\" (the default), or \"off\"",
             ));
         }
+        if *n.link.get_ref() == super::model::LinkChoice::Quic {
+            let listen = self.link.as_ref().and_then(|l| l.listen.as_ref());
+            match listen {
+                None => {
+                    return Err(ConfigError::at(
+                        path,
+                        text,
+                        n.link.span(),
+                        "node.link = \"quic\" needs a [link] section with `listen` and this node's certificates",
+                        "add [link] listen = \"0.0.0.0:25590\", ca, cert and key (see `warden ca init` and `warden cert issue --node ID`), or use link = \"tcp\"",
+                    ))
+                }
+                Some(l) if l.get_ref().parse::<std::net::SocketAddr>().is_err() => {
+                    return Err(ConfigError::at(
+                        path,
+                        text,
+                        l.span(),
+                        format!("link.listen = `{}` is not an address", l.get_ref()),
+                        "an IP and a UDP port, e.g. \"0.0.0.0:25590\"",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let runs = n.roles.get_ref().contains(&NodeRole::Node);
         if let Some(m) = &n.memory_gb {
             if !(m.get_ref().is_finite() && *m.get_ref() > 0.0) {
@@ -131,7 +155,23 @@ impl Config {
             dead_after: n.recover.then_some(n.dead_after),
             moves_at_once: *n.moves_at_once.get_ref(),
             consolidate_at: consolidate_at(n.consolidate.get_ref()).unwrap_or(None),
+            link_port: self.link_port(),
         }
+    }
+}
+
+impl Config {
+    /// The UDP port this node offers links on, when `[node] link = "quic"`.
+    pub fn link_port(&self) -> Option<u16> {
+        if *self.node.link.get_ref() != super::model::LinkChoice::Quic {
+            return None;
+        }
+        let listen = self.link.as_ref()?.listen.as_ref()?;
+        listen
+            .get_ref()
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.port())
     }
 }
 

@@ -103,6 +103,10 @@ pub struct NodeRecord {
     /// Servers it owns (running or not), as of its last renewal.
     #[serde(default)]
     pub servers: u32,
+    /// The UDP port at `address` where it accepts QUIC links from edges; None: edges reach
+    /// its servers over plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_port: Option<u16>,
 }
 
 impl NodeRecord {
@@ -297,6 +301,7 @@ mod tests {
             pid: 1,
             allocated_gb: 0.0,
             servers: 0,
+            link_port: None,
         }
     }
 

@@ -22,7 +22,7 @@ use crate::admission::Player;
 use crate::metrics::BackendError;
 use crate::relay::{relay, Ended};
 use crate::route::{Resolved, Server};
-use crate::sessions::NewSession;
+use crate::sessions::{NewSession, SessionGuard};
 use crate::settings::EdgeSettings;
 use crate::wire::{log_safe, normalize_host, proxy_protocol, Handshake, Intent};
 
@@ -44,6 +44,14 @@ pub(super) async fn forward(
     join: Join,
     s: &EdgeSettings,
 ) -> Ending {
+    // On another node that offers a link: over the warm link, unless it cannot be used.
+    if let (Some(dialer), Some((node, addr))) =
+        (edge.link.get(), edge.lifecycle.link(&target.server))
+    {
+        if let Some(link) = super::linked::open(dialer, &node, &addr).await {
+            return super::linked::forward(edge, client, target, join, s, link).await;
+        }
+    }
     let server = &target.server;
     let started = Instant::now();
     let backend = match timeout(s.connect_timeout, TcpStream::connect(&*target.backend)).await {
@@ -79,18 +87,7 @@ pub(super) async fn forward(
             .saying(client, Goodbye::ClosedBeforeLogin(server.id.clone()));
     }
 
-    let _session = edge.sessions.open(
-        server.id.clone(),
-        NewSession {
-            player: join.player.name.clone(),
-            uuid: join.player.uuid,
-            protocol: join.player.protocol,
-            joined_via: (
-                normalize_host(&join.handshake.address).unwrap_or_default(),
-                join.handshake.port,
-            ),
-        },
-    );
+    let _session = open_session(edge, server, &join);
     let (ended, moved) = relay(
         &client,
         &backend,
@@ -112,6 +109,23 @@ pub(super) async fn forward(
     } else {
         closed.into()
     }
+}
+
+/// Counts the player as on `server` (until the guard drops): the control plane's live
+/// player count, whichever way the bytes go.
+pub(super) fn open_session(edge: &Edge, server: &Server, join: &Join) -> SessionGuard {
+    edge.sessions.open(
+        server.id.clone(),
+        NewSession {
+            player: join.player.name.clone(),
+            uuid: join.player.uuid,
+            protocol: join.player.protocol,
+            joined_via: (
+                normalize_host(&join.handshake.address).unwrap_or_default(),
+                join.handshake.port,
+            ),
+        },
+    )
 }
 
 /// PROXY header (optional) + handshake + Login Start + read-ahead, in one write.

@@ -12,7 +12,9 @@
 //! 4. `login.rs`: Login Start, a returning player's ticket (`returning.rs`), and the
 //!    control plane's [`crate::admission`]: forward, refuse or hold.
 //! 5. `forward.rs`: connect the backend, replay the handshake and Login Start, then
-//!    [`crate::relay`] carries the bytes.
+//!    [`crate::relay`] carries the bytes; or, when the server runs on another node that
+//!    offers a QUIC link, `linked.rs`: a stream on the warm link carries the join instead
+//!    (the node's end is [`crate::landing`]).
 //! 6. `closed.rs`: every step returns how the connection ended; it is counted and logged
 //!    once, then the player hears the goodbye, if any (`goodbye.rs`: every Disconnect text
 //!    the edge sends).
@@ -23,6 +25,7 @@ mod detach;
 mod forward;
 mod goodbye;
 mod legacy;
+mod linked;
 mod login;
 mod preroute;
 mod returning;
@@ -61,6 +64,9 @@ pub struct Edge {
     ticket_key: std::sync::OnceLock<Arc<[u8]>>,
     /// Warden's own listeners and backend connections, to refuse routing loops.
     pub loops: LoopGuard,
+    /// Warm QUIC links to the nodes that offer them; without it every player goes to its
+    /// backend over TCP.
+    link: std::sync::OnceLock<Arc<warden_link::dial::Dialer>>,
 }
 
 impl Edge {
@@ -80,7 +86,13 @@ impl Edge {
             lifecycle,
             ticket_key: std::sync::OnceLock::new(),
             loops: LoopGuard::default(),
+            link: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reaches servers on nodes that offer a link through `dialer`. Set once, at startup.
+    pub fn use_link(&self, dialer: Arc<warden_link::dial::Dialer>) {
+        let _ = self.link.set(dialer);
     }
 
     /// Enables ticket checks for returning players. Set once, at startup.
@@ -104,6 +116,16 @@ impl Edge {
         self.metrics
             .connections_fd_capacity
             .set(i64::try_from(connections).unwrap_or(i64::MAX));
+    }
+
+    /// Whether this edge's link to `node` is up; None without a link.
+    pub fn link_up(&self, node: &str) -> Option<bool> {
+        self.link.get().map(|d| d.is_up(node))
+    }
+
+    /// The control plane, as the data plane sees it.
+    pub(crate) fn lifecycle(&self) -> &Arc<dyn Lifecycle> {
+        &self.lifecycle
     }
 
     /// Client connections open at the edge right now (sessions and pre-routing).

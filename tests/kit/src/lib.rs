@@ -8,13 +8,15 @@
 //! [`peers`] (the npm `minecraft-protocol` and PyPI `mcstatus` peers), [`warden`] and
 //! [`config`] (the `warden` binary under test and its config text), [`http`] (a minimal
 //! HTTP client), [`raw`] (raw TCP and Minecraft frames), [`data`] (test bytes), [`docker`]
-//! (a daemon and the test image, cleaned up after).
+//! (a daemon and the test image, cleaned up after), [`delay`] (TCP and UDP relays with a
+//! one-way delay and datagram loss: a long link on one machine).
 //!
 //! It depends on no Warden crate but `warden-wire`, so store, runtime or anteroom tests use
 //! it without building the binary. Everything is re-exported at the top level.
 
 pub mod config;
 pub mod data;
+pub mod delay;
 pub mod docker;
 pub mod http;
 pub mod paths;
