@@ -4,8 +4,10 @@
 //! `run` owns the whole setup (backend, Warden, every mode); the single-mode commands point
 //! at any Minecraft endpoint for direct measurements.
 
+mod alloc;
 mod backend;
 mod held;
+mod link;
 mod modes;
 mod proto;
 mod report;
@@ -65,6 +67,8 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The edge↔node QUIC link against a TCP relay over the same delay (in-process).
+    Link(link::LinkArgs),
     /// Wake overhead: Warden manages this binary as a sleeping server and wakes it per join.
     Wake {
         /// The warden binary.
@@ -189,6 +193,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 eprintln!("{:?}", b.stats.snapshot());
                 Ok(())
             }
+            Cmd::Link(a) => link::run(a).await,
             Cmd::Status(s) => single(Mode::Status, s).await,
             Cmd::Login(s) => single(Mode::Login, s).await,
             Cmd::Bulk(s) => single(Mode::Bulk, s).await,
