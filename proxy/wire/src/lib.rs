@@ -10,7 +10,7 @@
 //! handshake, Login Start); [`login`] and [`configuration`] (typed packets of those states);
 //! [`nbt`] (network NBT for text and dialogs); [`status`] (server-list responses);
 //! [`legacy`] (pre-1.7 pings); [`proxy_protocol`] (HAProxy PROXY v1/v2 headers); [`ticket`]
-//! (the signed transfer ticket); [`link`] (the two frames of the edge↔node QUIC link); host normalization (`host`), log-safe strings (`logsafe`)
+//! (the signed transfer ticket); [`link`] (the two frames of a player's stream on the edge↔node QUIC link) and [`link_control`] (the link's control stream); host normalization (`host`), log-safe strings (`logsafe`)
 //! and the error type (`error`).
 
 pub mod configuration;
@@ -19,6 +19,7 @@ mod frame;
 mod host;
 pub mod legacy;
 pub mod link;
+pub mod link_control;
 pub mod login;
 mod logsafe;
 pub mod nbt;

@@ -227,10 +227,11 @@ impl Reply {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads the fields of a frame, refusing to read past its end.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], LinkFrameError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], LinkFrameError> {
         if self.0.len() < n {
             return Err(LinkFrameError::Truncated);
         }
@@ -238,16 +239,32 @@ impl<'a> Reader<'a> {
         self.0 = tail;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, LinkFrameError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, LinkFrameError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, LinkFrameError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, LinkFrameError> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32, LinkFrameError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, LinkFrameError> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    pub(crate) fn text(&mut self, max: usize) -> Result<String, LinkFrameError> {
+        let len = self.u8()? as usize;
+        if len > max {
+            return Err(LinkFrameError::Invalid("string length"));
+        }
+        std::str::from_utf8(self.take(len)?)
+            .map(str::to_string)
+            .map_err(|_| LinkFrameError::Invalid("string is not UTF-8"))
+    }
+    pub(crate) fn id(&mut self) -> Result<String, LinkFrameError> {
+        let id = self.text(MAX_SERVER_ID)?;
+        if id.is_empty() {
+            return Err(LinkFrameError::Invalid("server id length"));
+        }
+        Ok(id)
     }
 }
 
