@@ -5,6 +5,9 @@
 //!
 //! While a node's link is down or backing off, [`Dialer::open`] fails at once, so the
 //! edge falls back to plain TCP for that player instead of waiting.
+//!
+//! Each connection also carries the link's control stream ([`crate::control`]): what the
+//! node last [`Dialer::told`] of its servers, and [`Dialer::ask`] for wakes and sleeps.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +20,7 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::time::{timeout, Instant};
 use tracing::{info, warn};
 
+use crate::control::{Ask, EdgeEnd, Told};
 use crate::metrics::{classify, LinkMetrics};
 use crate::pki::{name_of, Role};
 use crate::tls::Tls;
@@ -49,6 +53,8 @@ struct Link {
     backoff: Mutex<(u32, Option<Instant>)>,
     /// A task watches this link (one at most).
     watched: AtomicBool,
+    /// The current connection's control stream.
+    control: Mutex<Option<Arc<EdgeEnd>>>,
 }
 
 impl Link {
@@ -123,6 +129,42 @@ impl Dialer {
         })
     }
 
+    /// What `node` last said of `server` on the link's control stream; None while there is
+    /// no open control stream to it, or it said nothing of that server.
+    pub fn told(&self, node: &str, server: &str) -> Option<Arc<Told>> {
+        let link = self.links.lock().get(node).cloned()?;
+        link.alive()?;
+        let control = link.control.lock().clone()?;
+        control.told(server)
+    }
+
+    /// Asks `node` over the control stream to do `ask`, and waits (at most
+    /// [`crate::control::ASK_TIMEOUT`]) for it to be taken: `Ok(Err(why))` when the node
+    /// refused, `Err` when it could not be asked (the caller goes another way).
+    pub async fn ask(&self, node: &str, ask: &Ask) -> Result<Result<(), String>, LinkError> {
+        let control = self
+            .links
+            .lock()
+            .get(node)
+            .filter(|l| l.alive().is_some())
+            .and_then(|l| l.control.lock().clone())
+            .filter(|c| c.is_open());
+        let answer = match control {
+            Some(c) => c.ask(ask).await,
+            None => Err(LinkError::Stream(format!("no control stream to {node}"))),
+        };
+        let result = match &answer {
+            Ok(Ok(())) => "taken",
+            Ok(Err(_)) => "refused",
+            Err(_) => "failed",
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[node, ask.kind(), result])
+            .inc();
+        answer
+    }
+
     /// Keeps a warm link to each of `nodes` (`(id, host:port)`), and drops the links to
     /// nodes no longer listed.
     pub fn keep(self: &Arc<Self>, nodes: &[(String, String)]) {
@@ -160,6 +202,7 @@ impl Dialer {
                 dialing: tokio::sync::Mutex::new(()),
                 backoff: Mutex::new((0, None)),
                 watched: AtomicBool::new(false),
+                control: Mutex::new(None),
             })
         });
         let mut a = link.addr.lock();
@@ -243,6 +286,14 @@ impl Dialer {
             rtt_ms = conn.rtt().as_millis() as u64,
             "link up"
         );
+        let control = match EdgeEnd::open(node, &conn).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                warn!(node, error = %e, "no control stream on the link: pings and wakes go the long way");
+                None
+            }
+        };
+        *link.control.lock() = control;
         *link.current.lock() = Some(conn.clone());
         self.metrics.up.with_label_values(&[node]).set(1);
         Ok(conn)

@@ -8,10 +8,13 @@
 //! connection (its client certificate checked against the CA and the revocation list),
 //! reads the frame within bounds and hands the stream to whoever lands players (the
 //! proxy), which connects the backend and answers with a [`warden_wire::link::Reply`];
-//! [`pipe`] then carries the bytes both ways. [`pki`] makes the CA and the certificates
+//! [`pipe`] then carries the bytes both ways. Beside the players' streams, each link has
+//! one [`control`] stream: the node pushes its servers' state and status, the edge asks
+//! for wakes and sleeps. [`pki`] makes the CA and the certificates
 //! (`warden ca init`, `warden cert issue`, `warden cert revoke`), [`tls`] turns them into
 //! rustls and quinn configs, and [`metrics`] counts what happens on each link.
 
+pub mod control;
 pub mod dial;
 pub mod listen;
 pub mod metrics;

@@ -1,5 +1,5 @@
 //! What the links do, per node: round-trip time, open streams, bytes each way, reconnects,
-//! fallbacks to TCP, and refused handshakes by reason. Labels are node ids and fixed
+//! fallbacks to TCP, refused handshakes by reason, and requests on the control streams. Labels are node ids and fixed
 //! words, never player data.
 
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -13,6 +13,7 @@ pub struct LinkMetrics {
     pub reconnects: IntCounterVec,
     pub fallbacks: IntCounterVec,
     pub handshake_failures: IntCounterVec,
+    pub requests: IntCounterVec,
 }
 
 impl LinkMetrics {
@@ -47,6 +48,10 @@ impl LinkMetrics {
                 Opts::new("warden_link_handshake_failures_total", "Link handshakes refused or failed, by reason (unknown_ca, expired, revoked, no_certificate, bad_name, alpn, timeout, other)"),
                 &["reason"],
             )?,
+            requests: IntCounterVec::new(
+                Opts::new("warden_link_requests_total", "Requests an edge sent a node on the link's control stream, by kind (wake, sleep) and result (taken, refused, failed: the edge fell back to the store)"),
+                &["node", "kind", "result"],
+            )?,
         })
     }
 
@@ -58,6 +63,7 @@ impl LinkMetrics {
         registry.register(Box::new(self.reconnects.clone()))?;
         registry.register(Box::new(self.fallbacks.clone()))?;
         registry.register(Box::new(self.handshake_failures.clone()))?;
+        registry.register(Box::new(self.requests.clone()))?;
         Ok(())
     }
 

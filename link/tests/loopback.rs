@@ -59,6 +59,13 @@ async fn node(ca: &Path, out: &Path) -> (SocketAddr, LinkMetrics) {
     (addr, metrics)
 }
 
+/// An edge `edge-1` with a certificate from `ca` (written to `dir`).
+fn edge(ca: &Path, dir: &Path) -> Arc<Dialer> {
+    pki::issue(ca, Role::Edge, "edge-1", dir, 30).unwrap();
+    let tls = Tls::load(&material(dir, "edge-1")).unwrap();
+    Dialer::new(&tls, LinkMetrics::new().unwrap()).unwrap()
+}
+
 async fn roundtrip(dialer: &Arc<Dialer>, addr: SocketAddr) -> Result<Vec<u8>, String> {
     let (mut send, mut recv) = dialer
         .open("node-a", &addr.to_string())
@@ -85,13 +92,7 @@ async fn streams_carry_players_and_strangers_are_refused() {
     pki::init_ca(&other, "strangers").unwrap();
     let (addr, node_metrics) = node(&ca, &dir.path().join("node")).await;
 
-    let edge_dir = dir.path().join("edge");
-    pki::issue(&ca, Role::Edge, "edge-1", &edge_dir, 30).unwrap();
-    let edge = Dialer::new(
-        &Tls::load(&material(&edge_dir, "edge-1")).unwrap(),
-        LinkMetrics::new().unwrap(),
-    )
-    .unwrap();
+    let edge = edge(&ca, &dir.path().join("edge"));
     let got = roundtrip(&edge, addr).await.unwrap();
     assert_eq!(got, b"\0\0\0lobbyJOINping");
     assert!(edge.is_up("node-a"));
@@ -219,4 +220,151 @@ async fn streams_carry_players_and_strangers_are_refused() {
     assert_eq!(failures("no_certificate"), 1, "no certificate");
     assert_eq!(failures("revoked"), 1, "revoked");
     assert_eq!(failures("alpn"), 1, "another version of the link");
+}
+
+/// A node's servers as a test sets them, and the requests it was asked.
+struct Servers {
+    showing: tokio::sync::watch::Sender<warden_link::control::Showing>,
+    asked: parking_lot::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl warden_link::control::Tell for Servers {
+    fn showing(&self) -> tokio::sync::watch::Receiver<warden_link::control::Showing> {
+        self.showing.subscribe()
+    }
+    async fn wake(&self, server: &str) -> Result<(), String> {
+        self.asked.lock().push(format!("wake {server}"));
+        match server {
+            "lobby" => Ok(()),
+            other => Err(format!("no server `{other}` here")),
+        }
+    }
+    async fn sleep(&self, server: &str, force: bool) -> Result<(), String> {
+        self.asked.lock().push(format!("sleep {server} {force}"));
+        Ok(())
+    }
+}
+
+fn shown(state: &str, status: &[u8]) -> warden_link::control::Shown {
+    warden_link::control::Shown {
+        state: state.into(),
+        status: Bytes::copy_from_slice(status),
+    }
+}
+
+/// Waits (bounded) until `check` holds.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+/// The control stream: the edge learns the node's servers as they change (a status it
+/// can serve, a state, a server that leaves), and its wake and sleep requests reach the
+/// node and come back answered, refusals with their reason.
+#[tokio::test]
+async fn the_control_stream_tells_the_edge_and_carries_requests() {
+    use warden_link::control::Ask;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    pki::init_ca(&ca, "fleet").unwrap();
+    let node_dir = dir.path().join("node");
+    pki::issue(&ca, Role::Node, "node-a", &node_dir, 30).unwrap();
+    let tls = Tls::load(&material(&node_dir, "node-a")).unwrap();
+    let servers = Arc::new(Servers {
+        showing: tokio::sync::watch::Sender::new(Default::default()),
+        asked: Default::default(),
+    });
+    // A Status Response frame as a server sends it: length, packet 0, the JSON.
+    let json = br#"{"version":{"name":"1.21","protocol":767},"players":{"max":20,"online":3},"description":"hello"}"#;
+    let mut status = vec![(json.len() + 2) as u8, 0x00, json.len() as u8];
+    status.extend_from_slice(json);
+    servers.showing.send_modify(|s| {
+        let mut m = (**s).clone();
+        m.insert("lobby".into(), shown("active", &status));
+        m.insert("survival".into(), shown("sleeping", b""));
+        *s = Arc::new(m);
+    });
+    let l = Listener::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &tls,
+        LinkMetrics::new().unwrap(),
+    )
+    .unwrap()
+    .telling(servers.clone());
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(l.run(Arc::new(Echo)));
+
+    let edge = edge(&ca, &dir.path().join("edge"));
+    edge.keep(&[("node-a".into(), addr.to_string())]);
+    until("the edge to hear of lobby", || {
+        edge.told("node-a", "lobby").is_some()
+    })
+    .await;
+    let lobby = edge.told("node-a", "lobby").unwrap();
+    assert_eq!(lobby.state, "active");
+    let doc = lobby.status.as_ref().expect("lobby's status parsed");
+    assert_eq!(
+        (
+            doc.online,
+            doc.max,
+            doc.version_name.as_str(),
+            doc.motd_text.as_str()
+        ),
+        (3, 20, "1.21", "hello")
+    );
+    let survival = edge.told("node-a", "survival").unwrap();
+    assert_eq!(
+        (survival.state.as_str(), survival.status.is_none()),
+        ("sleeping", true)
+    );
+    // Players still ride their own streams beside it.
+    assert_eq!(
+        roundtrip(&edge, addr).await.unwrap(),
+        b"\0\0\0lobbyJOINping"
+    );
+
+    // A change is pushed; a server no longer shown is forgotten.
+    servers.showing.send_modify(|s| {
+        let mut m = (**s).clone();
+        m.remove("survival");
+        m.insert("lobby".into(), shown("stopping", b""));
+        *s = Arc::new(m);
+    });
+    until("the edge to hear lobby stopping and survival gone", || {
+        edge.told("node-a", "lobby")
+            .is_some_and(|t| t.state == "stopping")
+            && edge.told("node-a", "survival").is_none()
+    })
+    .await;
+
+    let wake = |s: &str| Ask::Wake { server: s.into() };
+    assert_eq!(edge.ask("node-a", &wake("lobby")).await.unwrap(), Ok(()));
+    assert_eq!(
+        edge.ask("node-a", &wake("nether")).await.unwrap(),
+        Err("no server `nether` here".to_string())
+    );
+    let sleep = Ask::Sleep {
+        server: "lobby".into(),
+        force: true,
+    };
+    assert_eq!(edge.ask("node-a", &sleep).await.unwrap(), Ok(()));
+    assert_eq!(
+        *servers.asked.lock(),
+        ["wake lobby", "wake nether", "sleep lobby true"]
+    );
+    // A node the edge has no link to cannot be asked: the caller goes another way.
+    assert!(edge.ask("node-b", &wake("lobby")).await.is_err());
+    let counted = |result: &str| {
+        edge.metrics()
+            .requests
+            .with_label_values(&["node-a", "wake", result])
+            .get()
+    };
+    assert_eq!((counted("taken"), counted("refused")), (1, 1));
 }
