@@ -31,6 +31,32 @@ pub enum ServerState {
     Failed,
 }
 
+impl ServerState {
+    /// Its name on the link's control stream.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerState::Active => "active",
+            ServerState::Starting => "starting",
+            ServerState::Stopping => "stopping",
+            ServerState::Sleeping => "sleeping",
+            ServerState::Archiving => "archiving",
+            ServerState::Archived => "archived",
+            ServerState::Restoring => "restoring",
+            ServerState::Swapping => "swapping",
+            ServerState::Failed => "failed",
+        }
+    }
+
+    /// The state of that name (None: a name this version does not know).
+    pub fn from_name(name: &str) -> Option<ServerState> {
+        use ServerState::*;
+        [Active, Starting, Stopping, Sleeping, Archiving]
+            .into_iter()
+            .chain([Archived, Restoring, Swapping, Failed])
+            .find(|s| s.name() == name)
+    }
+}
+
 /// Who is joining.
 #[derive(Debug, Clone)]
 pub struct Player {

@@ -84,6 +84,8 @@ pub enum CacheResult {
     ErrorCached,
     /// The server is not up: Warden's own stand-in, no cache involved.
     Standin,
+    /// What the server's node said on the link's control stream: nothing crossed the link.
+    Link,
 }
 
 impl CacheResult {
@@ -95,6 +97,7 @@ impl CacheResult {
             CacheResult::Error => "error",
             CacheResult::ErrorCached => "error_cached",
             CacheResult::Standin => "standin",
+            CacheResult::Link => "link",
         }
     }
 }

@@ -3,7 +3,9 @@
 //! links; appliance B (127.0.0.3) is where the player connects. A real nmp player joining
 //! at B is carried over the link to A, whose backend learns the player's real address from
 //! the PROXY v2 header A writes; the bytes show on both ends' link metrics, none fell back
-//! to TCP. A node whose link cannot be reached still gets its players over TCP, counted.
+//! to TCP. Wakes and sleeps asked at B travel on the link's control stream, and B answers
+//! status pings from what A told it there. A node whose link cannot be reached still gets
+//! its players over TCP, counted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -238,6 +240,40 @@ fn a_player_joins_through_the_quic_link_with_the_real_address() {
         a.metrics()
     );
     assert_eq!(a.metric("warden_link_handshake_failures_total"), 0.0);
+
+    // The wake crossed on the link's control stream, taken at once: not through the store.
+    let wakes = "warden_link_requests_total{kind=\"wake\",node=\"node-a\",result=\"taken\"}";
+    assert_eq!(b.metric(wakes), 1.0, "{}", b.metrics());
+    assert!(
+        a.log().contains("woken at another appliance's request"),
+        "{}",
+        logs()
+    );
+    // B answers pings from what A told it: the server's own status while it is up...
+    let from_link = "warden_status_cache_total{result=\"link\"}";
+    wait_for(
+        "B's ping to show the server's own status, as A tells it",
+        Duration::from_secs(10),
+        logs,
+        || {
+            let said = mcstatus(&["--addr", &b.addr().to_string(), "--host", "world.test"]);
+            said[0]["ok"] == true && said[0]["version_name"] == "1.20.4"
+        },
+    );
+    assert!(b.metric(from_link) >= 1.0, "{}", b.metrics());
+    // ...and a sleep asked at B, which does not own `world`, is done by A.
+    let (ok, said) = b.cli(&b.token("operator"), &["sleep", "world", "--force"]);
+    assert!(ok, "{said}\n{}", logs());
+    let sleeps = "warden_link_requests_total{kind=\"sleep\",node=\"node-a\",result=\"taken\"}";
+    assert_eq!(b.metric(sleeps), 1.0, "{}", b.metrics());
+    wait_for(
+        "B's pings to show world asleep, as A tells it",
+        Duration::from_secs(30),
+        logs,
+        || motd(&b.addr().to_string(), "world.test").contains("Sleeping"),
+    );
+    let (_, view) = a.api("GET", "/v1/servers/world", Some(&a.token("viewer")), None);
+    assert_eq!(view["state"], "sleeping", "{view}");
 }
 
 /// Handshake + Login Start for `world.test` from `name` (1.20.4).
@@ -365,6 +401,48 @@ fn a_warm_link_saves_the_round_trip_of_a_new_connection_and_survives_loss() {
     );
     assert_eq!(linked.metric("warden_link_fallbacks_total"), 0.0);
     assert_eq!(plain.metric("warden_link_bytes_total"), 0.0);
+
+    // Status pings: B answers from what node-a told it on the link's control stream, and
+    // nothing crosses the long path; C, without a link, asks the server across it. Both
+    // show the server's own status.
+    let ping = |w: &Warden| mcstatus(&["--addr", &w.addr().to_string(), "--host", "world.test"]);
+    let from_link = "warden_status_cache_total{result=\"link\"}";
+    wait_for(
+        "node-a to tell B of world",
+        Duration::from_secs(20),
+        logs,
+        || {
+            ping(&linked);
+            linked.metric(from_link) >= 1.0
+        },
+    );
+    let (crossed, answered) = (_tcp.connections(), linked.metric(from_link));
+    let mut via_link = Vec::new();
+    for _ in 0..5 {
+        via_link = ping(&linked);
+        assert_eq!(via_link[0]["ok"], true, "{via_link:?}");
+        assert_eq!(via_link[0]["version_name"], "1.20.4", "{via_link:?}");
+    }
+    assert_eq!(
+        _tcp.connections(),
+        crossed,
+        "B's pings crossed the long path"
+    );
+    assert_eq!(
+        linked.metric(from_link),
+        answered + 5.0,
+        "{}",
+        linked.metrics()
+    );
+    let via_tcp = ping(&plain);
+    assert_eq!(
+        via_link[0]["motd"], via_tcp[0]["motd"],
+        "{via_link:?} / {via_tcp:?}"
+    );
+    assert!(
+        _tcp.connections() > crossed,
+        "C's ping asks the server across"
+    );
 
     // 1 % of datagrams lost: players through the link still join and play.
     _udp.set_loss(0.01);

@@ -136,6 +136,9 @@ pub struct Engine {
     /// endpoint), kept after the server is removed: the collector looks there for what
     /// the fleet made and no record owns.
     daemons: parking_lot::Mutex<Vec<warden_runtime::docker::DockerClient>>,
+    /// The warm links to other nodes, when this appliance has `[link]`: wakes and sleeps
+    /// for servers on linked nodes are asked on the link's control stream.
+    link: std::sync::OnceLock<Arc<warden_link::dial::Dialer>>,
 }
 
 impl Engine {
@@ -172,6 +175,7 @@ impl Engine {
             recoveries: std::sync::OnceLock::new(),
             gc_metrics: std::sync::OnceLock::new(),
             daemons: Default::default(),
+            link: std::sync::OnceLock::new(),
             settings,
             events: tokio::sync::broadcast::channel(1024).0,
             node: node::Node::new(),
@@ -257,6 +261,38 @@ impl Engine {
         }
         self.slots.write().insert(slot.spec.id.clone(), slot);
         Ok(())
+    }
+
+    /// Asks linked nodes over their links' control streams from now on. Set once.
+    pub fn use_link(&self, dialer: Arc<warden_link::dial::Dialer>) {
+        let _ = self.link.set(dialer);
+    }
+
+    /// Wakes a server this node owns for an edge that asked over the link. `Err`: why
+    /// not (not here, owned by another node, the store unreadable).
+    pub async fn wake_for_peer(self: &Arc<Self>, id: &str) -> Result<(), String> {
+        wake::take(self, id, true).await.map(drop)
+    }
+
+    /// Puts a server this node owns to sleep for an edge that asked over the link; the
+    /// checks of `warden sleep` apply (players online without `force` are refused).
+    pub async fn sleep_for_peer(self: &Arc<Self>, id: &str, force: bool) -> Result<(), String> {
+        let run = self
+            .prepare(id, Command::Sleep { force })
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(run);
+        Ok(())
+    }
+
+    /// The ids of the servers this node owns.
+    pub fn owned_ids(&self) -> Vec<String> {
+        self.slots
+            .read()
+            .values()
+            .filter(|s| self.owns(&s.record.lock(), s.is_local()))
+            .map(|s| s.spec.id.clone())
+            .collect()
     }
 
     /// The fleet's id, if the engine knows it (see [`LifecycleSettings::fleet`]).

@@ -89,6 +89,27 @@ impl Engine {
         })
     }
 
+    /// Asks `owner` over the link's control stream to put the server to sleep, when this
+    /// appliance has a link to it.
+    fn sleep_over_link(&self, slot: &Slot, owner: &str, force: bool) -> Option<ActionRun> {
+        let dialer = self.link.get()?.clone();
+        self.link_to(slot)?;
+        let (id, owner) = (slot.spec.id.clone(), owner.to_string());
+        Some(Box::pin(async move {
+            let ask = warden_link::control::Ask::Sleep {
+                server: id.clone(),
+                force,
+            };
+            match dialer.ask(&owner, &ask).await {
+                Ok(Ok(())) => Ok(format!("{owner} is putting {id} to sleep")),
+                Ok(Err(why)) => Err(LifecycleError::Refused(why)),
+                Err(e) => Err(LifecycleError::Refused(format!(
+                    "{id} is owned by {owner}, which could not be asked over the link ({e}); ask that appliance to sleep it"
+                ))),
+            }
+        }))
+    }
+
     pub fn store(&self) -> &Arc<dyn warden_store::StateStore> {
         &self.store
     }
@@ -118,8 +139,14 @@ impl Engine {
             .ok_or_else(|| LifecycleError::NotFound(id.to_string()))?;
         let state = *slot.state.borrow();
         if command != Command::Wake && self.placed_elsewhere(&slot) {
-            // Only the owner acts on it; a wake is forwarded to it (see `wake`).
+            // Only the owner acts on it; a wake is forwarded to it (see `wake`), and a
+            // sleep too when the owner is linked.
             let owner = slot.record.lock().node.clone().unwrap_or_default();
+            if let Command::Sleep { force } = command {
+                if let Some(run) = self.sleep_over_link(&slot, &owner, force) {
+                    return Ok(run);
+                }
+            }
             return Err(LifecycleError::Refused(format!(
                 "{id} is owned by {owner}; ask that appliance to {} it",
                 command.action().as_str()

@@ -218,7 +218,7 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
     if owner != engine.settings.appliance {
         // Its world is on its owner: ask that one, and mirror its progress.
         info!(server = %id, node = %owner, "asking the server's owner to wake it");
-        if let Err(e) = request(engine, &id).await {
+        if let Err(e) = request(engine, slot, &owner).await {
             *slot.blocked.lock() = Some(format!("cannot ask {owner} to start it: {e}"));
             slot.state.send_modify(|_| {});
             return false;
@@ -374,8 +374,32 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), LifecycleError> {
 /// The store's document kind for "please wake this server" between appliances.
 const WAKE_REQUEST: &str = "wake-request";
 
-/// Asks whichever appliance the server is placed on to wake it.
-pub(super) async fn request(engine: &Engine, id: &str) -> Result<(), warden_store::StoreError> {
+/// Asks the appliance the server is placed on (`owner`) to wake it: over the link's
+/// control stream when there is one (taken at once), else through the store, which the
+/// owner reads on its next tick.
+pub(super) async fn request(
+    engine: &Engine,
+    slot: &Slot,
+    owner: &str,
+) -> Result<(), warden_store::StoreError> {
+    let id = slot.spec.id.as_str();
+    if let Some(dialer) = engine.link.get().filter(|_| engine.link_to(slot).is_some()) {
+        let ask = warden_link::control::Ask::Wake {
+            server: id.to_string(),
+        };
+        match dialer.ask(owner, &ask).await {
+            Ok(Ok(())) => {
+                info!(server = %id, node = %owner, "the owner took the wake over the link");
+                return Ok(());
+            }
+            Ok(Err(why)) => {
+                info!(server = %id, node = %owner, %why, "the owner refused the wake over the link; asking through the store")
+            }
+            Err(e) => {
+                info!(server = %id, node = %owner, error = %e, "could not ask over the link; asking through the store")
+            }
+        }
+    }
     let ask = serde_json::json!({ "by": engine.settings.appliance, "at_unix_ms": super::now_ms() });
     engine
         .store
@@ -389,28 +413,48 @@ pub(super) async fn answer_requests(engine: &Arc<Engine>) {
         return;
     };
     for (id, _) in asked {
-        let Some(slot) = engine.slots.read().get(&id).cloned() else {
-            continue;
-        };
-        // The asker saw the placement in the store; this appliance's copy may be older.
-        let Ok(Some(rec)) = engine.store.get(&id).await else {
-            continue;
-        };
-        if rec.node.as_deref() != Some(engine.settings.appliance.as_str()) {
-            continue;
-        }
-        if slot.waking.try_lock().is_err() {
-            continue;
-        }
-        let _ = engine.store.delete_doc(WAKE_REQUEST, &id).await;
-        let state = rec.state;
-        *slot.record.lock() = rec;
-        slot.state.send_replace(state);
-        if state != ServerState::Active {
-            info!(server = %id, "woken at another appliance's request");
-            let _ = begin(engine, &slot, Cause::Peer);
+        if let Ok(true) = take(engine, &id, false).await {
+            let _ = engine.store.delete_doc(WAKE_REQUEST, &id).await;
         }
     }
+}
+
+/// Wakes `id` for another appliance if this one owns it, as the store's record says (the
+/// asker saw the placement there; this appliance's copy may be older). `Ok(false)`: a
+/// sleep, wake or move holds the server now and `wait` is false, so nothing was done;
+/// with `wait`, a wake follows once it is free. `Err`: why not.
+pub(super) async fn take(engine: &Arc<Engine>, id: &str, wait: bool) -> Result<bool, String> {
+    let me = engine.settings.appliance.as_str();
+    let slot = engine
+        .slots
+        .read()
+        .get(id)
+        .cloned()
+        .ok_or_else(|| format!("no server `{id}` on {me}"))?;
+    let rec = engine
+        .store
+        .get(id)
+        .await
+        .map_err(|e| format!("reading {id}'s record: {e}"))?
+        .ok_or_else(|| format!("{id} has no record"))?;
+    if rec.node.as_deref() != Some(me) {
+        let owner = rec.node.as_deref().unwrap_or("no node");
+        return Err(format!("{id} is owned by {owner}, not {me}"));
+    }
+    let free = slot.waking.try_lock().is_ok();
+    if !free && !wait {
+        return Ok(false);
+    }
+    let state = rec.state;
+    if free {
+        *slot.record.lock() = rec;
+        slot.state.send_replace(state);
+    }
+    if state != ServerState::Active {
+        info!(server = %id, "woken at another appliance's request");
+        let _ = begin(engine, &slot, Cause::Peer);
+    }
+    Ok(true)
 }
 
 /// Another appliance holds the wake lock: mirror the store until the server is up. True

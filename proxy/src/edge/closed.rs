@@ -70,6 +70,8 @@ pub(crate) enum Answered {
 pub(crate) enum StatusFrom {
     /// Warden's stand-in: the server is not up.
     Standin,
+    /// The node's own word, from the link's control stream.
+    Link,
     /// The status cache, with what the cache holds after the lookup.
     Cache {
         result: CacheResult,
@@ -205,6 +207,7 @@ fn answer(m: &Metrics, answered: Answered) {
 fn status(m: &Metrics, from: StatusFrom) {
     match from {
         StatusFrom::Standin => m.status_cache(CacheResult::Standin),
+        StatusFrom::Link => m.status_cache(CacheResult::Link),
         StatusFrom::Cache {
             result,
             error,

@@ -124,6 +124,16 @@ impl Edge {
     }
 
     /// The control plane, as the data plane sees it.
+    /// What the node running `server` last said of it on the link's control stream.
+    pub(crate) fn told(
+        &self,
+        server: &crate::route::Server,
+    ) -> Option<Arc<warden_link::control::Told>> {
+        let dialer = self.link.get()?;
+        let (node, _) = self.lifecycle.link(server)?;
+        dialer.told(&node, &server.id)
+    }
+
     pub(crate) fn lifecycle(&self) -> &Arc<dyn Lifecycle> {
         &self.lifecycle
     }

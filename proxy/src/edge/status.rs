@@ -1,6 +1,7 @@
 //! Answering a server-list ping at the edge.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -12,7 +13,7 @@ use super::preroute::{Preroute, PrerouteError};
 use super::Edge;
 use crate::admission::ServerState;
 use crate::metrics::{BackendError, CacheResult, Malformed, Reject};
-use crate::route::Resolved;
+use crate::route::{Resolved, Server};
 use crate::settings::Snapshot;
 use crate::status::fetch::StatusQuery;
 use crate::status::render::{standin_frame, Standin};
@@ -77,6 +78,9 @@ async fn status_frame(
     target: &Resolved,
 ) -> (Bytes, StatusFrom) {
     let server = &target.server;
+    if let Some(frame) = told_frame(edge, server, hs.protocol) {
+        return (frame, StatusFrom::Link);
+    }
     let state = edge.lifecycle.state(server);
     if state != ServerState::Active {
         let frame = standin_frame(
@@ -94,6 +98,62 @@ async fn status_frame(
     };
     (frame, from)
 }
+
+/// The answer from what the server's node said on the link's control stream, when there
+/// is one: its stand-in while the server is not up, the server's own status while it is.
+/// Nothing crosses the link. None: ask the usual way (no control stream, or the node had
+/// no status of the server).
+fn told_frame(edge: &Edge, server: &Server, protocol: i32) -> Option<Bytes> {
+    let told = edge.told(server)?;
+    let state = ServerState::from_name(&told.state)?;
+    if state != ServerState::Active {
+        let eta = edge.lifecycle.eta(server);
+        return Some(standin_frame(
+            &server.status,
+            Standin::State(state),
+            eta,
+            protocol,
+        ));
+    }
+    told.status.as_ref().map(|doc| doc.frame())
+}
+
+impl Edge {
+    /// How this node shows `id` on the links' control streams: its state and, while it is
+    /// up, its status through the status cache (so the server is asked at most once per
+    /// `status_ttl`, however many edges listen). None: no such route.
+    pub async fn shown(&self, id: &str) -> Option<warden_link::control::Shown> {
+        let snap = self.snapshot();
+        let server = snap.table.server(id)?.clone();
+        let state = self.lifecycle.state(&server);
+        let mut status = Bytes::new();
+        if state == ServerState::Active {
+            let host = snap
+                .table
+                .hosts()
+                .iter()
+                .find(|(_, s)| Arc::ptr_eq(s, &server))
+                .map_or_else(|| id.to_string(), |(h, _)| h.clone());
+            let target = Resolved {
+                backend: Arc::from(server.backend.as_str()),
+                server,
+            };
+            let (cached, _) =
+                cached_status(self, &snap, &host, &target, LINK_STATUS_PROTOCOL, 25565).await;
+            if let Some(s) = cached {
+                status = s.doc.frame();
+            }
+        }
+        Some(warden_link::control::Shown {
+            state: state.name().to_string(),
+            status,
+        })
+    }
+}
+
+/// The protocol a node asks its servers' status with for the links (a multi-version server
+/// answers it as that version).
+const LINK_STATUS_PROTOCOL: i32 = crate::wire::version::V1_21_6;
 
 /// The backend's status through the cache, or None when it can't be had; and how the cache
 /// answered.

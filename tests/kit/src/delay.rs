@@ -21,12 +21,20 @@ pub struct Relay {
     pub listen: SocketAddr,
     /// The share of datagrams dropped (a UDP relay's), as `f64` bits.
     loss: Arc<AtomicU64>,
+    /// Connections accepted (a TCP relay's).
+    accepted: Arc<AtomicU64>,
 }
 
 impl Relay {
     /// From now on, drops this share of datagrams (0.0: none). UDP relays only.
     pub fn set_loss(&self, loss: f64) {
         self.loss.store(loss.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Connections accepted so far (TCP relays; a UDP relay counts none): whether
+    /// anything crossed the long path.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -41,7 +49,7 @@ impl Drop for Relay {
     }
 }
 
-fn spawn<F>(listen: SocketAddr, loss: Arc<AtomicU64>, run: F) -> Relay
+fn spawn<F>(listen: SocketAddr, loss: Arc<AtomicU64>, accepted: Arc<AtomicU64>, run: F) -> Relay
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -65,6 +73,7 @@ where
         thread: Some(thread),
         listen,
         loss,
+        accepted,
     }
 }
 
@@ -73,11 +82,14 @@ pub fn tcp(listen: SocketAddr, to: SocketAddr, one_way: Duration) -> Relay {
     let std = std::net::TcpListener::bind(listen).expect("bind the TCP delay relay");
     std.set_nonblocking(true).expect("nonblocking");
     let listen = std.local_addr().expect("relay address");
-    spawn(listen, Arc::default(), async move {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counted = accepted.clone();
+    spawn(listen, Arc::default(), accepted, async move {
         let Ok(l) = TcpListener::from_std(std) else {
             return;
         };
         while let Ok((client, _)) = l.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 // The connection itself takes a round trip to reach the other side.
                 tokio::time::sleep(one_way).await;
@@ -133,7 +145,7 @@ pub fn udp(listen: SocketAddr, to: SocketAddr, one_way: Duration, loss: f64) -> 
     std.set_nonblocking(true).expect("nonblocking");
     let listen = std.local_addr().expect("relay address");
     let loss = share.clone();
-    spawn(listen, share, async move {
+    spawn(listen, share, Arc::default(), async move {
         let Ok(front) = UdpSocket::from_std(std) else {
             return;
         };
