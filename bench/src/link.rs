@@ -7,7 +7,8 @@
 //!
 //! Figures: join (connect to first echoed byte, new connection each time, link warm),
 //! echo round trips on an established session, bulk upload MiB/s, CPU seconds per GiB,
-//! and memory per idle session at `--sessions` sessions (delay 0 for the last two).
+//! heap per idle session at `--sessions` sessions, and heap per stream of the link itself
+//! at `--streams` streams (delay 0 for the last three).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,9 +38,13 @@ pub struct LinkArgs {
     /// Bulk upload per path, MiB.
     #[arg(long, default_value_t = 256)]
     pub bulk_mib: usize,
-    /// Idle sessions held at once for the memory figure.
-    #[arg(long, default_value_t = 10_000)]
+    /// Idle sessions (player → edge → node → backend) held at once for the memory figure;
+    /// each costs file descriptors on every hop, all in this process.
+    #[arg(long, default_value_t = 4_000)]
     pub sessions: usize,
+    /// Idle streams held at once on one link for the per-stream figure (no sockets).
+    #[arg(long, default_value_t = 10_000)]
+    pub streams: usize,
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
 }
@@ -84,6 +89,15 @@ struct Node {
 #[async_trait::async_trait]
 impl Land for Node {
     async fn land(&self, _edge: SocketAddr, open: Open, mut send: SendStream, recv: RecvStream) {
+        if open.server == "hold" {
+            // A stream and nothing else (no backend socket): what the link itself costs.
+            let mut recv = recv;
+            if send.write_all(&Reply::connected().encode()).await.is_ok() {
+                let mut b = [0u8; 1];
+                let _ = recv.read(&mut b).await;
+            }
+            return;
+        }
         let to = if open.server == "sink" {
             self.sink
         } else {
@@ -244,6 +258,37 @@ async fn memory(edge: SocketAddr, n: usize) -> Result<f64> {
     Ok(per)
 }
 
+/// KiB of heap per open stream on one warm link, both ends (this process holds both), `n`
+/// streams at once: each opened with an Open frame, answered, then idle. No TCP socket is
+/// involved, so `n` is not limited by file descriptors.
+async fn streams(dialer: &Arc<Dialer>, at: &str, n: usize) -> Result<f64> {
+    let before = crate::alloc::live_bytes() as f64 / 1024.0;
+    let open = Open {
+        server: "hold".into(),
+        player: "127.0.0.1:1".parse()?,
+        join: bytes::Bytes::from_static(b"join"),
+    }
+    .encode()?;
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let (mut send, mut recv) = dialer
+            .open("node", at)
+            .await
+            .with_context(|| format!("stream {i}"))?;
+        send.write_all(&open).await?;
+        let mut head = [0u8; 3];
+        recv.read_exact(&mut head)
+            .await
+            .with_context(|| format!("stream {i}'s reply"))?;
+        held.push((send, recv));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per = (crate::alloc::live_bytes() as f64 / 1024.0 - before) / n as f64;
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(per)
+}
+
 fn cpu_secs() -> f64 {
     // SAFETY: getrusage only writes the struct we pass.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -258,6 +303,8 @@ fn cpu_secs() -> f64 {
 /// One setup: a node (listener) behind a UDP relay, a TCP relay to the backends, and an
 /// edge for each path and backend.
 struct Setup {
+    dialer: Arc<Dialer>,
+    link_at: String,
     link_echo: SocketAddr,
     link_sink: SocketAddr,
     tcp_echo: SocketAddr,
@@ -307,6 +354,8 @@ async fn setup(dir: &std::path::Path, one_way: Duration) -> Result<Setup> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(Setup {
+        dialer,
+        link_at: link_at.to_string(),
         link_echo: edge(link.clone(), "echo", echo_at).await?,
         link_sink: edge(link, "sink", sink_at).await?,
         tcp_echo: edge(None, "echo", echo_at).await?,
@@ -344,6 +393,10 @@ pub async fn run(a: LinkArgs) -> Result<()> {
     let tmem = memory(z.tcp_echo, a.sessions)
         .await
         .context("sessions over TCP")?;
+    eprintln!("[link] heap per stream, {} streams on one link", a.streams);
+    let smem = streams(&z.dialer, &z.link_at, a.streams)
+        .await
+        .context("streams on the link")?;
     let rtt = 2.0 * one_way.as_secs_f64() * 1000.0;
     let report = json!({
         "one_way_ms": a.delay_ms,
@@ -355,7 +408,8 @@ pub async fn run(a: LinkArgs) -> Result<()> {
         "bulk_mib_s_delayed": {"link": lb, "tcp": tb},
         "bulk_mib_s_no_delay": {"link": lb0, "tcp": tb0},
         "cpu_s_per_gib_no_delay": {"link": lcpu, "tcp": tcpu},
-        "rss_kib_per_session": {"link": lmem, "tcp": tmem, "sessions": a.sessions},
+        "heap_kib_per_session": {"link": lmem, "tcp": tmem, "sessions": a.sessions},
+        "heap_kib_per_link_stream": {"both_ends": smem, "streams": a.streams},
     });
     let text = serde_json::to_string_pretty(&report)?;
     println!("{text}");
