@@ -492,14 +492,56 @@ fn the_link_recovers_from_a_dead_node_and_a_dead_edge_leaks_nothing() {
     let logs = || format!("A:\n{}\nB:\n{}", a.log(), b.log());
     let (ok, lines) = join(&b, "first");
     assert!(ok, "{lines:?}\n{}", logs());
+    let mut caught = held(&b, "caught");
+    // Its lines as they come (the first says it is in the game).
+    let said = {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel::<Value>();
+        let out = caught.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        rx
+    };
+    let first = said.recv_timeout(Duration::from_secs(90)).unwrap();
+    assert_eq!(first["ok"], true, "{first}\n{}", logs());
 
-    // The node dies; the edge notices within the link's idle timeout.
+    // The node dies; the edge notices within the link's idle timeout, and the player who
+    // was in the game is disconnected then, not left hanging.
+    let killed = std::time::Instant::now();
     a.signal(9);
     wait_for(
         "B to notice node-a's link is gone",
         Duration::from_secs(40),
         || b.log(),
         || b.metric("warden_link_up") == 0.0,
+    );
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while caught.try_wait().unwrap().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ended = caught.try_wait().unwrap().is_some();
+    println!(
+        "the player was disconnected {:?} after the node died",
+        killed.elapsed()
+    );
+    let _ = caught.kill();
+    let _ = caught.wait();
+    let lines: Vec<Value> = said.try_iter().collect();
+    assert!(
+        ended,
+        "the player is still connected: {lines:?}\n{}",
+        b.log()
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["ok"] == false && l["phase"] == "hold"),
+        "the player's game ended early: {lines:?}"
     );
     // Its game server still runs: a player joining now gets there over TCP.
     let (ok, lines) = join(&b, "meanwhile");
