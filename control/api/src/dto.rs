@@ -65,6 +65,9 @@ pub enum EventKind {
     /// A dead node's server is back on `node`, restored from `backup`, which was taken
     /// `backup_age_ms` before the old node was last known alive: the data at risk.
     ServerRecovered,
+    /// The capacity controller decided something (`reason`: what, why, the numbers);
+    /// `node`: the node bought, drained or given back.
+    Scaling,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -111,6 +114,7 @@ impl From<events::Event> for Event {
                 events::EventKind::BackupRestored => EventKind::BackupRestored,
                 events::EventKind::NodeDown => EventKind::NodeDown,
                 events::EventKind::ServerRecovered => EventKind::ServerRecovered,
+                events::EventKind::Scaling => EventKind::Scaling,
             },
             server: e.server,
             at_unix_ms: e.at_unix_ms,

@@ -297,6 +297,7 @@ mod tests {
             pid: 1,
             allocated_gb: allocated,
             servers,
+            waiting_gb: 0.0,
             link_port: None,
         }
     }

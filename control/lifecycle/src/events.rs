@@ -28,6 +28,10 @@ pub enum EventKind {
     /// A dead node's server is back on `node`, restored from `backup`, which was taken
     /// `backup_age_ms` before the old node was last known alive: the data at risk.
     ServerRecovered,
+    /// The capacity controller decided something (`reason`: what, why and the numbers,
+    /// e.g. `scale_out: forecast 41.2 GB at q0.9 in 6 min > free 36 GB`); `node` names the
+    /// node bought, drained or given back, if any.
+    Scaling,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -116,6 +120,14 @@ impl Event {
         }
     }
 
+    /// A capacity decision (`reason`), about `node` if it concerns one.
+    pub fn scaling(node: Option<&str>, reason: &str, at_unix_ms: u64) -> Self {
+        Event {
+            node: node.map(str::to_string),
+            ..Self::backup(EventKind::Scaling, "", None, reason, at_unix_ms)
+        }
+    }
+
     /// A backup of `server` taken, failed or restored (`kind`).
     pub fn backup(
         kind: EventKind,
@@ -199,7 +211,7 @@ impl Event {
 
     /// The name webhooks filter on: `server_started`, `server_stopped`, `server_failed`,
     /// `server_crashed`, `player_joined`, `player_left`, `backup_taken`, `backup_failed`,
-    /// `backup_restored`, `node_down`, `server_recovered`, or `server_<state>` for the rest.
+    /// `backup_restored`, `node_down`, `server_recovered`, `scaling`, or `server_<state>` for the rest.
     pub fn name(&self) -> String {
         match self.kind {
             EventKind::PlayerJoined => "player_joined".into(),
@@ -209,6 +221,7 @@ impl Event {
             EventKind::BackupRestored => "backup_restored".into(),
             EventKind::NodeDown => "node_down".into(),
             EventKind::ServerRecovered => "server_recovered".into(),
+            EventKind::Scaling => "scaling".into(),
             EventKind::Transition => {
                 let to = self.to.as_deref().unwrap_or_default();
                 let from = self.from.as_deref().unwrap_or_default();
@@ -229,6 +242,7 @@ impl Event {
         match self.kind {
             EventKind::PlayerJoined => format!("{who} joined {}", self.server),
             EventKind::PlayerLeft => format!("{who} left {}", self.server),
+            EventKind::Scaling => format!("capacity: {}", self.reason.as_deref().unwrap_or("")),
             EventKind::NodeDown => format!(
                 "node {} is down: {}",
                 self.node.as_deref().unwrap_or("?"),

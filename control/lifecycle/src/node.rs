@@ -215,6 +215,7 @@ impl Engine {
             pid: std::process::id(),
             allocated_gb: self.allocated_gb(None),
             servers: self.owned_count(),
+            waiting_gb: self.waiting_gb(),
             link_port: n.link_port,
         }
     }
@@ -289,6 +290,7 @@ impl Engine {
             lease_until_unix_ms: now_ms() + NODE_LEASE.as_millis() as u64,
             allocated_gb: self.allocated_gb(None),
             servers: self.owned_count(),
+            waiting_gb: self.waiting_gb(),
         };
         let registered = self
             .node
@@ -379,6 +381,16 @@ impl Engine {
             .filter(|s| self.owns(&s.record.lock(), s.is_local()))
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Memory of the wakes on this node waiting for room, GB.
+    fn waiting_gb(&self) -> f64 {
+        self.slots
+            .read()
+            .values()
+            .filter(|s| s.queued.load(std::sync::atomic::Ordering::Acquire))
+            .map(|s| s.spec.memory_gb)
+            .sum()
     }
 
     /// Memory of the servers this node runs or is waking, GB (leaving `except` out).

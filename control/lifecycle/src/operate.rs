@@ -124,6 +124,12 @@ impl Engine {
         self.events.subscribe()
     }
 
+    /// Tells every subscriber (the API's live feed, the webhooks) about `event`: for what
+    /// happens beside the engine, like the capacity controller's decisions.
+    pub fn announce(&self, event: crate::events::Event) {
+        let _ = self.events.send(event);
+    }
+
     /// Checks that `command` can run on `id` now (the state table of
     /// [`Command::allowed_in`]) and returns it ready to run.
     pub async fn prepare(

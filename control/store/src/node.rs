@@ -103,6 +103,11 @@ pub struct NodeRecord {
     /// Servers it owns (running or not), as of its last renewal.
     #[serde(default)]
     pub servers: u32,
+    /// Memory of the wakes on this node waiting for room (players kept waiting for
+    /// capacity), in GB, as of its last renewal: the capacity controller's sign of demand
+    /// the fleet could not serve.
+    #[serde(default)]
+    pub waiting_gb: f64,
     /// The UDP port at `address` where it accepts QUIC links from edges; None: edges reach
     /// its servers over plain TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +160,7 @@ pub struct NodeReport {
     pub lease_until_unix_ms: u64,
     pub allocated_gb: f64,
     pub servers: u32,
+    pub waiting_gb: f64,
 }
 
 /// The record a registration writes over `current`, or why it may not. A live registration
@@ -217,6 +223,7 @@ pub(crate) fn renewed(
     next.lease_until_unix_ms = report.lease_until_unix_ms;
     next.allocated_gb = report.allocated_gb;
     next.servers = report.servers;
+    next.waiting_gb = report.waiting_gb;
     Ok(next)
 }
 
@@ -301,6 +308,7 @@ mod tests {
             pid: 1,
             allocated_gb: 0.0,
             servers: 0,
+            waiting_gb: 0.0,
             link_port: None,
         }
     }
@@ -347,6 +355,7 @@ mod tests {
             lease_until_unix_ms: 99,
             allocated_gb: 2.0,
             servers: 3,
+            waiting_gb: 0.0,
         };
         let cur = record("n", "me", 10);
         let r = renewed(Some(&cur), "n", "me", report).unwrap();

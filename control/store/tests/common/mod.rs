@@ -87,6 +87,7 @@ pub fn node(id: &str, instance: &str, lease_ms: u64) -> NodeRecord {
         pid: 1,
         allocated_gb: 0.0,
         servers: 0,
+        waiting_gb: 0.0,
         link_port: None,
     }
 }
@@ -126,6 +127,7 @@ async fn nodes(store: &dyn StateStore) {
         lease_until_unix_ms: until,
         allocated_gb: 6.5,
         servers: 4,
+        waiting_gb: 1.0,
     };
     let r = store.renew_node("n1", "p1", report).await.unwrap();
     assert_eq!(
