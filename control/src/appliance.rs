@@ -143,14 +143,20 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         let hooks = cfg.webhooks.clone();
         let deliveries = control_metrics.webhook_deliveries.clone();
         control.spawn(async move { crate::webhooks::spawn(hooks, events, deliveries) });
+        if let Some(settings) = cfg.capacity.clone() {
+            crate::capacity::spawn(&control, settings, engine.clone(), metrics.registry())?;
+        }
+        // Servers defined through the API live in the store: every appliance of the fleet
+        // follows them, with or without an API of its own (a node bought by the capacity
+        // controller has none).
+        let catalog = Arc::new(Catalog::new(
+            store.clone(),
+            engine.clone(),
+            inventory.clone(),
+            archive,
+        ));
+        control.spawn(catalog.clone().run());
         if let Some(section) = cfg.api.clone() {
-            let catalog = Arc::new(Catalog::new(
-                store.clone(),
-                engine.clone(),
-                inventory.clone(),
-                archive,
-            ));
-            control.spawn(catalog.clone().run());
             let ctx = Arc::new(ApiContext::new(
                 store,
                 engine.clone(),

@@ -229,6 +229,71 @@ pub fn nodes(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warden capacity`: the controller's last round: the fleet's RAM, the plan's inputs, the
+/// nodes it bought, and its last decisions.
+pub fn capacity(client: &Client, json: bool) -> anyhow::Result<()> {
+    let raw = client.call(reqwest::Method::GET, "/v1/capacity", None)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&raw)?);
+        return Ok(());
+    }
+    let v: warden_capacity::CapacityView =
+        serde_json::from_value(raw).context("the API's capacity view")?;
+    let age = warden_store::now_unix_ms().saturating_sub(v.at_unix_ms) / 1000;
+    println!("leader {} ({}), planned {age} s ago", v.leader, v.provider);
+    println!(
+        "RAM: {:.1} GB in use + {:.1} GB waiting of {:.1} GB ready; {} node(s) pending",
+        v.used_gb, v.waiting_gb, v.capacity_gb, v.pending
+    );
+    let forecast = match (v.forecast_gb, &v.method) {
+        (Some(gb), Some(m)) => format!("{gb:.1} GB at q{} ({m})", v.quantile),
+        _ => "none yet (under two weeks of history): reactive only".into(),
+    };
+    println!(
+        "forecast over the lead time: {forecast}; lead time {:.0} s ({}); hot spares {}; next node {:.0} GB; spent today {:.2} EUR",
+        v.lead_time_ms as f64 / 1000.0,
+        if v.lead_time_learned { "learned" } else { "configured" },
+        v.spares,
+        v.node_gb,
+        v.cost_today_eur
+    );
+    let rows: Vec<[String; 5]> = v
+        .nodes
+        .iter()
+        .map(|n| {
+            [
+                n.id.clone(),
+                match (n.ready, n.draining) {
+                    (_, true) => "draining",
+                    (true, false) => "ready",
+                    (false, false) => "not ready",
+                }
+                .to_string(),
+                format!(
+                    "{:.1} (+{:.1} waiting) / {:.1} GB",
+                    n.allocated_gb, n.waiting_gb, n.memory_gb
+                ),
+                n.servers.to_string(),
+                match &n.cloud {
+                    Some(c) => format!("#{} {:.4} EUR/h", c.id, c.hourly_price),
+                    None => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    table(["NODE", "STATE", "MEMORY", "SERVERS", "CLOUD"], &rows);
+    for d in &v.decisions {
+        println!(
+            "{}  {}",
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + Duration::from_millis(d.at_unix_ms)
+            ),
+            d.line
+        );
+    }
+    Ok(())
+}
+
 /// `warden consolidate [--dry-run]`: the plan, and whether its drain started.
 pub fn consolidate(client: &Client, dry_run: bool) -> anyhow::Result<()> {
     let p = client.call(

@@ -6,7 +6,7 @@
 //! configs; [`inventory`] merges the file's servers (as last accepted), the API's
 //! ([`catalog`], which stores them) and Docker's ([`discovery`], labelled containers) into
 //! the engine and the routing table; [`managed`] turns a server's spec into the engine's
-//! managed server; [`link`] starts the edge↔node QUIC link; [`webhooks`] posts events;
+//! managed server; [`capacity`] starts the fleet's capacity controller; [`link`] starts the edge↔node QUIC link; [`webhooks`] posts events;
 //! [`control_metrics`] and [`metrics_http`] serve Prometheus metrics; [`retention`]
 //! prunes old sessions; [`fdlimit`], [`ticket_key`] and [`upgrade_sock`] prepare the
 //! process (file descriptors, the transfer-ticket key, zero-downtime upgrades); [`cli`]
@@ -14,6 +14,7 @@
 //! the quickstart's tiny server.
 
 pub mod appliance;
+pub mod capacity;
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -105,6 +105,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The capacity controller: nodes, RAM in use and waiting, the forecast over the lead
+    /// time, what it plans and its last decisions ([capacity] on some appliance).
+    Capacity {
+        /// Print the API's JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pack servers onto fewer nodes: empty the node that is cheapest to free (its servers
     /// all movable without a disconnect and fitting elsewhere) by draining it. Runs nightly
     /// on its own ([node] consolidate).
@@ -354,6 +361,7 @@ fn main() -> ExitCode {
             limit,
         } => client().and_then(|c| cli::events(&c, server.as_deref(), limit, follow)),
         Command::Nodes { json } => client().and_then(|c| cli::nodes(&c, json)),
+        Command::Capacity { json } => client().and_then(|c| cli::capacity(&c, json)),
         Command::Consolidate { dry_run } => client().and_then(|c| cli::consolidate(&c, dry_run)),
         Command::Gc { dry_run } => client().and_then(|c| cli::gc(&c, dry_run)),
         Command::Node { command } => client().and_then(|c| match command {

@@ -23,9 +23,14 @@ pub async fn engine(
     ticket_key: Option<Arc<[u8]>>,
     upgrade: bool,
 ) -> anyhow::Result<Option<(Arc<Engine>, Arc<dyn ArchiveStore>)>> {
+    // A shared store makes the appliance a member of a fleet: a node that boots with
+    // nothing but its store (a machine the capacity controller bought) joins and runs the
+    // servers placed on it.
     let wanted = file.servers.iter().any(|s| s.managed.is_some())
         || !cfg.discovery.docker.is_empty()
-        || cfg.api.is_some();
+        || cfg.api.is_some()
+        || cfg.capacity.is_some()
+        || *cfg.store.kind.get_ref() == crate::config::StoreKind::Redis;
     if !wanted {
         return Ok(None);
     }

@@ -38,6 +38,10 @@ pub fn socket_path(store_dir: &Path) -> PathBuf {
 
 pub async fn serve(path: PathBuf, store: Arc<dyn StateStore>) {
     let _ = std::fs::remove_file(&path);
+    // The data directory of a first boot may not exist yet.
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,
         Err(e) => {

@@ -22,6 +22,7 @@ mod admin;
 pub mod admin_socket;
 pub mod auth;
 mod backups;
+mod capacity;
 mod conn;
 mod dto;
 pub mod error;
@@ -130,6 +131,7 @@ impl ApiContext {
         events::list, events::stream,
         routes::table, routes::resolve,
         nodes::list, nodes::get, nodes::act, nodes::consolidate, nodes::gc,
+        capacity::view,
         admin::list, admin::create, admin::revoke, admin::audit,
         health::live, health::ready,
     ),
@@ -222,6 +224,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .route("/v1/nodes/{id}/{action}", post(nodes::act))
         .route("/v1/fleet/consolidate", post(nodes::consolidate))
         .route("/v1/fleet/gc", post(nodes::gc))
+        .route("/v1/capacity", get(capacity::view))
         .route("/v1/routes", get(routes::table))
         .route("/v1/routes/resolve", get(routes::resolve))
         .route("/v1/tokens", get(admin::list).post(admin::create))

@@ -30,8 +30,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 
 /// [`parse`], also returning the file's servers as the inventory takes them.
 pub fn check(path: &Path, text: &str) -> Result<(Config, FileServers), ConfigError> {
-    let config: Config =
+    let mut config: Config =
         toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+    if let Some(c) = &mut config.capacity {
+        // Files named in [capacity] are relative to the config file, like favicons.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        c.template.user_data = dir.join(&c.template.user_data);
+        c.seed = c.seed.as_ref().map(|s| dir.join(s));
+        c.check().map_err(|e| {
+            ConfigError::general(path, e.to_string(), "see `[capacity]` in the README")
+        })?;
+    }
     // Building the servers runs every semantic check (hosts, backends, favicons).
     let servers = config.file_servers(path, text)?;
     Ok((config, servers))

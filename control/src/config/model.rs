@@ -54,6 +54,10 @@ pub struct Config {
     /// Where events are posted (Discord or generic JSON).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Live capacity: buy cloud nodes before demand arrives and give empty ones back; off
+    /// unless the section is present.
+    #[serde(default)]
+    pub capacity: Option<warden_capacity::CapacitySettings>,
 }
 
 pub use warden_api::ApiSettings as ApiSection;

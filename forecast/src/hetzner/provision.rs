@@ -163,59 +163,88 @@ impl Provisioner {
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             let name = self.next_name();
-            let mut done = false;
-            for (i, c) in cands.iter().enumerate() {
-                if unavailable[i] {
-                    continue;
+            let user_data = |_: &Candidate| self.cfg.user_data.clone();
+            match self
+                .create_from(&cands, &mut unavailable, &name, &user_data)
+                .await
+            {
+                Ok(p) => out.push(p),
+                Err(Error::Exhausted(_)) => {
+                    return Err(Error::Exhausted(format!(
+                        "no candidate could create a node ({} created)",
+                        out.len()
+                    )))
                 }
-                if self.cfg.dry_run {
-                    self.note(format!(
-                        "would create {name}: {} in {} at {:.4}/h",
-                        c.server_type, c.location, c.hourly_price
-                    ));
-                    out.push(Provisioned {
-                        id: None,
-                        name: name.clone(),
-                        candidate: c.clone(),
-                    });
-                    done = true;
-                    break;
-                }
-                match self.create_one(&name, c).await {
-                    Ok(id) => {
-                        self.note(format!(
-                            "created {name} (id {id}): {} in {}",
-                            c.server_type, c.location
-                        ));
-                        out.push(Provisioned {
-                            id: Some(id),
-                            name: name.clone(),
-                            candidate: c.clone(),
-                        });
-                        done = true;
-                        break;
-                    }
-                    Err(e) if try_elsewhere(&e) => {
-                        self.note(format!(
-                            "{} in {} unavailable ({e}); trying the next candidate",
-                            c.server_type, c.location
-                        ));
-                        unavailable[i] = true;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            if !done {
-                return Err(Error::Exhausted(format!(
-                    "no candidate could create a node ({} created)",
-                    out.len()
-                )));
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
     }
 
-    async fn create_one(&self, name: &str, c: &Candidate) -> Result<u64> {
+    /// Creates one node called `name` with the user data `user_data` renders for the
+    /// candidate bought (its memory, type and location), falling back through the
+    /// candidates; `Exhausted` when none could.
+    pub async fn create_node(
+        &self,
+        name: &str,
+        user_data: &(dyn Fn(&Candidate) -> String + Sync),
+    ) -> Result<Provisioned> {
+        let cands = self.candidates().await?;
+        let mut unavailable = vec![false; cands.len()];
+        self.create_from(&cands, &mut unavailable, name, user_data)
+            .await
+    }
+
+    async fn create_from(
+        &self,
+        cands: &[Candidate],
+        unavailable: &mut [bool],
+        name: &str,
+        user_data: &(dyn Fn(&Candidate) -> String + Sync),
+    ) -> Result<Provisioned> {
+        for (i, c) in cands.iter().enumerate() {
+            if unavailable[i] {
+                continue;
+            }
+            if self.cfg.dry_run {
+                self.note(format!(
+                    "would create {name}: {} in {} at {:.4}/h",
+                    c.server_type, c.location, c.hourly_price
+                ));
+                return Ok(Provisioned {
+                    id: None,
+                    name: name.to_string(),
+                    candidate: c.clone(),
+                });
+            }
+            match self.create_one(name, c, user_data(c)).await {
+                Ok(id) => {
+                    self.note(format!(
+                        "created {name} (id {id}): {} in {}",
+                        c.server_type, c.location
+                    ));
+                    return Ok(Provisioned {
+                        id: Some(id),
+                        name: name.to_string(),
+                        candidate: c.clone(),
+                    });
+                }
+                Err(e) if try_elsewhere(&e) => {
+                    self.note(format!(
+                        "{} in {} unavailable ({e}); trying the next candidate",
+                        c.server_type, c.location
+                    ));
+                    unavailable[i] = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Exhausted(format!(
+            "no candidate could create {name}"
+        )))
+    }
+
+    async fn create_one(&self, name: &str, c: &Candidate, user_data: String) -> Result<u64> {
         let mut labels = self.cfg.labels.clone();
         labels.insert(POOL_LABEL.to_string(), self.cfg.pool.clone());
         let created = self
@@ -226,7 +255,7 @@ impl Provisioner {
                 image: self.cfg.image.clone(),
                 location: c.location.clone(),
                 labels,
-                user_data: self.cfg.user_data.clone(),
+                user_data,
                 start_after_create: true,
             })
             .await?;
