@@ -16,13 +16,18 @@ use crate::series::MinuteTrace;
 /// The provisioning policies compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// Enough nodes for the trace's peak, all the time.
+    /// Enough nodes for the peak of the history before the replay, all the
+    /// time (it never sees the window it is scored on).
     StaticPeak,
-    /// Out above 85 % used, in below 30 % for 20 minutes.
+    /// The seed's rule: one node out above 85 % of slots used; below 30 %
+    /// for 20 minutes, one node drained (no new servers) and deleted when
+    /// empty, then another 20 minutes before the next.
     Reactive,
     /// The planner fed with the forecast quantile plus the reactive guard.
     Forecast,
-    /// The planner fed with the true future.
+    /// The planner fed with the true future, and knowing each node's boot
+    /// time: it starts every node so it is ready exactly when needed, so it
+    /// never makes anyone wait.
     Oracle,
 }
 
@@ -222,6 +227,9 @@ pub struct PolicyResult {
     pub utilization: f64,
     /// Per minute: slots of ready nodes (for the chart).
     pub capacity: Vec<f64>,
+    /// Nodes created (by the policy or for a waiting player) and deleted.
+    pub created: usize,
+    pub deleted: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +238,20 @@ struct Node {
     ready_at: i64,
     used: usize,
     deleted: Option<i64>,
+    /// Takes no new servers; deleted once empty (reactive scale-in).
+    draining: bool,
+}
+
+impl Node {
+    fn new(created: i64, ready_at: i64) -> Node {
+        Node {
+            created,
+            ready_at,
+            used: 0,
+            deleted: None,
+            draining: false,
+        }
+    }
 }
 
 /// Replays `trace` from `warmup_days` on through every policy.
@@ -352,26 +374,25 @@ fn run_policy(
         let i = nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.deleted.is_none() && n.ready_at <= now && n.used < slots)
+            .filter(|(_, n)| {
+                n.deleted.is_none() && !n.draining && n.ready_at <= now && n.used < slots
+            })
             .max_by_key(|(i, n)| (n.used, Reverse(*i)))
             .map(|(i, _)| i)?;
         nodes[i].used += 1;
         Some(i)
     };
 
-    // start with what is running at m0 (static: the peak)
-    let peak = conc[m0 as usize..].iter().copied().fold(0.0, f64::max);
+    // start with what is running at m0; static-peak holds the peak of the
+    // history only, the oracle what the first lead minutes will need
+    let past_peak = conc[..m0 as usize].iter().copied().fold(0.0, f64::max);
     let initial = match policy {
-        Policy::StaticPeak => planner::nodes_for(peak, slots),
+        Policy::StaticPeak => planner::nodes_for(past_peak, slots),
+        Policy::Oracle => planner::nodes_for(soon_max[m0 as usize], slots),
         _ => planner::nodes_for(conc[m0 as usize], slots),
     };
     for _ in 0..initial {
-        nodes.push(Node {
-            created: m0,
-            ready_at: m0,
-            used: 0,
-            deleted: None,
-        });
+        nodes.push(Node::new(m0, m0));
     }
     let mut next = 0usize;
     while next < trace.sessions.len() && trace.sessions[next].start < m0 {
@@ -464,12 +485,7 @@ fn run_policy(
                 .min(cfg.max_nodes - alive.len());
             for _ in 0..extra {
                 let b = boot();
-                nodes.push(Node {
-                    created: m,
-                    ready_at: m + b,
-                    used: 0,
-                    deleted: None,
-                });
+                nodes.push(Node::new(m, m + b));
             }
         }
 
@@ -480,38 +496,7 @@ fn run_policy(
         let actions = match policy {
             Policy::StaticPeak => Vec::new(),
             Policy::Reactive => {
-                let cap = (alive.len() * slots) as f64;
-                // no nodes and nobody waiting is 0 % used, not 100 %
-                let util = if cap > 0.0 {
-                    used as f64 / cap
-                } else if waiting.is_empty() {
-                    0.0
-                } else {
-                    1.0
-                };
-                if util > cfg.reactive_out {
-                    low_since = None;
-                    if alive.iter().all(|&i| nodes[i].ready_at <= m) {
-                        vec![Action::Create(1)]
-                    } else {
-                        Vec::new()
-                    }
-                } else if util < cfg.reactive_in {
-                    let since = *low_since.get_or_insert(m);
-                    if m - since >= cfg.reactive_in_minutes {
-                        low_since = None;
-                        alive
-                            .iter()
-                            .find(|&&i| nodes[i].used == 0 && nodes[i].ready_at <= m)
-                            .map(|&i| vec![Action::Delete(i)])
-                            .unwrap_or_default()
-                    } else {
-                        Vec::new()
-                    }
-                } else {
-                    low_since = None;
-                    Vec::new()
-                }
+                reactive_step(&mut nodes, &alive, waiting.len(), m, &mut low_since, cfg)
             }
             Policy::Forecast | Policy::Oracle => {
                 let (soon, hour, joins) = if policy == Policy::Oracle {
@@ -556,26 +541,42 @@ fn run_policy(
                 Action::Create(k) => {
                     for _ in 0..k {
                         let b = boot();
-                        nodes.push(Node {
-                            created: m,
-                            ready_at: m + b,
-                            used: 0,
-                            deleted: None,
-                        });
+                        if policy == Policy::Oracle {
+                            // clairvoyant: it knew this boot would take b
+                            // minutes and started the node b minutes before
+                            // it is needed (billing from then on)
+                            nodes.push(Node::new(m + lead - b, m + lead));
+                        } else {
+                            nodes.push(Node::new(m, m + b));
+                        }
                     }
                 }
                 Action::Delete(i) => {
+                    // the oracle never gives up a node the next lead minutes
+                    // need: nodes booting now are not ready before then
+                    let ready = nodes
+                        .iter()
+                        .filter(|n| n.deleted.is_none() && n.ready_at <= m)
+                        .count();
+                    let keep_ready = policy == Policy::Oracle
+                        && ready <= planner::nodes_for(soon_max[m as usize], slots);
                     if let Some(n) = nodes.get_mut(i) {
-                        if n.deleted.is_none() && n.used == 0 && n.ready_at <= m {
+                        if n.deleted.is_none() && n.used == 0 && n.ready_at <= m && !keep_ready {
                             n.deleted = Some(m);
                         }
                     }
                 }
             }
         }
+        // a drained node goes as soon as its last player has left
+        for n in nodes.iter_mut() {
+            if n.draining && n.deleted.is_none() && n.used == 0 {
+                n.deleted = Some(m);
+            }
+        }
         let alive_now = nodes.iter().filter(|n| n.deleted.is_none());
         let (mut ready_slots, mut all_slots) = (0usize, 0usize);
-        for n in alive_now {
+        for n in alive_now.filter(|n| n.created <= m) {
             all_slots += slots;
             if n.ready_at <= m {
                 ready_slots += slots;
@@ -609,7 +610,75 @@ fn run_policy(
             0.0
         },
         capacity,
+        created: nodes.len() - initial,
+        deleted: nodes.iter().filter(|n| n.deleted.is_some()).count(),
     })
+}
+
+/// One minute of the seed's reactive rule. Utilisation is used ÷ total
+/// slots of the nodes taking servers (booting ones included, so one slow
+/// boot does not trigger a second node). Above `reactive_out`: cancel a
+/// drain if one is under way, else create one node unless one is booting.
+/// Below `reactive_in` for `reactive_in_minutes`: drain the least used
+/// ready node whose servers fit on the others, and start the window again.
+fn reactive_step(
+    nodes: &mut [Node],
+    alive: &[usize],
+    waiting: usize,
+    m: i64,
+    low_since: &mut Option<i64>,
+    cfg: &SimConfig,
+) -> Vec<Action> {
+    let slots = cfg.slots_per_node;
+    let active: Vec<usize> = alive
+        .iter()
+        .copied()
+        .filter(|&i| !nodes[i].draining)
+        .collect();
+    let cap = active.len() * slots;
+    let used: usize = active.iter().map(|&i| nodes[i].used).sum();
+    // no nodes and nobody waiting is 0 % used, not 100 %
+    let util = if cap > 0 {
+        (used + waiting) as f64 / cap as f64
+    } else if waiting == 0 {
+        0.0
+    } else {
+        1.0
+    };
+    if util > cfg.reactive_out {
+        *low_since = None;
+        if let Some(&i) = alive.iter().find(|&&i| nodes[i].draining) {
+            nodes[i].draining = false;
+            return Vec::new();
+        }
+        if active.iter().all(|&i| nodes[i].ready_at <= m) {
+            return vec![Action::Create(1)];
+        }
+        return Vec::new();
+    }
+    if util >= cfg.reactive_in {
+        *low_since = None;
+        return Vec::new();
+    }
+    let since = *low_since.get_or_insert(m);
+    if m - since < cfg.reactive_in_minutes {
+        return Vec::new();
+    }
+    // the others must hold what is running, or the drain would only
+    // trigger the next scale-out
+    if (active.len().saturating_sub(1)) * slots < used + waiting {
+        return Vec::new();
+    }
+    let victim = active
+        .iter()
+        .copied()
+        .filter(|&i| nodes[i].ready_at <= m)
+        .min_by_key(|&i| (nodes[i].used, std::cmp::Reverse(i)));
+    if let Some(i) = victim {
+        nodes[i].draining = true;
+        *low_since = Some(m);
+    }
+    Vec::new()
 }
 
 /// The table printed by `warden forecast simulate`.
@@ -629,7 +698,7 @@ pub fn render(trace: &Trace, results: &[PolicyResult], cfg: &SimConfig) -> Strin
     );
     let _ = writeln!(
         out,
-        "{:<12} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>8} {:>6} {:>9}",
+        "{:<12} {:>9} {:>10} {:>8} {:>7} {:>10} {:>8} {:>8} {:>6} {:>9} {:>7} {:>7}",
         "policy",
         "node-h",
         "cost",
@@ -639,7 +708,9 @@ pub fn render(trace: &Trace, results: &[PolicyResult], cfg: &SimConfig) -> Strin
         "wait p95",
         "refused",
         "util%",
-        "wait÷reac"
+        "wait÷reac",
+        "created",
+        "deleted"
     );
     for r in results {
         let vs_oracle = oracle
@@ -654,7 +725,7 @@ pub fn render(trace: &Trace, results: &[PolicyResult], cfg: &SimConfig) -> Strin
         };
         let _ = writeln!(
             out,
-            "{:<12} {:>9} {:>10.2} {:>8.3} {:>7} {:>10.1} {:>8.1} {:>8} {:>6.1} {:>9}",
+            "{:<12} {:>9} {:>10.2} {:>8.3} {:>7} {:>10.1} {:>8.1} {:>8} {:>6.1} {:>9} {:>7} {:>7}",
             r.policy.name(),
             r.node_hours,
             r.cost,
@@ -664,7 +735,9 @@ pub fn render(trace: &Trace, results: &[PolicyResult], cfg: &SimConfig) -> Strin
             r.wait_p95,
             r.refused,
             100.0 * r.utilization,
-            vs_reactive
+            vs_reactive,
+            r.created,
+            r.deleted
         );
     }
     out
@@ -740,9 +813,90 @@ mod tests {
         );
         assert_eq!(st.cold_starts, 0);
         assert!(or.node_hours <= st.node_hours);
+        // the oracle knows boot times: nobody ever waits for it
+        assert_eq!((or.cold_starts, or.refused), (0, 0));
+        assert_eq!(or.wait_player_minutes, 0.0);
         assert!(re.cold_starts > 0);
         assert!(fo.wait_player_minutes < re.wait_player_minutes);
         assert!(fo.utilization > 0.0 && fo.utilization <= 1.0);
         assert!(render(&trace, &res, &cfg).contains("oracle"));
+    }
+
+    /// Two days of history with small waves, then a day with a burst of 40
+    /// sessions for an hour and a single long session after it.
+    fn burst_trace() -> Trace {
+        let mut sessions = Vec::new();
+        for d in 0..2i64 {
+            for k in 0..4i64 {
+                let start = d * 1440 + 600 + k * 10;
+                sessions.push(Session {
+                    start,
+                    end: start + 60,
+                });
+            }
+        }
+        let t0 = 2 * 1440 + 300;
+        for k in 0..40i64 {
+            sessions.push(Session {
+                start: t0 + k,
+                end: t0 + 60 + k,
+            });
+        }
+        sessions.push(Session {
+            start: t0,
+            end: 3 * 1440 + 600,
+        });
+        Trace::from_sessions("burst", &sessions)
+    }
+
+    #[test]
+    fn reactive_scales_in_after_the_burst_and_static_sizes_from_the_past() {
+        let trace = burst_trace();
+        let cfg = SimConfig {
+            slots_per_node: 4,
+            warmup_days: 2,
+            ..Default::default()
+        };
+        let res = simulate(&trace, &Calendar::german(), &cfg).unwrap();
+        let get = |p| res.iter().find(|r| r.policy == p).unwrap();
+        let re = get(Policy::Reactive);
+        // out to about 13 nodes for the burst (ends at minute 399), then back
+        // in one node per 20 minutes of low utilisation until one node holds
+        // the long session
+        assert!(re.created >= 8, "created {}", re.created);
+        assert!(re.deleted >= 8, "deleted {}", re.deleted);
+        assert_eq!(re.capacity[700], 4.0, "one node left long after the burst");
+        for w in re.capacity[400..700].windows(20) {
+            assert!(w[0] - w[19] <= 4.0, "more than one node in 20 min: {w:?}");
+        }
+        // static-peak is sized on the history's peak of 4 servers: one node,
+        // so the burst it never saw makes players wait
+        let st = get(Policy::StaticPeak);
+        assert!(st.cold_starts > 0);
+        assert_eq!(st.capacity[0], 4.0);
+        let or = get(Policy::Oracle);
+        assert_eq!(or.cold_starts, 0);
+        assert!(or.node_hours < st.node_hours + re.node_hours);
+    }
+
+    #[test]
+    fn oracle_never_makes_anyone_wait_with_slow_boots() {
+        // boots of 5 min median with a heavy tail, far beyond the lead time
+        let trace = burst_trace();
+        for seed in 0..5 {
+            let cfg = SimConfig {
+                slots_per_node: 2,
+                warmup_days: 2,
+                boot_median: 5.0,
+                boot_sigma: 1.2,
+                seed,
+                ..Default::default()
+            };
+            let res = simulate(&trace, &Calendar::german(), &cfg).unwrap();
+            let or = res.iter().find(|r| r.policy == Policy::Oracle).unwrap();
+            assert_eq!(or.cold_starts, 0, "seed {seed}");
+            let re = res.iter().find(|r| r.policy == Policy::Reactive).unwrap();
+            assert!(re.cold_starts > 0, "seed {seed}");
+        }
     }
 }
