@@ -15,7 +15,7 @@ warden="${WARDEN_BIN:-target/debug/warden}"
 "$warden" forecast eval --format steam "$DATA/demand/steam_hourly.csv" \
   --baselines "$DATA/demand/baselines_steam.csv" | tee "$OUT/eval-steam.txt"
 "$warden" forecast eval --format sessions "$DATA/demand/plaicraft_sessions.csv" | tee "$OUT/eval-sessions.txt"
-"$warden" forecast simulate --format steam "$DATA/demand/steam_hourly.csv" --chart "$OUT/simulate-steam.png" \
+"$warden" forecast simulate --format steam --drop-partial "$DATA/demand/steam_hourly.csv" --chart "$OUT/simulate-steam.png" \
   | tee "$OUT/simulate-steam.txt"
 "$warden" forecast simulate --format sessions "$DATA/demand/plaicraft_sessions.csv" \
   --chart "$OUT/simulate-sessions.png" | tee "$OUT/simulate-sessions.txt"

@@ -64,6 +64,11 @@ pub struct SimulateArgs {
     /// sum of all series, each normalised to its mean.
     #[arg(long)]
     pub series: Option<String>,
+    /// Steam format, sum of all series: leave out the series that do not
+    /// cover the file's whole period (named on stdout). Without it, series
+    /// of different periods are refused rather than summed with gaps.
+    #[arg(long)]
+    pub drop_partial: bool,
     /// Steam format: concurrent servers at the trace's peak.
     #[arg(long, default_value_t = 200.0)]
     pub peak: f64,
@@ -128,7 +133,13 @@ fn run_simulate(a: &SimulateArgs) -> Result<()> {
         }
         Format::Steam => {
             let all = ingest::read_steam(&a.file)?;
-            let curve = steam_curve(&all, a.series.as_deref(), a.peak)?;
+            let (curve, dropped) = steam_curve(&all, a.series.as_deref(), a.peak, a.drop_partial)?;
+            if !dropped.is_empty() {
+                println!(
+                    "left out (shorter period than the file's): {}",
+                    dropped.join(", ")
+                );
+            }
             Trace::synthesize(&curve, a.session_minutes, a.seed)
         }
     };
@@ -151,6 +162,11 @@ fn run_simulate(a: &SimulateArgs) -> Result<()> {
     let m0 = a.warmup_days * 1440;
     chart::draw(
         &a.chart,
+        &chart::ChartInfo {
+            trace: trace.name.clone(),
+            start_minute: trace.start_minute + m0 as i64,
+            slots_per_node: cfg.slots_per_node,
+        },
         &trace.concurrency[m0.min(trace.concurrency.len())..],
         &results,
     )?;
@@ -168,9 +184,16 @@ fn run_simulate(a: &SimulateArgs) -> Result<()> {
 
 /// A minute curve from hourly Steam counts: one series or the sum of all
 /// (each divided by its mean so no game dominates), linearly interpolated
-/// to minutes and scaled so its peak is `peak` servers.
-fn steam_curve(all: &[HourlySeries], series: Option<&str>, peak: f64) -> Result<MinuteTrace> {
-    let picked: Vec<&HourlySeries> = match series {
+/// to minutes and scaled so its peak is `peak` servers. Series of different
+/// periods are not summed (the gaps would read as zero demand): an error,
+/// or with `drop_partial` the short ones are left out and returned by name.
+pub fn steam_curve(
+    all: &[HourlySeries],
+    series: Option<&str>,
+    peak: f64,
+    drop_partial: bool,
+) -> Result<(MinuteTrace, Vec<String>)> {
+    let mut picked: Vec<&HourlySeries> = match series {
         Some(name) => vec![all
             .iter()
             .find(|s| s.name == name)
@@ -183,6 +206,36 @@ fn steam_curve(all: &[HourlySeries], series: Option<&str>, peak: f64) -> Result<
         .map(|s| s.start_hour + s.values.len() as i64)
         .max()
         .unwrap_or(0);
+    let partial = |s: &HourlySeries| s.start_hour != start || s.hour_at(s.values.len()) != end;
+    let dropped: Vec<String> = picked
+        .iter()
+        .filter(|s| partial(s))
+        .map(|s| s.name.clone())
+        .collect();
+    if !dropped.is_empty() {
+        if !drop_partial {
+            let short = picked.iter().copied().filter(|s| partial(s));
+            let list: Vec<String> = short
+                .map(|s| {
+                    format!(
+                        "{} ({} → {})",
+                        s.name,
+                        hour_label(s.start_hour),
+                        hour_label(s.hour_at(s.values.len()))
+                    )
+                })
+                .collect();
+            return Err(Error::Config(format!(
+                "series cover different periods: the file spans {} → {}, but {}; summing them \
+                 would count the missing hours as zero demand. Replay one with --series, or \
+                 leave the short ones out with --drop-partial",
+                hour_label(start),
+                hour_label(end),
+                list.join(", ")
+            )));
+        }
+        picked.retain(|s| !partial(s));
+    }
     let mut hourly = vec![0.0; (end - start).max(0) as usize];
     for s in &picked {
         let mean = s.values.iter().sum::<f64>() / s.values.len().max(1) as f64;
@@ -204,11 +257,20 @@ fn steam_curve(all: &[HourlySeries], series: Option<&str>, peak: f64) -> Result<
             values.push((a + (b - a) * m as f64 / 60.0) * peak / top);
         }
     }
-    Ok(MinuteTrace {
-        name: series.unwrap_or("steam-all").to_string(),
-        start_minute: start * 60,
-        values,
-    })
+    Ok((
+        MinuteTrace {
+            name: series.unwrap_or("steam-all").to_string(),
+            start_minute: start * 60,
+            values,
+        },
+        dropped,
+    ))
+}
+
+/// `YYYY-MM-DD HH:00` (UTC) of an epoch hour, for messages and charts.
+pub fn hour_label(hour: i64) -> String {
+    let (y, m, d) = crate::calendar::civil_from_days(hour.div_euclid(24));
+    format!("{y:04}-{m:02}-{d:02} {:02}:00", hour.rem_euclid(24))
 }
 
 fn calendar(events: Option<&Path>) -> Result<Calendar> {
@@ -411,5 +473,32 @@ mod tests {
             run(ForecastCommand::Eval(bad_q)),
             Err(Error::Config(_))
         ));
+    }
+
+    #[test]
+    fn summing_series_of_different_periods_is_refused() {
+        let mk = |name: &str, start: i64, n: usize| HourlySeries {
+            name: name.into(),
+            start_hour: start,
+            values: vec![10.0; n],
+        };
+        let all = [mk("a", 1000, 48), mk("b", 1000, 48), mk("c", 1010, 38)];
+        let err = steam_curve(&all, None, 20.0, false).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(
+            msg.contains("c (") && msg.contains("--drop-partial"),
+            "{msg}"
+        );
+        assert!(!msg.contains("a ("), "{msg}");
+        let (curve, dropped) = steam_curve(&all, None, 20.0, true).unwrap();
+        assert_eq!(dropped, vec!["c".to_string()]);
+        assert_eq!(curve.values.len(), 48 * 60);
+        // a and b are flat: the sum is flat at the peak
+        assert!(curve.values.iter().all(|v| (v - 20.0).abs() < 1e-9));
+        // one series, or series of one period, need no flag
+        assert!(steam_curve(&all, Some("c"), 20.0, false).is_ok());
+        assert!(steam_curve(&all[..2], None, 20.0, false).is_ok());
+        assert_eq!(hour_label(0), "1970-01-01 00:00");
     }
 }

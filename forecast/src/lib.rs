@@ -6,7 +6,7 @@
 //! Modules: [`series`], [`ingest`] and [`calendar`] (demand series from usage and traces),
 //! [`features`], [`model`] and [`chain`] (the linfa model and its fallbacks), [`eval`] and
 //! [`metrics`] (the evaluation protocol), [`planner`] (capacity for hourly-billed nodes),
-//! [`hetzner`] (the Hetzner Cloud provisioner), [`sim`] (trace replay), [`chart`] and
+//! [`hetzner`] (the Hetzner Cloud provisioner), [`sim`] (trace replay), [`chart`] (with its bitmap [`font`]) and
 //! [`cli`] (what `warden forecast` prints), [`error`].
 
 pub mod calendar;
@@ -16,6 +16,7 @@ pub mod cli;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod font;
 pub mod hetzner;
 pub mod ingest;
 pub mod metrics;

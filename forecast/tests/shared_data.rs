@@ -110,6 +110,7 @@ fn steam_simulation_through_the_cli() {
         format: Format::Steam,
         file: demand("steam_hourly.csv"),
         series: debug.then(|| "steam-440".to_string()),
+        drop_partial: true,
         peak: if debug { 40.0 } else { 200.0 },
         session_minutes: 60.0,
         node_gb: 32,
