@@ -1,7 +1,8 @@
 //! Client of the Hetzner Cloud API (https://api.hetzner.cloud/v1). Every call
-//! is bounded in time; the RateLimit-* headers pace requests; 429, 409, 423
-//! and 503 are retried with backoff; other errors surface as
-//! [`Error::Api`] with the API's own code so the provisioner can fall back.
+//! is bounded in time and every answer in size; the RateLimit-* headers pace
+//! requests; 429, 409, 423 and 503 are retried with backoff; other errors
+//! surface as [`Error::Api`] with the API's own code so the provisioner can
+//! fall back.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -15,6 +16,9 @@ use crate::error::{Error, Result};
 
 /// Production endpoint.
 pub const DEFAULT_BASE: &str = "https://api.hetzner.cloud/v1";
+
+/// Largest answer read (a page of 50 servers is about 200 KiB).
+const MAX_BODY: usize = 8 << 20;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -197,6 +201,16 @@ struct ActionBody {
     action: Action,
 }
 
+#[derive(Debug, Deserialize)]
+struct ImagesPage {
+    images: Vec<ImageId>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageId {
+    id: u64,
+}
+
 /// The API client.
 pub struct Client {
     http: reqwest::Client,
@@ -213,6 +227,24 @@ fn now_unix() -> u64 {
 
 fn header_u64(h: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
     h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The body of `resp`, refused past [`MAX_BODY`] bytes (the client's timeout bounds the
+/// time it takes).
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>> {
+    let status = resp.status().as_u16();
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(Error::Api {
+                status,
+                code: "response_too_large".into(),
+                message: format!("the answer is larger than {MAX_BODY} bytes"),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// Statuses worth retrying unchanged: rate limit, conflict, locked, unavailable.
@@ -291,9 +323,17 @@ impl Client {
                 *self.rate.lock().await = rl;
             }
             if status.is_success() {
-                return Ok(resp.json::<T>().await?);
+                let body = read_body(resp).await?;
+                return serde_json::from_slice(&body).map_err(|e| Error::Api {
+                    status: status.as_u16(),
+                    code: "invalid_response".into(),
+                    message: e.to_string(),
+                });
             }
-            let text = resp.text().await.unwrap_or_default();
+            let text = match read_body(resp).await {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(_) => String::new(),
+            };
             let err = serde_json::from_str::<ErrorBody>(&text)
                 .map(|b| b.error)
                 .unwrap_or(ApiError {
@@ -372,6 +412,25 @@ impl Client {
         }
     }
 
+    /// The newest snapshot whose labels match `label_selector` (e.g. `warden-node=1`):
+    /// its id, or None when no snapshot matches. The API sorts by creation time.
+    pub async fn newest_snapshot(&self, label_selector: &str) -> Result<Option<u64>> {
+        let p: ImagesPage = self
+            .request(
+                Method::GET,
+                "/images",
+                &[
+                    ("type", "snapshot".into()),
+                    ("label_selector", label_selector.to_string()),
+                    ("sort", "created:desc".into()),
+                    ("per_page", "1".into()),
+                ],
+                None,
+            )
+            .await?;
+        Ok(p.images.first().map(|i| i.id))
+    }
+
     pub async fn create_server(&self, req: &CreateServer) -> Result<CreatedServer> {
         let body = serde_json::to_value(req).map_err(|e| Error::Config(e.to_string()))?;
         self.request(Method::POST, "/servers", &[], Some(&body))
@@ -420,6 +479,66 @@ impl Client {
                 )));
             }
             tokio::time::sleep(poll).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use warden_hcloud_fake::{Config, Fake, Faults, Snapshot};
+
+    fn client(base: String) -> Client {
+        let mut cfg = ClientConfig::new("t");
+        cfg.base_url = base;
+        cfg.request_timeout = Duration::from_secs(5);
+        Client::new(cfg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn newest_snapshot_is_the_latest_created_with_the_label() {
+        let mut cfg = Config::new("t");
+        // oldest first: 5 is newer than 7 although its id is smaller
+        cfg.snapshots = ["7:warden-node=1", "5:warden-node=1", "9:other=1"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let (url, fake) = Fake::start(cfg, Faults::default()).await.unwrap();
+        let c = client(url);
+        assert_eq!(c.newest_snapshot("warden-node=1").await.unwrap(), Some(5));
+        assert_eq!(c.newest_snapshot("other").await.unwrap(), Some(9));
+        let newer: Snapshot = "3:warden-node=1".parse().unwrap();
+        fake.add_snapshot(&newer).unwrap();
+        assert_eq!(c.newest_snapshot("warden-node=1").await.unwrap(), Some(3));
+        assert_eq!(c.newest_snapshot("warden-node=2").await.unwrap(), None);
+        match c.newest_snapshot("warden-node in (1").await {
+            Err(Error::Api {
+                status: 400, code, ..
+            }) => assert_eq!(code, "invalid_input"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let len = MAX_BODY + 1;
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n");
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&vec![b' '; len]).await;
+        });
+        match client(format!("http://{addr}/v1"))
+            .newest_snapshot("a")
+            .await
+        {
+            Err(Error::Api { code, .. }) => assert_eq!(code, "response_too_large"),
+            other => panic!("{other:?}"),
         }
     }
 }
