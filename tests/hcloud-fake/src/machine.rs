@@ -6,10 +6,14 @@ use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::{getpgid, Pid};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use crate::cloudinit::write_files;
+
+/// SIGKILLs every process working in a directory (and its group): the test kit's, also
+/// used by [`crate::FakeProcess`] after the fake is gone.
+pub use warden_testkit::kill_processes_under;
 
 /// Where the fake finds Warden's config in the user data.
 pub const CONFIG_PATH: &str = "/etc/warden/warden.toml";
@@ -180,37 +184,4 @@ pub async fn destroy(pid: u32, dir: &Path, grace: Duration) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
     kill_processes_under(dir);
-}
-
-/// SIGKILLs every process whose working directory is `dir` or below it, with its group
-/// when it leads one. Also what [`crate::FakeProcess`] uses after the fake is gone.
-pub fn kill_processes_under(dir: &Path) {
-    let Ok(dir) = dir.canonicalize() else { return };
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    let me = std::process::id() as i32;
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
-            continue;
-        };
-        if !cwd.starts_with(&dir) {
-            continue;
-        }
-        let pid = Pid::from_raw(pid);
-        if getpgid(Some(pid)) == Ok(pid) {
-            let _ = killpg(pid, Signal::SIGKILL);
-        }
-        let _ = kill(pid, Signal::SIGKILL);
-    }
 }

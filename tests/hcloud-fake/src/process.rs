@@ -192,6 +192,36 @@ impl FakeProcess {
         http_request(self.addr, method, path, Some(&self.token), body)
     }
 
+    /// An API request with a JSON body (if any): the status and the JSON answer (`Null`
+    /// if the answer is not JSON; status 0 if the connection failed).
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let text = body.map(Value::to_string);
+        let (status, answer) = self.request(method, path, text.as_deref());
+        (status, serde_json::from_str(&answer).unwrap_or(Value::Null))
+    }
+
+    /// Polls `GET /v1/actions/{id}` until the action leaves `running`: the action, or
+    /// why not within `timeout` (still running, or an answer that is not an action).
+    pub fn wait_action(&self, id: u64, timeout: Duration) -> Result<Value, String> {
+        let end = Instant::now() + timeout;
+        loop {
+            let (status, body) = self.api("GET", &format!("/v1/actions/{id}"), None);
+            let action = &body["action"];
+            if status != 200 || !action.is_object() {
+                return Err(format!("GET /v1/actions/{id}: {status} {body}"));
+            }
+            if action["status"] != "running" {
+                return Ok(action.clone());
+            }
+            if Instant::now() >= end {
+                return Err(format!(
+                    "action {id} still running after {timeout:?}: {body}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// An admin request (no token) whose answer must be `want` with a JSON body.
     fn admin(
         &self,
@@ -256,14 +286,23 @@ impl FakeProcess {
     }
 }
 
-/// Whether a process exists (and is not a zombie).
+/// Whether a process lives: it exists, is not a zombie and is not already exiting (a
+/// SIGKILLed process with many threads takes a moment to become a zombie).
 pub fn pid_alive(pid: u32) -> bool {
+    /// PF_EXITING in the flags of /proc/PID/stat.
+    const EXITING: u64 = 0x4;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // state is the field after the parenthesised command
-    match stat.rsplit_once(") ") {
-        Some((_, rest)) => !rest.starts_with('Z') && !rest.starts_with('X'),
-        None => false,
-    }
+    // state is the field after the parenthesised command, flags the seventh from there
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return false;
+    };
+    let mut fields = rest.split(' ');
+    let state = fields.next().unwrap_or("X");
+    let flags = fields
+        .nth(5)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    !matches!(state, "Z" | "X" | "x") && flags & EXITING == 0
 }
 
 /// Kills a fake that failed to start (it has booted no machine yet) and reaps it.
@@ -290,9 +329,34 @@ fn stop(child: &mut Child, machines: Option<&Path>, wait: Duration) {
         let _ = child.kill();
         let _ = child.wait();
     }
+    // SIGKILL takes effect asynchronously: kill until nothing is left (at most 5 s), so
+    // the machines are gone when the guard has dropped.
     if let Some(dir) = machines {
+        let end = Instant::now() + Duration::from_secs(5);
         kill_processes_under(dir);
+        while !processes_under(dir).is_empty() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+            kill_processes_under(dir);
+        }
     }
+}
+
+/// The live processes (not zombies) whose working directory is `dir` or below it.
+pub fn processes_under(dir: &Path) -> Vec<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            (cwd.starts_with(&dir) && pid_alive(pid)).then_some(pid)
+        })
+        .collect()
 }
 
 impl Drop for FakeProcess {
