@@ -150,11 +150,20 @@ pub fn profile_forecast(
         .collect())
 }
 
-const PROFILE_FEATURES: usize = 1 + 8 + 6 + 8 + 2;
+/// Trend changepoints, spread over the first 80 % of the window as in
+/// Prophet: the trend may bend there, and the last slope is extrapolated.
+const CHANGEPOINTS: usize = 12;
+
+const PROFILE_FEATURES: usize = 1 + CHANGEPOINTS + 8 + 6 + 8 + 2;
 
 fn profile_row(i: usize, window: usize, hour: i64, cal: &Calendar, out: &mut Vec<f64>) {
     use std::f64::consts::PI;
-    out.push(i as f64 / window as f64);
+    let t = i as f64 / window as f64;
+    out.push(t);
+    for k in 1..=CHANGEPOINTS {
+        let c = 0.8 * k as f64 / (CHANGEPOINTS + 1) as f64;
+        out.push((t - c).max(0.0));
+    }
     let hod = hour.rem_euclid(24) as f64;
     let how = hour.rem_euclid(168) as f64;
     // epoch day 0 was a Thursday: days 2 and 3 of the week are Saturday and Sunday
