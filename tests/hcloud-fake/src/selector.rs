@@ -1,5 +1,5 @@
 //! Hetzner's label selectors (`k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`,
-//! `k notin (a,b)`, comma-separated and all required), for `GET /v1/servers`.
+//! `k notin (a,b)`, comma-separated and all required), for `GET /v1/servers` and `/v1/images`.
 
 use serde_json::Value;
 
