@@ -132,6 +132,11 @@ pub struct Forecast {
     /// day of horizon (empty when calibration is off; 0 where there was
     /// too little history).
     pub shifts: Vec<f64>,
+    /// Probability that demand is above zero in each of the same hours
+    /// ([`crate::occupancy`]): what a scale-to-zero fleet should hold a
+    /// warm node for, where the quantile of the amount is the wrong
+    /// question. 1 throughout for a series that is never empty.
+    pub p_any: Vec<f64>,
 }
 
 /// One origin's forecast before calibration.
@@ -292,6 +297,7 @@ impl<'a> Forecaster<'a> {
             point: raw.point.clone(),
             upper,
             shifts,
+            p_any: crate::occupancy::p_any(&self.values[..n], self.start_hour, self.cfg.horizon),
         })
     }
 

@@ -88,6 +88,11 @@ pub struct SimulateArgs {
     /// Planning quantile of the forecast policy.
     #[arg(long, default_value_t = 0.9)]
     pub quantile: f64,
+    /// The forecast policy keeps a warm node for an hour only when the
+    /// probability that anyone comes reaches this (sparse, scale-to-zero
+    /// demand; a busy series is always above it).
+    #[arg(long, default_value_t = 0.5)]
+    pub p_hold: f64,
     /// Days used only as forecast history before the replay starts.
     #[arg(long, default_value_t = 14)]
     pub warmup_days: usize,
@@ -120,6 +125,11 @@ fn run_simulate(a: &SimulateArgs) -> Result<()> {
     if !(0.5..1.0).contains(&a.quantile) {
         return Err(Error::Config("--quantile must be in [0.5, 1)".into()));
     }
+    if !(a.p_hold.is_finite() && a.p_hold >= 0.0) {
+        return Err(Error::Config(
+            "--p-hold must be a probability (0 or more)".into(),
+        ));
+    }
     let cal = calendar(a.events.as_deref())?;
     let trace = match a.format {
         Format::Sessions => {
@@ -148,6 +158,7 @@ fn run_simulate(a: &SimulateArgs) -> Result<()> {
         node_price: a.node_price,
         warmup_days: a.warmup_days,
         refit_hours: a.refit_hours.max(1),
+        p_hold: a.p_hold,
         seed: a.seed,
         chain: ChainConfig {
             quantile: a.quantile,

@@ -4,7 +4,8 @@
 //! cloud nodes, a Hetzner Cloud provisioner and a trace-replay simulator.
 //!
 //! Modules: [`series`], [`ingest`] and [`calendar`] (demand series from usage and traces),
-//! [`features`], [`model`] and [`chain`] (the linfa model and its fallbacks), [`eval`] and
+//! [`features`], [`model`] and [`chain`] (the linfa model and its fallbacks, with
+//! [`occupancy`], the probability that anyone comes), [`eval`] and
 //! [`metrics`] (the evaluation protocol), [`planner`] (capacity for hourly-billed nodes),
 //! [`hetzner`] (the Hetzner Cloud provisioner), [`sim`] (trace replay), [`chart`] (with its bitmap [`font`]) and
 //! [`cli`] (what `warden forecast` prints), [`error`].
@@ -21,6 +22,7 @@ pub mod hetzner;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod occupancy;
 pub mod planner;
 pub mod series;
 pub mod sim;
