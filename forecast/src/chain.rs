@@ -15,6 +15,7 @@ use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 use crate::metrics;
 use crate::model::{linear_forecast, profile_forecast, seasonal_naive, LinearConfig};
+use crate::occupancy::Occupancy;
 
 /// A forecasting method the chain can choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -137,6 +138,23 @@ pub struct Forecast {
     /// warm node for, where the quantile of the amount is the wrong
     /// question. 1 throughout for a series that is never empty.
     pub p_any: Vec<f64>,
+    /// The fitted occupancy model behind `p_any`, to apply to newer
+    /// history between refits (whether anyone is there now matters most).
+    pub occupancy: Occupancy,
+}
+
+impl Forecast {
+    /// What to hold capacity for in each hour ahead: the calibrated
+    /// quantile where the probability that anyone comes reaches `p_hold`,
+    /// else nothing (a warm node for an empty hour is paid in full; a busy
+    /// series is never gated).
+    pub fn hold(&self, p_hold: f64) -> Vec<f64> {
+        self.upper
+            .iter()
+            .zip(&self.p_any)
+            .map(|(u, p)| if *p >= p_hold { *u } else { 0.0 })
+            .collect()
+    }
 }
 
 /// One origin's forecast before calibration.
@@ -157,6 +175,8 @@ pub struct Forecaster<'a> {
     cfg: &'a ChainConfig,
     cache: HashMap<usize, Candidates>,
     raw: HashMap<(usize, Option<Method>), Option<Rc<Raw>>>,
+    /// The last occupancy fit and the origin it was fitted at.
+    occupancy: Option<(usize, Occupancy)>,
 }
 
 /// Element-wise mean of the forecasts of `members`; None if one is missing.
@@ -189,6 +209,7 @@ impl<'a> Forecaster<'a> {
             cfg,
             cache: HashMap::new(),
             raw: HashMap::new(),
+            occupancy: None,
         }
     }
 
@@ -291,13 +312,25 @@ impl<'a> Forecaster<'a> {
             .iter()
             .map(|&i| self.cfg.candidates[i])
             .collect();
+        let hist = &self.values[..n];
+        // one fit a day is plenty: a day's newer hours barely move the
+        // weights, and the prediction below reads the latest hours anyway
+        let occupancy = match &self.occupancy {
+            Some((at, o)) if *at <= n && n < at + 24 => o.clone(),
+            _ => {
+                let o = Occupancy::fit(hist, self.start_hour, self.cfg.horizon);
+                self.occupancy = Some((n, o.clone()));
+                o
+            }
+        };
         Ok(Forecast {
             method: members[0],
             members,
             point: raw.point.clone(),
             upper,
             shifts,
-            p_any: crate::occupancy::p_any(&self.values[..n], self.start_hour, self.cfg.horizon),
+            p_any: occupancy.predict(hist, self.start_hour, self.cfg.horizon),
+            occupancy,
         })
     }
 
@@ -535,17 +568,22 @@ mod tests {
             .collect()
     }
 
+    /// The two seasonal-naive candidates only (fast, and exact on `weekly`).
+    fn naive(selection: Selection) -> ChainConfig {
+        ChainConfig {
+            candidates: vec![Method::SeasonalNaive24, Method::SeasonalNaive168],
+            selection,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn picks_seasonal_naive_168_on_pure_weekly_pattern() {
         // four weeks: the calibration's fortnight of past origins all had
         // snaive168, which was perfect, so nothing widens the quantile
         let v = weekly(24 * 28);
         let cal = Calendar::german();
-        let cfg = ChainConfig {
-            candidates: vec![Method::SeasonalNaive24, Method::SeasonalNaive168],
-            selection: Selection::Best,
-            ..Default::default()
-        };
+        let cfg = naive(Selection::Best);
         let mut f = Forecaster::new(&v, 0, &cal, &cfg);
         let fc = f.forecast_at(24 * 27).unwrap();
         assert_eq!(fc.method, Method::SeasonalNaive168);
@@ -589,11 +627,7 @@ mod tests {
     fn mean_of_best_two_averages_the_two_best_backtests() {
         let v = weekly(24 * 14);
         let cal = Calendar::german();
-        let cfg = ChainConfig {
-            candidates: vec![Method::SeasonalNaive24, Method::SeasonalNaive168],
-            selection: Selection::MeanOfBest(2),
-            ..Default::default()
-        };
+        let cfg = naive(Selection::MeanOfBest(2));
         let mut f = Forecaster::new(&v, 0, &cal, &cfg);
         let fc = f.forecast_at(24 * 13).unwrap();
         // snaive168 is perfect here, so it ranks first
@@ -611,11 +645,7 @@ mod tests {
     #[test]
     fn a_clear_winner_stands_alone_a_thin_margin_blends() {
         let cal = Calendar::german();
-        let cfg = ChainConfig {
-            candidates: vec![Method::SeasonalNaive24, Method::SeasonalNaive168],
-            selection: Selection::Margin(0.3),
-            ..Default::default()
-        };
+        let cfg = naive(Selection::Margin(0.3));
         // snaive168 is perfect on a weekly pattern: it wins alone
         let v = weekly(24 * 28);
         let fc = Forecaster::new(&v, 0, &cal, &cfg)
@@ -628,6 +658,43 @@ mod tests {
             .forecast_at(24 * 27)
             .unwrap();
         assert_eq!(fc.members.len(), 2, "{:?}", fc.members);
+    }
+
+    #[test]
+    fn hold_gates_the_quantile_by_the_odds() {
+        // empty but from 18:00 to 22:00
+        let v: Vec<f64> = (0..24 * 35)
+            .map(|i| {
+                if (18..22).contains(&(i % 24)) {
+                    4.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let cal = Calendar::german();
+        let cfg = ChainConfig {
+            candidates: vec![Method::SeasonalNaive168, Method::SeasonalNaive24],
+            ..Default::default()
+        };
+        let fc = Forecaster::new(&v, 0, &cal, &cfg)
+            .forecast_at(24 * 34)
+            .unwrap();
+        assert_eq!(fc.p_any.len(), 48);
+        let held = fc.hold(0.5);
+        for (h, x) in held.iter().enumerate() {
+            if (18..22).contains(&(h % 24)) {
+                assert!(fc.p_any[h] > 0.5 && *x >= 4.0, "hour {h}: {x}");
+            } else {
+                assert!(fc.p_any[h] < 0.5 && *x == 0.0, "hour {h}: {x}");
+            }
+        }
+        // the never-empty series is never gated
+        let busy = weekly(24 * 28);
+        let fc = Forecaster::new(&busy, 0, &cal, &cfg)
+            .forecast_at(24 * 27)
+            .unwrap();
+        assert_eq!(fc.hold(0.99), fc.upper);
     }
 
     #[test]

@@ -322,8 +322,7 @@ impl ForecastView<'_> {
             tracing::debug!(hour, method = f.method.name(), "forecast policy refit");
             self.first_hour = hour;
             self.upper = f.upper;
-            let hist = &self.hourly[..hour.min(self.hourly.len())];
-            self.occupancy = Occupancy::fit(hist, self.start_hour, self.upper.len());
+            self.occupancy = f.occupancy;
         }
     }
 
@@ -824,20 +823,22 @@ mod tests {
         }
     }
 
+    /// Every day from 10:00, `count` sessions of `len` minutes, one every
+    /// `step` minutes.
+    fn daily_waves(days: i64, count: i64, step: i64, len: i64) -> Vec<Session> {
+        (0..days)
+            .flat_map(|d| (0..count).map(move |k| d * 1440 + 600 + k * step))
+            .map(|start| Session {
+                start,
+                end: start + len,
+            })
+            .collect()
+    }
+
     #[test]
     fn policies_on_a_small_trace() {
         // two weeks of daily waves of sessions, then a replayed third
-        let mut sessions = Vec::new();
-        for d in 0..17i64 {
-            for k in 0..30i64 {
-                let start = d * 1440 + 600 + k * 13;
-                sessions.push(Session {
-                    start,
-                    end: start + 90,
-                });
-            }
-        }
-        let trace = Trace::from_sessions("waves", &sessions);
+        let trace = Trace::from_sessions("waves", &daily_waves(17, 30, 13, 90));
         let cfg = SimConfig {
             slots_per_node: 4,
             warmup_days: 14,
@@ -865,16 +866,7 @@ mod tests {
     /// Two days of history with small waves, then a day with a burst of 40
     /// sessions for an hour and a single long session after it.
     fn burst_trace() -> Trace {
-        let mut sessions = Vec::new();
-        for d in 0..2i64 {
-            for k in 0..4i64 {
-                let start = d * 1440 + 600 + k * 10;
-                sessions.push(Session {
-                    start,
-                    end: start + 60,
-                });
-            }
-        }
+        let mut sessions = daily_waves(2, 4, 10, 60);
         let t0 = 2 * 1440 + 300;
         for k in 0..40i64 {
             sessions.push(Session {
