@@ -285,11 +285,37 @@ fn cap_at_descriptors(
     }
 }
 
-/// During a graceful shutdown or upgrade, exits once no client connection is left.
+/// Tells systemd (`Type=notify`, node-image/warden.service) that the appliance runs:
+/// `READY=1` with this process's pid, so that after a graceful upgrade (`systemctl reload`) the
+/// new process becomes the unit's main process. Does nothing without `NOTIFY_SOCKET`.
+fn notify_systemd_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let message = format!("READY=1\nMAINPID={}\n", std::process::id());
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|socket| {
+        match path.as_encoded_bytes().strip_prefix(b"@") {
+            Some(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+                socket.send_to_addr(message.as_bytes(), &addr)
+            }
+            None => socket.send_to(message.as_bytes(), &path),
+        }
+    });
+    match sent {
+        Ok(_) => info!("told systemd the appliance is ready"),
+        Err(e) => warn!(error = %e, "cannot tell systemd the appliance is ready (NOTIFY_SOCKET)"),
+    }
+}
+
+/// During a graceful shutdown or upgrade, exits once no client connection is left; tells
+/// systemd when the server runs.
 fn exit_when_drained(server: &Server, edge: Arc<Edge>) {
     let mut phases = server.watch_execution_phase();
     std::thread::spawn(move || loop {
         match phases.blocking_recv() {
+            Ok(ExecutionPhase::Running) => notify_systemd_ready(),
             Ok(ExecutionPhase::ShutdownGracePeriod) => loop {
                 let open = edge.open_connections();
                 if open == 0 {
