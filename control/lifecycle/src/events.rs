@@ -196,6 +196,8 @@ impl Event {
                 &s.id,
                 h.at_unix_ms(),
             ),
+            // The only fleet-wide events recorded are capacity decisions.
+            HistoryEvent::Fleet(e) => Self::scaling(e.node.as_deref(), &e.reason, e.at_unix_ms),
         }
     }
 

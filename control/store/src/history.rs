@@ -22,6 +22,20 @@ pub enum HistoryEvent {
     Joined(SessionRecord),
     /// A session ended (its record has `end_unix_ms`).
     Left(SessionRecord),
+    /// Something that happened to the fleet rather than to one server (a capacity
+    /// decision), for the live feed.
+    Fleet(FleetEvent),
+}
+
+/// A fleet-wide event: its `kind` (the webhook name, e.g. `scaling`), the node it concerns,
+/// and why, with the numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetEvent {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub reason: String,
+    pub at_unix_ms: u64,
 }
 
 impl HistoryEvent {
@@ -31,14 +45,16 @@ impl HistoryEvent {
             HistoryEvent::Transition(t) => t.at_unix_ms,
             HistoryEvent::Joined(s) => s.start_unix_ms,
             HistoryEvent::Left(s) => s.end_unix_ms.unwrap_or(s.start_unix_ms),
+            HistoryEvent::Fleet(e) => e.at_unix_ms,
         }
     }
 
-    /// The server it happened on.
+    /// The server it happened on ("" for a fleet event).
     pub fn server(&self) -> &str {
         match self {
             HistoryEvent::Transition(t) => &t.server,
             HistoryEvent::Joined(s) | HistoryEvent::Left(s) => &s.server,
+            HistoryEvent::Fleet(_) => "",
         }
     }
 }

@@ -27,7 +27,7 @@ use std::sync::Arc;
 pub use self::redis::{RedisConfig, RedisStore, SentinelConfig};
 pub use embedded::{EmbeddedStore, FILE_NAME as EMBEDDED_FILE_NAME};
 pub use error::StoreError;
-pub use history::{player_ms_by_hour, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
+pub use history::{player_ms_by_hour, FleetEvent, HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS};
 pub use model::{
     now_unix_ms, ArchiveRef, ArchiveUpdate, Change, Recovery, ServerRecord, ServerState,
     SessionRecord, Transition, TransitionFilter, WakeLease,

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
-use crate::history::{HistoryEvent, HistoryPage, Pruned};
+use crate::history::{FleetEvent, HistoryEvent, HistoryPage, Pruned};
 use crate::model::{
     Change, ServerRecord, ServerState, SessionRecord, Transition, TransitionFilter, WakeLease,
 };
@@ -240,6 +240,9 @@ pub trait History: Send + Sync {
     /// store committed them, at most `limit`. The feed keeps the newest [`LOG_CAPACITY`]
     /// entries, and none recorded longer ago than the retention ([`History::prune_history`]).
     async fn history_after(&self, cursor: u64, limit: usize) -> Result<HistoryPage, StoreError>;
+
+    /// Appends a fleet-wide event (a capacity decision) to the feed, for live readers.
+    async fn record_fleet_event(&self, event: FleetEvent) -> Result<(), StoreError>;
 
     /// Joins and leaves (of one server, or all) at or after `since_ms`: the newest `limit`,
     /// oldest first. Read from the session time index, so the cost follows `limit`.

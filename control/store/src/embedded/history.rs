@@ -12,8 +12,8 @@ use super::tables::{
 use super::{bump, EmbeddedStore, Inner};
 use crate::error::{decode, StoreError};
 use crate::history::{
-    feed_payload, newest_in_order, parse_payload, payload_time, player_ms_by_hour, HistoryEvent,
-    HistoryPage, Pruned, AGGREGATE_MS,
+    feed_payload, newest_in_order, parse_payload, payload_time, player_ms_by_hour, FleetEvent,
+    HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS,
 };
 use crate::model::{now_unix_ms, SessionRecord};
 use crate::store::{History, LOG_CAPACITY};
@@ -159,6 +159,13 @@ impl Inner {
 
 #[async_trait]
 impl History for EmbeddedStore {
+    async fn record_fleet_event(&self, event: FleetEvent) -> Result<(), StoreError> {
+        self.blocking(move |inner| {
+            inner.write(|inner, txn| inner.append_feed(txn, &HistoryEvent::Fleet(event.clone())))
+        })
+        .await
+    }
+
     async fn history_head(&self) -> Result<u64, StoreError> {
         self.blocking(|inner| {
             let txn = inner.read()?;

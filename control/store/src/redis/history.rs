@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use super::RedisStore;
 use crate::error::{decode, StoreError};
 use crate::history::{
-    newest_in_order, parse_payload, payload_time, player_ms_by_hour, HistoryEvent, HistoryPage,
-    Pruned, AGGREGATE_MS,
+    feed_payload, newest_in_order, parse_payload, payload_time, player_ms_by_hour, FleetEvent,
+    HistoryEvent, HistoryPage, Pruned, AGGREGATE_MS,
 };
+use crate::model::now_unix_ms;
 use crate::model::SessionRecord;
-use crate::store::History;
+use crate::store::{History, LOG_CAPACITY};
 
 impl RedisStore {
     /// A store written before the time index existed: index its sessions, once.
@@ -137,6 +138,20 @@ impl RedisStore {
 
 #[async_trait]
 impl History for RedisStore {
+    async fn record_fleet_event(&self, event: FleetEvent) -> Result<(), StoreError> {
+        let k = &self.keys;
+        let payload = feed_payload(&HistoryEvent::Fleet(event), now_unix_ms())?;
+        let _: i64 = self
+            .invoke(
+                &self.scripts.fleet_event,
+                &[k.version(), k.feed(), k.feed_seq()],
+                &[k.channel(), payload, LOG_CAPACITY.to_string()],
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn history_head(&self) -> Result<u64, StoreError> {
         let head: Option<u64> = self
             .query(redis::cmd("GET").arg(self.keys.feed_seq()), true)

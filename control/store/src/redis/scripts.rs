@@ -29,6 +29,7 @@ pub(super) struct Scripts {
     pub(super) doc_put: Script,
     pub(super) doc_delete: Script,
     pub(super) node_cas: Script,
+    pub(super) fleet_event: Script,
 }
 
 impl Scripts {
@@ -48,6 +49,7 @@ impl Scripts {
             doc_put: Script::new(with_prelude!("doc_put.lua")),
             doc_delete: Script::new(with_prelude!("doc_delete.lua")),
             node_cas: Script::new(with_prelude!("node_cas.lua")),
+            fleet_event: Script::new(with_prelude!("fleet_event.lua")),
         }
     }
 }

@@ -285,6 +285,7 @@ async fn history_feed(store: &dyn StateStore) {
             HistoryEvent::Transition(t) => format!("{}:{}", t.server, t.to),
             HistoryEvent::Joined(s) => format!("joined:{}", s.id),
             HistoryEvent::Left(s) => format!("left:{}@{:?}", s.id, s.end_unix_ms),
+            HistoryEvent::Fleet(f) => format!("fleet:{}", f.kind),
         })
         .collect();
     assert_eq!(
@@ -317,6 +318,22 @@ async fn history_feed(store: &dyn StateStore) {
     // Events carry their server and time.
     assert_eq!(rest.entries[0].1.server(), "h");
     assert_eq!(rest.entries[0].1.at_unix_ms(), t0 + 10);
+
+    // A fleet-wide event goes on the feed after them, whole, and moves the version.
+    let version = store.version().await.unwrap();
+    let event = warden_store::FleetEvent {
+        kind: "scaling".into(),
+        node: Some("n-1".into()),
+        reason: "scale_out: forecast 4.0 GB at q0.9 in 4 s > capacity 2.0 GB".into(),
+        at_unix_ms: t0 + 20,
+    };
+    store.record_fleet_event(event.clone()).await.unwrap();
+    let page = store.history_after(positions[3], 100).await.unwrap();
+    assert_eq!(page.entries.len(), 1, "{page:?}");
+    assert_eq!(page.entries[0].1, HistoryEvent::Fleet(event));
+    assert_eq!(page.entries[0].1.server(), "");
+    assert_eq!(page.entries[0].1.at_unix_ms(), t0 + 20);
+    assert!(store.version().await.unwrap() > version);
 }
 
 /// Joins and leaves by time: the newest `limit`, oldest first, per server or fleet-wide.
@@ -336,7 +353,7 @@ async fn session_time_index(store: &dyn StateStore) {
             let kind = match e {
                 HistoryEvent::Joined(s) => format!("j{}", &s.id[2..]),
                 HistoryEvent::Left(s) => format!("l{}", &s.id[2..]),
-                HistoryEvent::Transition(_) => "t".into(),
+                HistoryEvent::Transition(_) | HistoryEvent::Fleet(_) => "t".into(),
             };
             (kind, e.at_unix_ms() - base)
         })
@@ -469,7 +486,7 @@ async fn retention(store: &dyn StateStore) {
         .iter()
         .filter_map(|e| match e {
             HistoryEvent::Joined(s) | HistoryEvent::Left(s) => Some(s.id.as_str()),
-            HistoryEvent::Transition(_) => None,
+            HistoryEvent::Transition(_) | HistoryEvent::Fleet(_) => None,
         })
         .collect();
     assert_eq!(ids, ["still", "recent", "recent"], "{events:?}");
