@@ -103,21 +103,22 @@ impl Controller {
         let mut lead = Leadership::new(self.store.clone(), &self.me);
         let mut last: Option<Instant> = None;
         loop {
-            if lead.hold().await {
+            let leading = lead.hold().await;
+            if let Some(m) = &self.metrics {
+                m.leader.set(i64::from(leading));
+            }
+            if leading {
                 if last.is_none_or(|t| t.elapsed() >= self.s.interval) {
                     last = Some(Instant::now());
                     if let Err(e) = self.tick(&mut lead).await {
                         warn!(error = %e, "capacity: this round decided nothing");
-                        self.record(None, &format!("hold: {e}"));
+                        self.record(None, &format!("hold: {e}")).await;
                     }
                 }
             } else {
                 // Not leading: plan afresh from the store when leading again.
                 self.history = None;
                 last = None;
-            }
-            if let Some(m) = &self.metrics {
-                m.leader.set(i64::from(lead.epoch().is_some()));
             }
             tokio::time::sleep(RENEW.min(self.s.interval)).await;
         }
@@ -332,7 +333,7 @@ impl Controller {
             return;
         }
         let start = hour - values.len() as i64;
-        let quantile = self.s.quantile;
+        let (quantile, p_hold) = (self.s.quantile, self.s.p_hold);
         let fitted = tokio::task::spawn_blocking(move || {
             let cal = Calendar::german();
             let cfg = ChainConfig {
@@ -341,7 +342,7 @@ impl Controller {
             };
             let mut f = Forecaster::new(&values, start, &cal, &cfg);
             f.forecast_at(values.len())
-                .map(|f| (f.upper, f.point, f.method.name().to_string()))
+                .map(|f| (f.hold(p_hold), f.point, f.method.name().to_string()))
         })
         .await;
         self.forecast = match fitted {
@@ -363,7 +364,7 @@ impl Controller {
     /// Does `d`, if this appliance still leads.
     async fn carry_out(&mut self, d: &Decision, lead: &mut Leadership, i: &Inputs) {
         if matches!(d, Decision::Hold { .. }) {
-            self.record(None, &d.line());
+            self.record(None, &d.line()).await;
             return;
         }
         if !lead.hold().await {
@@ -373,7 +374,7 @@ impl Controller {
         let node_of = |id: &str| i.nodes.iter().find(|n| n.id == id).cloned();
         match d {
             Decision::ScaleOut { count, .. } => {
-                self.record(None, &d.line());
+                self.record(None, &d.line()).await;
                 self.count("out", "plan");
                 for _ in 0..*count {
                     self.seq += 1;
@@ -388,18 +389,19 @@ impl Controller {
                     let render = |c: &warden_forecast::hetzner::provision::Candidate, gb: f64| {
                         s.render(template, &name, gb, &c.server_type, &c.location)
                     };
-                    match self.cloud.create(&name, &render).await {
+                    match while_leading(lead, self.cloud.create(&name, &render)).await {
                         Ok((_, what)) => {
                             let verb = if self.cloud.dry_run() {
                                 "would buy"
                             } else {
                                 "bought"
                             };
-                            self.record(Some(&name), &format!("scale_out: {verb} {name}: {what}"));
+                            self.record(Some(&name), &format!("scale_out: {verb} {name}: {what}"))
+                                .await;
                         }
                         Err(e) => {
                             self.count("out", "failed");
-                            self.record(None, &format!("scale_out failed: {e}"));
+                            self.record(None, &format!("scale_out failed: {e}")).await;
                             break;
                         }
                     }
@@ -423,14 +425,14 @@ impl Controller {
                 if node_of(node).is_none() {
                     return;
                 }
-                self.give_back(node, *cloud_id, &d.line()).await;
+                self.give_back(node, *cloud_id, &d.line(), lead).await;
             }
             Decision::Hold { .. } => {}
         }
     }
 
     /// Fences node `node` (dead: it may take nothing more) and deletes its cloud server.
-    async fn give_back(&mut self, node: &str, cloud_id: u64, line: &str) {
+    async fn give_back(&mut self, node: &str, cloud_id: u64, line: &str, lead: &mut Leadership) {
         if !self.cloud.dry_run() {
             if let Ok(Some(n)) = self.store.node(node).await {
                 if n.state != NodeState::Dead {
@@ -439,29 +441,37 @@ impl Controller {
                         .set_node_state(node, n.state, NodeState::Dead)
                         .await
                     {
-                        self.record(Some(node), &format!("delete of {node} postponed: {e}"));
+                        self.record(Some(node), &format!("delete of {node} postponed: {e}"))
+                            .await;
                         return;
                     }
                 }
             }
         }
-        match self.cloud.delete(cloud_id).await {
+        match while_leading(lead, self.cloud.delete(cloud_id)).await {
             Ok(()) => {
                 self.count("in", "delete");
-                self.record(Some(node), line);
+                self.record(Some(node), line).await;
             }
-            Err(e) => self.record(Some(node), &format!("delete of {node} failed: {e}")),
+            Err(e) => {
+                self.record(Some(node), &format!("delete of {node} failed: {e}"))
+                    .await
+            }
         }
     }
 
     async fn set_state(&mut self, node: &str, from: NodeState, to: NodeState, d: &Decision) {
         if self.cloud.dry_run() {
-            self.record(Some(node), &format!("{} (dry run)", d.line()));
+            self.record(Some(node), &format!("{} (dry run)", d.line()))
+                .await;
             return;
         }
         match self.store.set_node_state(node, from, to).await {
-            Ok(_) => self.record(Some(node), &d.line()),
-            Err(e) => self.record(Some(node), &format!("{} not done: {e}", d.kind())),
+            Ok(_) => self.record(Some(node), &d.line()).await,
+            Err(e) => {
+                self.record(Some(node), &format!("{} not done: {e}", d.kind()))
+                    .await
+            }
         }
     }
 
@@ -494,7 +504,7 @@ impl Controller {
                 return;
             }
             self.count("in", "orphan");
-            self.give_back(&c.name, c.id, &format!("delete: {why}"))
+            self.give_back(&c.name, c.id, &format!("delete: {why}"), lead)
                 .await;
         }
     }
@@ -520,7 +530,7 @@ impl Controller {
 
     /// Logs, keeps for the view and announces a decision; a hold is announced only when
     /// its reason's kind changes.
-    fn record(&mut self, node: Option<&str>, line: &str) {
+    async fn record(&mut self, node: Option<&str>, line: &str) {
         let at = now_unix_ms();
         let is_hold = line.starts_with("hold");
         if is_hold
@@ -538,6 +548,16 @@ impl Controller {
         }
         info!(decision = line, "capacity");
         (self.announce)(node, line);
+        // The store's feed: every appliance's live event stream shows it.
+        let event = warden_store::FleetEvent {
+            kind: "scaling".into(),
+            node: node.map(str::to_string),
+            reason: line.to_string(),
+            at_unix_ms: at,
+        };
+        if let Err(e) = self.store.record_fleet_event(event).await {
+            warn!(error = %e, "capacity: the decision is not on the event feed");
+        }
         self.decisions.push_back(DecisionRecord {
             at_unix_ms: at,
             node: node.map(str::to_string),
@@ -636,6 +656,23 @@ fn node_views(nodes: &[NodeRecord], cloud: &[CloudServer], now: u64) -> Vec<Node
             }),
         })
         .collect()
+}
+
+/// Runs a cloud call (a create or delete polls its action for up to minutes) while
+/// renewing the lease every [`RENEW`], so a slow call does not let the lease lapse and a
+/// second leader buy the same node again. Losing the lease meanwhile does not abandon the
+/// call: it finishes (a failed create still deletes its half-made server), and the next
+/// leader sees its server in the pool.
+async fn while_leading<T>(lead: &mut Leadership, call: impl std::future::Future<Output = T>) -> T {
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            out = &mut call => return out,
+            _ = tokio::time::sleep(RENEW) => {
+                lead.hold().await;
+            }
+        }
+    }
 }
 
 /// Hours billed for a server alive from `created` to `now`: every started hour.

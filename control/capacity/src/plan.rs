@@ -144,7 +144,14 @@ pub fn decide(i: &Inputs) -> Vec<Decision> {
         .count()
         + i.pending_gb.len();
     let count = ready.len() + i.pending_gb.len();
-    let guard = used + waiting + i.growth_gb;
+    // The guard covers what the forecast did not see: while demand stays within the
+    // forecast, the forecast already holds its growth (extrapolating a wave that arrives
+    // as forecast would buy a node for a peak that is not coming).
+    let growth = match i.forecast_gb {
+        Some(f) if used + waiting <= f => 0.0,
+        _ => i.growth_gb,
+    };
+    let guard = used + waiting + growth;
     let need = i.forecast_gb.unwrap_or(0.0).max(guard);
     // Why more is needed, most pressing first.
     let mut out_nodes = 0usize;
@@ -162,8 +169,7 @@ pub fn decide(i: &Inputs) -> Vec<Decision> {
                 mins(i.lead_ms)
             ),
             _ => format!(
-                "in use {used:.1} GB + waiting {waiting:.1} GB + growth {:.1} GB within {} > capacity {capacity:.1} GB",
-                i.growth_gb,
+                "in use {used:.1} GB + waiting {waiting:.1} GB + growth {growth:.1} GB within {} > capacity {capacity:.1} GB",
                 mins(i.lead_ms)
             ),
         };
@@ -253,8 +259,10 @@ pub fn decide(i: &Inputs) -> Vec<Decision> {
     }
     // Drain one bought node when the rest still hold what is needed and the spares, and
     // use has been low long enough. The emptiest goes first.
+    // Never while demand grows or anyone waits for room: a wave under way is not a lull.
     let already_draining = i.nodes.iter().any(|n| n.draining);
-    if !already_draining && count > i.min_nodes {
+    let calm = i.growth_gb <= 0.0 && waiting <= 0.0;
+    if !already_draining && calm && count > i.min_nodes {
         let mut bought: Vec<&&NodeView> = ready.iter().filter(|n| n.cloud.is_some()).collect();
         bought.sort_by(|a, b| a.allocated_gb.total_cmp(&b.allocated_gb));
         if let Some(n) = bought.first() {
@@ -382,6 +390,26 @@ mod tests {
     }
 
     #[test]
+    fn growth_within_the_forecast_buys_nothing_more_growth_beyond_it_does() {
+        let mut i = inputs(vec![node("a", 4.0, 3.0, 3, false)]);
+        i.growth_gb = 3.0;
+        i.scale_out_above = 1.0;
+        // The wave arrives as forecast (3 of 3.5 GB): its growth is the forecast's.
+        i.forecast_gb = Some(3.5);
+        assert_eq!(decide(&i)[0].kind(), "hold");
+        // Beyond the forecast: the guard extrapolates and buys.
+        i.forecast_gb = Some(2.0);
+        let d = decide(&i);
+        assert!(
+            matches!(&d[0], Decision::ScaleOut { reason, .. } if reason.contains("growth 3.0 GB")),
+            "{d:?}"
+        );
+        // No forecast yet: reactive only.
+        i.forecast_gb = None;
+        assert_eq!(decide(&i)[0].kind(), "scale_out");
+    }
+
+    #[test]
     fn an_unneeded_bought_node_is_drained_then_given_back_at_the_end_of_its_hour() {
         let mut i = inputs(vec![
             node("a", 8.0, 2.0, 1, false),
@@ -430,6 +458,13 @@ mod tests {
         assert_eq!(decide(&i)[0].kind(), "hold");
         i.low_for_long = true;
         assert_eq!(decide(&i)[0].kind(), "drain");
+        // Not while demand grows (a wave arriving on a quiet fleet) or anyone waits.
+        i.growth_gb = 0.5;
+        assert_eq!(decide(&i)[0].kind(), "hold");
+        i.growth_gb = 0.0;
+        i.nodes[0].waiting_gb = 0.5;
+        assert_ne!(decide(&i)[0].kind(), "drain");
+        i.nodes[0].waiting_gb = 0.0;
         // Never below min_nodes.
         i.min_nodes = 2;
         assert_eq!(decide(&i)[0].kind(), "hold");

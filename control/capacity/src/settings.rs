@@ -115,6 +115,12 @@ pub struct CapacitySettings {
     /// The forecast quantile planned for (default 0.9).
     #[serde(default = "default_quantile")]
     pub quantile: f64,
+    /// For sparse demand (a scale-to-zero fleet, most hours empty): hold capacity for an
+    /// hour only when the forecast odds that anyone comes reach this. Default 0: off, the
+    /// quantile alone (no hour the quantile wants is ever skipped). 0.5 halved the cost
+    /// over the oracle on the PLAICraft trace at 28 % of reactive's waits (forecast/).
+    #[serde(default = "default_p_hold")]
+    pub p_hold: f64,
     /// Euros a day the controller may spend on nodes it bought; none: no cap.
     #[serde(default)]
     pub budget_per_day: Option<f64>,
@@ -169,6 +175,9 @@ fn ten() -> usize {
 fn default_quantile() -> f64 {
     0.9
 }
+fn default_p_hold() -> f64 {
+    0.0
+}
 fn minute() -> Duration {
     Duration::from_secs(60)
 }
@@ -210,6 +219,9 @@ impl CapacitySettings {
         }
         if !(0.5..1.0).contains(&self.quantile) {
             return bad("quantile", format!("{} must be in [0.5, 1)", self.quantile));
+        }
+        if !(0.0..=1.0).contains(&self.p_hold) {
+            return bad("p_hold", format!("{} must be in [0, 1]", self.p_hold));
         }
         if self.template.locations.is_empty() {
             return bad("template.locations", "name at least one location".into());
