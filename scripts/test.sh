@@ -34,7 +34,7 @@ export WARDEN_TEST_PYTHON="$ROOT/.venv/bin/python"
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 # The integration tests run target/debug/warden, which `cargo test` does not build.
-step "build warden" cargo build -p warden-control --bins
+step "build warden" cargo build -p warden-control -p warden-hcloud-fake --bins
 
 # Unit and integration tests. Integration tests start target/debug/warden and the real
 # peers; they are not skipped anywhere.

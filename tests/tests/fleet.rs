@@ -49,20 +49,7 @@ fn versioned_server(
 
 /// A 1.20.4 player joining `host` through `w`'s edge, chatting once and leaving.
 fn join(w: &Warden, host: &str, name: &str) -> (bool, Vec<Value>) {
-    player(&[
-        "--port",
-        &w.port.to_string(),
-        "--version",
-        "1.20.4",
-        "--server-host",
-        host,
-        "--username",
-        name,
-        "--chat",
-        "hi",
-        "--timeout-ms",
-        "60000",
-    ])
+    chat_once(w.port, host, name, 60_000)
 }
 
 fn server_info(w: &Warden, token: &str, id: &str) -> Value {

@@ -120,6 +120,42 @@ pub fn player_spawn(args: &[&str]) -> Child {
         .expect("spawn player.js")
 }
 
+/// `player.js` options for a 1.20.4 player `name` (no Transfer: it waits where it is)
+/// joining `host` through Warden's `port`, chatting once and leaving within `timeout_ms`.
+fn chat_once_args(port: u16, host: &str, name: &str, timeout_ms: u64) -> Vec<String> {
+    let port = port.to_string();
+    let timeout = timeout_ms.to_string();
+    [
+        "--port",
+        &port,
+        "--version",
+        "1.20.4",
+        "--server-host",
+        host,
+        "--username",
+        name,
+        "--chat",
+        "hi",
+        "--timeout-ms",
+        &timeout,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// A 1.20.4 player joining `host` through `port`, chatting once and leaving; waits for it.
+pub fn chat_once(port: u16, host: &str, name: &str, timeout_ms: u64) -> (bool, Vec<Value>) {
+    let args = chat_once_args(port, host, name, timeout_ms);
+    player(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// [`chat_once`] in the background.
+pub fn chat_once_spawn(port: u16, host: &str, name: &str, timeout_ms: u64) -> Child {
+    let args = chat_once_args(port, host, name, timeout_ms);
+    player_spawn(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// A background 1.21.4 player `name` joining `host` through Warden's `port`, with more
 /// `player.js` options in `extra` (e.g. `--hold-ms`).
 pub fn named_player_spawn(port: u16, name: &str, host: &str, extra: &[&str]) -> Child {
