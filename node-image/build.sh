@@ -226,6 +226,19 @@ log "making the filesystems"
 root_mib=$(($(du -sm --apparent-size "$ROOTFS" | cut -f1) * 13 / 10 + 256))
 E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -L warden-root -U "$ROOT_UUID" \
     -E "hash_seed=$ROOT_UUID,root_owner=0:0" -d "$ROOTFS" "$WORK/root.img" "${root_mib}M" >/dev/null
+# mkfs.ext4 -d copies each file's ctime (the moment it was unpacked here) and atime (when
+# this build read it): set them to SOURCE_DATE_EPOCH, so that the same inputs give the same
+# image, byte for byte.
+{
+    echo "sif / ctime @$SOURCE_DATE_EPOCH"
+    echo "sif / atime @$SOURCE_DATE_EPOCH"
+    (cd "$ROOTFS" && find . -mindepth 1 -printf '%P\n') |
+        sed "s|^\(.*\)\$|sif \"/\1\" ctime @$SOURCE_DATE_EPOCH\nsif \"/\1\" atime @$SOURCE_DATE_EPOCH|"
+} >"$WORK/ctime.cmds"
+E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$WORK/ctime.cmds" "$WORK/root.img" >/dev/null 2>"$WORK/ctime.err"
+if grep -v '^debugfs ' "$WORK/ctime.err" | grep -q .; then
+    log "warning: ctime not set on: $(grep -v '^debugfs ' "$WORK/ctime.err" | head -3 | tr '\n' ' ')"
+fi
 esp_mib=32
 GRUBDIR=$WORK/grub
 mkdir -p "$GRUBDIR"
