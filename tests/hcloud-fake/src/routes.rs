@@ -1,7 +1,8 @@
 //! The resources of the fake API under `/v1`, with the bodies Hetzner documents: servers
 //! (create, list with label selectors, sort and pagination, get, delete), actions (polled
 //! until `success` or `error`), server types with prices per location, locations, and
-//! images (system images and snapshots, filtered by type and label, sorted by created).
+//! images (system images and snapshots, filtered by type and label, sorted by created), and
+//! the server actions of a rescue-system image upload (`enable_rescue`, power, `create_image`).
 //! [`crate::api`] calls [`route`] once a request has passed its front door.
 
 use std::cmp::Ordering;
@@ -284,6 +285,7 @@ pub(crate) fn route(
                 .map(server_json),
         ),
         ("DELETE", ["v1", "servers", sid]) => delete(fake, st, id(sid)),
+        ("POST", ["v1", "servers", sid, "actions", act]) => server_action(st, id(sid), act, body),
         ("GET", ["v1", "actions", aid]) => poll_action(st, id(aid)),
         _ => error(404, "not_found", "no such endpoint"),
     }
@@ -329,6 +331,67 @@ fn delete(fake: &Fake, st: &mut St, sid: Option<u64>) -> Answer {
     }
     let a = new_action(st, "delete_server", sid, false);
     (StatusCode::OK, json!({"action": a}))
+}
+
+/// `POST /v1/servers/{id}/actions/{action}`: what uploading a raw image by the rescue system
+/// needs (node-image/upload.sh): `enable_rescue` (answers a root password), `poweron`,
+/// `poweroff`, `shutdown`, `reset`, `reboot`, and `create_image`, which adds a snapshot with
+/// the body's `description` and `labels`, newer than every image so far. Nothing changes
+/// the machine itself; the requests are counted in `/_fake/state` like any other.
+fn server_action(st: &mut St, sid: Option<u64>, act: &str, body: &Bytes) -> Answer {
+    let Some(sid) = sid.filter(|i| st.servers.get(i).is_some_and(|s| s.deleted.is_none())) else {
+        return error(404, "not_found", "server not found");
+    };
+    let req: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return error(400, "invalid_input", &e.to_string()),
+        }
+    };
+    let command = match act {
+        "enable_rescue" => "enable_rescue",
+        "poweron" => "start_server",
+        "poweroff" => "stop_server",
+        "shutdown" => "shutdown_server",
+        "reset" => "reset_server",
+        "reboot" => "reboot_server",
+        "create_image" => "create_image",
+        _ => return error(404, "not_found", "no such action"),
+    };
+    let mut out = json!({});
+    if act == "enable_rescue" {
+        out["root_password"] = json!(format!("rescue-{sid}"));
+    }
+    if act == "create_image" {
+        let kind = req["type"].as_str().unwrap_or("snapshot");
+        if kind != "snapshot" && kind != "backup" {
+            return invalid_field("type", &format!("unknown image type {kind:?}"));
+        }
+        let labels = match serde_json::from_value(req["labels"].clone()) {
+            Ok(l) => l,
+            Err(_) if req["labels"].is_null() => Default::default(),
+            Err(e) => return invalid_field("labels", &e.to_string()),
+        };
+        let created = st
+            .images
+            .iter()
+            .map(|i| i.created + std::time::Duration::from_secs(1))
+            .fold(SystemTime::now(), SystemTime::max);
+        let snapshot = crate::images::Snapshot {
+            id: st.images.iter().map(|i| i.id).max().unwrap_or(0) + 1,
+            labels,
+        };
+        let mut image = Image::snapshot(&snapshot, created);
+        if let Some(d) = req["description"].as_str() {
+            image.description = d.to_string();
+        }
+        out["image"] = image.json();
+        st.images.push(image);
+    }
+    out["action"] = new_action(st, command, sid, false);
+    (StatusCode::CREATED, out)
 }
 
 /// `GET /v1/actions/{id}`: `running` for the configured number of polls and until its

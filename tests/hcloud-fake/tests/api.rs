@@ -2,8 +2,9 @@
 //! through `/_fake/faults` (a (type, location) answering 412 or 503, scripted errors, a
 //! create action ending in `error`, an empty token bucket answering 429 with its
 //! RateLimit-* headers), name clashes, wrong tokens; images (snapshots by label, newest
-//! first, one added at run time) and the image a create must name; the catalog, label
-//! selectors, sort and pagination.
+//! first, one added at run time) and the image a create must name; the server actions of a
+//! rescue-system image upload ending in a labelled snapshot; the catalog, label selectors,
+//! sort and pagination.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -322,4 +323,44 @@ fn catalog_selectors_sort_and_pages() {
     assert_eq!(names("/v1/servers?per_page=2&page=2"), ["s-c"]);
     let (status, body) = fake.api("GET", "/v1/servers?label_selector=pool%20(x", None);
     assert_eq!((status, error_code(&body)), (400, "invalid_input"));
+}
+
+#[test]
+fn a_raw_image_upload_by_the_rescue_system_ends_in_a_labelled_snapshot() {
+    let fake = start(&["1001:warden-node=1"]);
+    let create = create_body("upload-1", "cx22", "fsn1", json!("debian-12"));
+    let (status, body) = fake.api("POST", "/v1/servers", Some(&create));
+    assert_eq!(status, 201, "{body}");
+    let sid = body["server"]["id"].as_u64().unwrap();
+    let act =
+        |a: &str, b: Option<&Value>| fake.api("POST", &format!("/v1/servers/{sid}/actions/{a}"), b);
+    let (status, body) = act("enable_rescue", Some(&json!({"type": "linux64"})));
+    assert_eq!(status, 201, "{body}");
+    assert!(body["root_password"].is_string(), "{body}");
+    assert_eq!(body["action"]["command"], "enable_rescue");
+    for (a, command) in [("poweron", "start_server"), ("poweroff", "stop_server")] {
+        let (status, body) = act(a, None);
+        assert_eq!((status, &body["action"]["command"]), (201, &json!(command)));
+    }
+    let labels = json!({"warden-node": "1", "warden-version": "0.1.0"});
+    let snapshot =
+        json!({"type": "snapshot", "description": "warden-node 0.1.0", "labels": labels});
+    let (status, body) = act("create_image", Some(&snapshot));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["action"]["command"], "create_image");
+    let id = body["image"]["id"].as_u64().unwrap();
+    let newest = "/v1/images?type=snapshot&label_selector=warden-node%3D1&sort=created:desc";
+    let (_, body) = fake.api("GET", newest, None);
+    assert_eq!(ids(&body["images"]), [id, 1001]);
+    assert_eq!(body["images"][0]["labels"], labels);
+    assert_eq!(body["images"][0]["description"], "warden-node 0.1.0");
+
+    let (status, body) = act("create_image", Some(&json!({"type": "iso"})));
+    assert_eq!((status, error_code(&body)), (400, "invalid_input"));
+    let (status, body) = act("explode", None);
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
+    let (status, _) = fake.api("DELETE", &format!("/v1/servers/{sid}"), None);
+    assert_eq!(status, 200);
+    let (status, body) = act("poweron", None);
+    assert_eq!((status, error_code(&body)), (404, "not_found"));
 }
