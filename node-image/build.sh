@@ -93,7 +93,7 @@ WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/warden-node-image.XXXXXX")
 ROOTFS=$WORK/rootfs
 MOUNTS=()
 cleanup() {
-    local m
+    local i
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do umount -l "${MOUNTS[$i]}" 2>/dev/null || true; done
     rm -rf --one-file-system "$WORK"
 }

@@ -272,6 +272,7 @@ kill -KILL -- "-$probe" 2>/dev/null || true
 wait "$probe" 2>/dev/null || true
 if ! grep -aq "Warden node" "$WORK/probe.serial" 2>/dev/null; then
   say "KVM does not boot the image here ($(dmesg 2>/dev/null | grep -m1 -o 'kvm-pvm' || echo 'no GRUB on the serial console in 15 s')): using TCG"
+  # shellcheck disable=SC2054 # tcg,thread=multi is one qemu argument
   ACCEL=(-accel tcg,thread=multi -cpu max)
   SLOW=4
 fi
