@@ -8,6 +8,7 @@
 # Env:   FUZZ_SECONDS=N             seconds per fuzz target (default 15)
 #        WARDEN_SKIP_FUZZ=1         skip the fuzz smoke (local iterations)
 #        WARDEN_SKIP_QUICKSTART=1   skip the fresh-clone quickstart (a release build)
+#        WARDEN_SKIP_IMAGE=1        skip the node image build, boot and upload tests
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -54,7 +55,19 @@ fi
 # The README's "Try it", from a fresh clone, as a newcomer runs it (builds the release binary).
 quick_rc=0
 if [ "${WARDEN_SKIP_QUICKSTART:-0}" != 1 ]; then
-  step "quickstart (README: Try it)" scripts/quickstart-ci.sh || quick_rc=$?
+  # The release binary it builds (from nothing, in CI) is kept for the node image.
+  step "quickstart (README: Try it)" env WARDEN_QUICKSTART_TARGET="$ROOT/target/quickstart-release" \
+    scripts/quickstart-ci.sh || quick_rc=$?
+fi
+
+# The node image (node-image/README.md): built, booted in qemu (BIOS and UEFI) with a player
+# through the VM, a reboot and bad user data; then the upload against the Hetzner fake.
+image_rc=0
+if [ "${WARDEN_SKIP_IMAGE:-0}" != 1 ]; then
+  qs_bin="$ROOT/target/quickstart-release/release/warden"
+  if [ -x "$qs_bin" ]; then export WARDEN_BIN="$qs_bin"; fi
+  step "node image (scripts/image-test.sh)" scripts/image-test.sh || image_rc=$?
+  step "node image upload (against warden-hcloud-fake)" scripts/image-upload-test.sh || image_rc=$?
 fi
 
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOG_DIR/test.log" | awk '{s+=$4} END {print s+0}')
@@ -62,5 +75,7 @@ failed=$(grep -E 'test result:' "$LOG_DIR/test.log" | grep -Eo '[0-9]+ failed' |
 echo
 echo "tests: $passed passed, $failed failed"
 [ "$quick_rc" = 0 ] || echo "quickstart: FAILED (exit $quick_rc)"
+[ "$image_rc" = 0 ] || echo "node image: FAILED (exit $image_rc)"
 [ "$test_rc" = 0 ] || exit "$test_rc"
-exit "$quick_rc"
+[ "$quick_rc" = 0 ] || exit "$quick_rc"
+exit "$image_rc"
