@@ -172,6 +172,13 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Server `id` as the edge's API shows it.
+    fn server(&self, id: &str) -> Value {
+        self.edge
+            .api("GET", &format!("/v1/servers/{id}"), Some(&self.admin), None)
+            .1
+    }
+
     fn logs(&self) -> String {
         let mut out = format!(
             "EDGE:\n{}\nNODE-0:\n{}\nFAKE STATE:\n{}\n",
@@ -278,12 +285,7 @@ fn fleet(
             "the server to be placed",
             Duration::from_secs(20),
             || f.logs(),
-            || {
-                f.edge
-                    .api("GET", &format!("/v1/servers/{id}"), Some(&f.admin), None)
-                    .1["node"]
-                    == "node-0"
-            },
+            || f.server(&id)["node"] == "node-0",
         );
         // The owner archives (tokens live in the shared store: the edge's works there).
         let (status, s) = f.node0.api(
@@ -300,12 +302,7 @@ fn fleet(
             "the server to be archived",
             Duration::from_secs(30),
             || f.logs(),
-            || {
-                f.edge
-                    .api("GET", &format!("/v1/servers/{id}"), Some(&f.admin), None)
-                    .1["state"]
-                    == "archived"
-            },
+            || f.server(&id)["state"] == "archived",
         );
     }
     f
@@ -370,12 +367,7 @@ fn the_forecast_buys_a_node_before_the_wave_and_gives_it_back_after() {
     );
     let node = bought[0]["name"].as_str().unwrap().to_string();
     let owners: Vec<Value> = (1..=4)
-        .map(|k| {
-            f.edge
-                .api("GET", &format!("/v1/servers/s{k}"), Some(&f.admin), None)
-                .1["node"]
-                .clone()
-        })
+        .map(|k| f.server(&format!("s{k}"))["node"].clone())
         .collect();
     // node-0 holds 3 of the wave's 4 GB: at least one restore lands on the bought node,
     // and the fleet (3 + 2 GB) stays under the reactive rule's 85 % (no second node).
@@ -421,10 +413,7 @@ fn the_forecast_buys_a_node_before_the_wave_and_gives_it_back_after() {
         "{lines:?}"
     );
     for k in 1..=4 {
-        let s = f
-            .edge
-            .api("GET", &format!("/v1/servers/s{k}"), Some(&f.admin), None)
-            .1;
+        let s = f.server(&format!("s{k}"));
         assert_eq!(s["node"], "node-0", "every server is back on node-0: {s}");
     }
     // A server that ran on the given-back node still has its world: its player gets in.
