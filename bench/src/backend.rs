@@ -41,7 +41,9 @@ const MAX_PRE_FRAME: usize = 64 * 1024;
 
 const CHUNK: usize = 64 * 1024;
 
-const STATUS_JSON: &str = r#"{"version":{"name":"1.21","protocol":767},"players":{"max":100,"online":0,"sample":[]},"description":{"text":"warden-bench backend"},"enforcesSecureChat":false}"#;
+/// The description is a plain string, which vanilla accepts like a text component: lazymc
+/// 0.2.11 decodes only that form and otherwise never sees the backend as started.
+const STATUS_JSON: &str = r#"{"version":{"name":"1.21","protocol":767},"players":{"max":100,"online":0,"sample":[]},"description":"warden-bench backend","enforcesSecureChat":false}"#;
 
 /// What the backend has seen; modes read these to know their traffic arrived.
 #[derive(Default, Debug)]

@@ -1,14 +1,17 @@
 //! warden-bench: measures the direct path and the path through Warden in one run, so every
 //! ratio compares numbers taken on the same machine, in the same minute.
 //!
-//! `run` owns the whole setup (backend, Warden, every mode); the single-mode commands point
-//! at any Minecraft endpoint for direct measurements.
+//! `run` owns the whole setup (backend, Warden, every mode); `peers` does the same with
+//! other proxies beside Warden, over several rounds; the single-mode commands point at any
+//! Minecraft endpoint for direct measurements.
 
 mod alloc;
 mod backend;
+mod child;
 mod held;
 mod link;
 mod modes;
+mod peers;
 mod proto;
 mod report;
 mod run;
@@ -40,6 +43,9 @@ struct Cli {
 enum Cmd {
     /// Every mode against the bench's own backend: direct, then through Warden if given.
     Run(RunArgs),
+    /// `run`'s modes on direct, Warden and other proxies (Infrarust, lazymc) in one run,
+    /// over several rounds: medians, spread, and Warden against the best peer.
+    Peers(peers::PeersArgs),
     /// Server-list pings per second against an endpoint.
     Status(Single),
     /// Logins (handshake + Login Start until the server answers) per second.
@@ -69,6 +75,10 @@ enum Cmd {
     },
     /// The edge↔node QUIC link against a TCP relay over the same delay (in-process).
     Link(link::LinkArgs),
+    /// Sleeps until terminated: the "server" lazymc starts, while the bench backend
+    /// serves (lazymc only needs a process to manage).
+    #[command(hide = true)]
+    Hold,
     /// Wake overhead: Warden manages this binary as a sleeping server and wakes it per join.
     Wake {
         /// The warden binary.
@@ -105,7 +115,8 @@ struct Knobs {
     json: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Mode {
     Status,
     Login,
@@ -173,6 +184,8 @@ fn dispatch(cli: Cli) -> Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Run(a) => run::run(a).await,
+            Cmd::Peers(a) => peers::run(a).await,
+            Cmd::Hold => peers::hold().await,
             Cmd::Held {
                 warden,
                 guests,

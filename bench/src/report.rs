@@ -26,6 +26,8 @@ pub struct PathResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulk_download: Option<Bulk>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulk_download_single: Option<Bulk>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub echo: Option<Echo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<Idle>,
@@ -35,10 +37,11 @@ pub struct PathResult {
     /// Logins the backend counted during the login mode.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend_logins: Option<u64>,
-    /// Warden's CPU seconds per mode: on a few shared cores the rates are CPU-bound, so
-    /// cost per operation is the comparison that survives the client sharing the box.
+    /// The proxy's CPU seconds per mode (Warden's, or a peer's): on a few shared cores the
+    /// rates are CPU-bound, so cost per operation is the comparison that survives the
+    /// client sharing the box.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub warden_cpu_secs: BTreeMap<String, f64>,
+    pub proxy_cpu_secs: BTreeMap<String, f64>,
     /// The bench process's CPU seconds per mode (load generator and backend together).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub bench_cpu_secs: BTreeMap<String, f64>,
@@ -177,6 +180,12 @@ impl Report {
             0,
         );
         t.row(
+            "bulk download MiB/s (1 stream)",
+            bulk(&d.bulk_download_single),
+            bulk(&w.bulk_download_single),
+            0,
+        );
+        t.row(
             "echo RTT p50 µs (64 B)",
             echo(&d.echo, |e| e.p50_us),
             echo(&w.echo, |e| e.p50_us),
@@ -225,8 +234,13 @@ impl Report {
             );
             t.warden_only("warden RSS MiB with idle sessions", mib(i.rss_after_kib), 1);
             t.warden_only(
-                "warden RSS MiB after they closed",
+                "warden RSS MiB 2 s after they closed",
                 mib(i.rss_after_close_kib),
+                1,
+            );
+            t.warden_only(
+                "warden RSS MiB 10 s after they closed",
+                mib(i.rss_after_close_10s_kib),
                 1,
             );
         }
@@ -234,7 +248,7 @@ impl Report {
         // CPU cost per unit of work: the bench's own plus, through Warden, Warden's.
         let total = |r: &PathResult, key: &str| {
             let b = r.bench_cpu_secs.get(key)?;
-            Some(b + r.warden_cpu_secs.get(key).copied().unwrap_or(0.0))
+            Some(b + r.proxy_cpu_secs.get(key).copied().unwrap_or(0.0))
         };
         let per_op = |r: &PathResult, key: &str, rate: &Option<Rate>| match rate {
             Some(rate) if rate.ok > 0 => total(r, key).map(|s| s * 1e6 / rate.ok as f64),
@@ -261,7 +275,7 @@ impl Report {
             per_gib(w, "bulk_upload", &w.bulk_upload),
             2,
         );
-        let wcpu = |key: &str| w.warden_cpu_secs.get(key).copied();
+        let wcpu = |key: &str| w.proxy_cpu_secs.get(key).copied();
         let ops = |r: &Option<Rate>| r.as_ref().map(|r| r.ok as f64);
         t.warden_only(
             "  of which warden CPU µs per status ping",

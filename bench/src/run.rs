@@ -1,5 +1,6 @@
-//! The `run` command: one backend, optionally one Warden, and every mode on both paths,
-//! interleaved so that direct and proxied numbers see the same machine state.
+//! The `run` command, and the machinery `peers` shares with it: paths (direct, or through
+//! a proxy) in front of one bench backend, and rounds that run every mode on every path,
+//! mode by mode, so that direct and proxied numbers see the same machine state.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::backend::{Backend, Stats};
+use crate::child::Proc;
 use crate::modes::{self, bulk::Direction};
 use crate::proto::Target;
 use crate::report::{PathResult, Report};
@@ -15,29 +17,64 @@ use crate::warden::{Warden, BENCH_HOST};
 use crate::{emit, nofile_for, params, sys, Knobs, Mode, RunArgs};
 
 /// Context one path's measurements need.
-struct Path<'a> {
-    name: &'static str,
-    target: Target,
-    /// Warden's pid, when this path goes through it.
-    pid: Option<u32>,
-    backend: Option<Arc<Stats>>,
-    knobs: &'a Knobs,
+pub struct Path<'a> {
+    pub name: String,
+    pub target: Target,
+    /// The proxy on this path, whose CPU and memory are charged to it.
+    pub proc: Option<&'a mut Proc>,
+    pub backend: Option<Arc<Stats>>,
+    pub knobs: &'a Knobs,
 }
 
-impl Path<'_> {
+impl<'a> Path<'a> {
+    /// The path straight to the bench backend.
+    pub fn direct(backend: &Backend, knobs: &'a Knobs) -> Self {
+        Self {
+            name: "direct".into(),
+            target: Target {
+                addr: backend.addr,
+                host: BENCH_HOST.into(),
+            },
+            proc: None,
+            backend: Some(backend.stats.clone()),
+            knobs,
+        }
+    }
+
+    /// The path through a proxy (`proc`) listening at `target`, in front of `backend`.
+    pub fn proxied(
+        name: &str,
+        target: Target,
+        proc: &'a mut Proc,
+        backend: &Backend,
+        knobs: &'a Knobs,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            target,
+            proc: Some(proc),
+            backend: Some(backend.stats.clone()),
+            knobs,
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.proc.as_deref().map(Proc::pid)
+    }
+
     /// Runs one mode and charges it the CPU it cost: the bench's own (client and backend)
-    /// and, on the proxied path, Warden's.
+    /// and, on a proxied path, the proxy's.
     async fn cpu<T>(&self, res: &mut PathResult, key: &str, f: impl Future<Output = T>) -> T {
         let me = std::process::id();
         let bench_before = sys::cpu_secs(me).ok();
-        let warden_before = self.pid.and_then(|p| sys::cpu_secs(p).ok());
+        let proxy_before = self.pid().and_then(|p| sys::cpu_secs(p).ok());
         let out = f.await;
         if let (Some(b), Ok(a)) = (bench_before, sys::cpu_secs(me)) {
             res.bench_cpu_secs.insert(key.to_string(), a - b);
         }
-        if let (Some(p), Some(b)) = (self.pid, warden_before) {
+        if let (Some(p), Some(b)) = (self.pid(), proxy_before) {
             if let Ok(a) = sys::cpu_secs(p) {
-                res.warden_cpu_secs.insert(key.to_string(), a - b);
+                res.proxy_cpu_secs.insert(key.to_string(), a - b);
             }
         }
         out
@@ -64,27 +101,18 @@ impl Path<'_> {
                 res.login = Some(r.await);
             }
             Mode::Bulk => {
-                let up = self.cpu(
-                    res,
-                    "bulk_upload",
-                    modes::bulk::run(t, Direction::Upload, k.streams, total),
-                );
-                match up.await {
-                    Ok(b) => res.bulk_upload = Some(b),
-                    Err(e) => fail(res, "bulk_upload", e),
-                }
-                match modes::bulk::run(t, Direction::Upload, 1, total).await {
-                    Ok(b) => res.bulk_upload_single = Some(b),
-                    Err(e) => fail(res, "bulk_upload_single", e),
-                }
-                let down = self.cpu(
-                    res,
-                    "bulk_download",
-                    modes::bulk::run(t, Direction::Download, k.streams, total),
-                );
-                match down.await {
-                    Ok(b) => res.bulk_download = Some(b),
-                    Err(e) => fail(res, "bulk_download", e),
+                let runs = [
+                    ("bulk_upload", Direction::Upload, k.streams),
+                    ("bulk_upload_single", Direction::Upload, 1),
+                    ("bulk_download", Direction::Download, k.streams),
+                    ("bulk_download_single", Direction::Download, 1),
+                ];
+                for (key, dir, streams) in runs {
+                    let r = self.cpu(res, key, modes::bulk::run(t, dir, streams, total));
+                    match r.await {
+                        Ok(b) => *bulk_slot(res, key) = Some(b),
+                        Err(e) => fail(res, key, e),
+                    }
                 }
             }
             Mode::Echo => match modes::echo::run(t, k.echo_trips).await {
@@ -92,7 +120,7 @@ impl Path<'_> {
                 Err(e) => fail(res, "echo", e),
             },
             Mode::Idle => {
-                let r = modes::idle::run(t, k.sessions, self.pid, self.backend.clone());
+                let r = modes::idle::run(t, k.sessions, self.pid(), self.backend.clone());
                 match r.await {
                     Ok(i) => res.idle = Some(i),
                     Err(e) => fail(res, "idle", e),
@@ -114,12 +142,21 @@ impl Path<'_> {
     }
 }
 
+fn bulk_slot<'r>(res: &'r mut PathResult, key: &str) -> &'r mut Option<modes::bulk::Bulk> {
+    match key {
+        "bulk_upload" => &mut res.bulk_upload,
+        "bulk_upload_single" => &mut res.bulk_upload_single,
+        "bulk_download" => &mut res.bulk_download,
+        _ => &mut res.bulk_download_single,
+    }
+}
+
 fn fail(res: &mut PathResult, key: &str, e: anyhow::Error) {
     eprintln!("  {key} failed: {e:#}");
     res.failures.insert(key.to_string(), format!("{e:#}"));
 }
 
-fn mode_name(m: Mode) -> &'static str {
+pub fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Status => "status",
         Mode::Login => "login",
@@ -129,9 +166,57 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
+/// The modes asked for, or all of them. Idle first: a proxy's RSS baseline must not
+/// include buffers earlier modes left cached in its allocator.
+pub fn modes_or_all(asked: &[Mode]) -> Vec<Mode> {
+    if !asked.is_empty() {
+        return asked.to_vec();
+    }
+    vec![
+        Mode::Idle,
+        Mode::Status,
+        Mode::Login,
+        Mode::Bulk,
+        Mode::Echo,
+    ]
+}
+
+/// One round: each mode on every path (in order) before the next mode, into `results`
+/// (one per path). A proxy that dies is recorded as its path's `died` failure, with its
+/// stderr, and that path sits out the rest of the round; the dead paths' names are
+/// returned.
+pub async fn round(
+    paths: &mut [Path<'_>],
+    results: &mut [PathResult],
+    modes: &[Mode],
+) -> Vec<String> {
+    let mut dead = Vec::new();
+    for &m in modes {
+        for (p, res) in paths.iter_mut().zip(results.iter_mut()) {
+            if dead.contains(&p.name) {
+                continue;
+            }
+            p.mode(m, res).await;
+            if let Some(proc) = p.proc.as_deref_mut() {
+                if !proc.alive() {
+                    let why = format!(
+                        "died during {}\n--- stderr ---\n{}",
+                        mode_name(m),
+                        proc.stderr_tail(60)
+                    );
+                    eprintln!("[{}] {why}", p.name);
+                    res.failures.insert("died".into(), why);
+                    dead.push(p.name.clone());
+                }
+            }
+        }
+    }
+    dead
+}
+
 pub async fn run(mut a: RunArgs) -> Result<()> {
-    let idle = a.modes.is_empty() || a.modes.contains(&Mode::Idle);
-    let nofile = nofile_for(&mut a.knobs, idle)?;
+    let modes = modes_or_all(&a.modes);
+    let nofile = nofile_for(&mut a.knobs, modes.contains(&Mode::Idle))?;
     let k = &a.knobs;
     let backend = Backend::start("127.0.0.1:0".parse()?).await?;
     eprintln!("bench backend on {}", backend.addr);
@@ -149,51 +234,20 @@ pub async fn run(mut a: RunArgs) -> Result<()> {
         }
         None => None,
     };
-    let direct = Path {
-        name: "direct",
-        target: Target {
-            addr: backend.addr,
-            host: BENCH_HOST.into(),
-        },
-        pid: None,
-        backend: Some(backend.stats.clone()),
-        knobs: k,
-    };
-    let proxied = warden.as_ref().map(|w| Path {
-        name: "warden",
-        target: w.target(),
-        pid: Some(w.pid()),
-        backend: Some(backend.stats.clone()),
-        knobs: k,
-    });
-    let mut modes = a.modes.clone();
-    if modes.is_empty() {
-        // Idle first: Warden's RSS baseline must not include buffers earlier modes left
-        // cached in its allocator.
-        modes = vec![
-            Mode::Idle,
-            Mode::Status,
-            Mode::Login,
-            Mode::Bulk,
-            Mode::Echo,
-        ];
+    let mut paths = vec![Path::direct(&backend, k)];
+    if let Some(w) = warden.as_mut() {
+        let target = w.target();
+        paths.push(Path::proxied("warden", target, w.proc(), &backend, k));
     }
-    let mut d = PathResult::default();
-    let mut w = proxied.as_ref().map(|_| PathResult::default());
-    for m in modes {
-        direct.mode(m, &mut d).await;
-        if let (Some(p), Some(res)) = (&proxied, w.as_mut()) {
-            p.mode(m, res).await;
-            if let Some(wd) = warden.as_mut() {
-                if !wd.alive() {
-                    bail!(
-                        "warden died during {}\n--- warden stderr ---\n{}",
-                        mode_name(m),
-                        wd.stderr_tail(60)
-                    );
-                }
-            }
-        }
+    let mut results: Vec<PathResult> = paths.iter().map(|_| PathResult::default()).collect();
+    let dead = round(&mut paths, &mut results, &modes).await;
+    drop(paths);
+    let mut results = results.into_iter();
+    let d = results.next().unwrap_or_default();
+    let w = results.next();
+    if !dead.is_empty() {
+        let why = w.as_ref().and_then(|w| w.failures.get("died"));
+        bail!("warden {}", why.map_or("died", String::as_str));
     }
     let report = Report {
         params: params(k, nofile),

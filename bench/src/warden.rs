@@ -3,24 +3,23 @@
 //! The bench starts Warden itself so the direct and proxied numbers come from the same
 //! machine state in the same run, and so it knows the pid whose memory it reports.
 
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
+use crate::child::Proc;
 use crate::proto::Target;
 
 /// The route every bench client names in its handshake.
 pub const BENCH_HOST: &str = "bench.test";
 
 pub struct Warden {
-    child: Child,
+    proc: Proc,
     pub listen: SocketAddr,
     pub dir: PathBuf,
-    stderr_path: PathBuf,
     /// The route status pings name while waiting for Warden to come up.
     host: String,
 }
@@ -97,45 +96,28 @@ impl Warden {
         let text = config(listen, &dir);
         let config = dir.join("warden.toml");
         std::fs::write(&config, text)?;
-        // To files, not pipes: nobody drains a pipe during a run, and a full pipe would
-        // stall Warden's logging and with it the data plane.
-        let stderr_path = dir.join("warden.stderr");
-        let stdout = File::create(dir.join("warden.stdout"))?;
-        let stderr = File::create(&stderr_path)?;
         let mut cmd = Command::new(bin);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        // Per-connection logging would be measured as proxy overhead.
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "warn");
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let mut w = Self {
-            child,
-            listen,
-            dir,
-            stderr_path,
+        cmd.arg("run").arg("--config").arg(&config);
+        let mut proc = Proc::spawn(cmd, &dir, "warden")?;
+        let target = Target {
+            addr: listen,
             host: host.to_string(),
         };
-        if let Err(e) = w.wait_ready().await {
-            w.stop();
-            bail!(
-                "{e:#}\n--- warden stderr ({}) ---\n{}",
-                w.stderr_path.display(),
-                w.stderr_tail(60)
-            );
-        }
-        Ok(w)
+        // Accepting is not enough: the route must answer too.
+        proc.wait_ready("warden", Duration::from_secs(15), || {
+            crate::modes::status::ping_once(&target, 1)
+        })
+        .await?;
+        Ok(Self {
+            proc,
+            listen,
+            dir,
+            host: host.to_string(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     pub fn target(&self) -> Target {
@@ -145,56 +127,16 @@ impl Warden {
         }
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let target = self.target();
-        let mut last = String::from("never accepted");
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("warden exited during startup: {status}");
-            }
-            // Accepting is not enough: the route must answer too.
-            match crate::modes::status::ping_once(&target, 1).await {
-                Ok(()) => return Ok(()),
-                Err(e) => last = format!("{e:#}"),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("warden not ready on {} after 15 s: {last}", self.listen)
-    }
-
-    pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    pub fn proc(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 
     pub fn stderr_tail(&self, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.proc.stderr_tail(lines)
     }
 
-    /// SIGTERM, a short grace period (Warden may drain), then SIGKILL.
+    /// SIGTERM, a short grace period (Warden may drain), then SIGKILL, to its whole group.
     pub fn stop(&mut self) {
-        if !self.alive() {
-            return;
-        }
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: plain signal to our own child, whose pid cannot be reused before we reap it.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if !self.alive() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Warden {
-    fn drop(&mut self) {
-        self.stop();
+        self.proc.stop();
     }
 }

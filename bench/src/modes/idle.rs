@@ -33,9 +33,12 @@ pub struct Idle {
     pub rss_after_kib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kib_per_session: Option<f64>,
-    /// After the sessions close: shows whether the memory comes back.
+    /// 2 s after the sessions closed: shows whether the memory comes back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_after_close_kib: Option<u64>,
+    /// 10 s after they closed: whether it comes back given time (allocator decay).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_after_close_10s_kib: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
 }
@@ -48,7 +51,8 @@ async fn open_one(t: Target) -> Result<TcpStream> {
 }
 
 /// Opens `n` sessions, waits until `backend` (if ours) has routed them all, settles for a
-/// second, and reports `pid`'s RSS growth per session.
+/// second, and reports `pid`'s RSS growth per session and its RSS 2 s and 10 s after they
+/// closed.
 pub async fn run(
     t: &Target,
     n: usize,
@@ -109,12 +113,15 @@ pub async fn run(
     let rss_after = pid.map(vmrss_kib).transpose()?;
     let opened = held.len();
     drop(held);
-    let rss_after_close = match pid {
+    let (rss_after_close, rss_after_close_10s) = match pid {
         Some(p) => {
+            let closed = Instant::now();
             tokio::time::sleep(Duration::from_secs(2)).await;
-            Some(vmrss_kib(p)?)
+            let at_2s = vmrss_kib(p)?;
+            tokio::time::sleep(Duration::from_secs(10).saturating_sub(closed.elapsed())).await;
+            (Some(at_2s), Some(vmrss_kib(p)?))
         }
-        None => None,
+        None => (None, None),
     };
     let kib_per_session = match (rss_before, rss_after) {
         (Some(b), Some(a)) if opened > 0 => Some((a as f64 - b as f64) / opened as f64),
@@ -130,6 +137,7 @@ pub async fn run(
         rss_after_kib: rss_after,
         kib_per_session,
         rss_after_close_kib: rss_after_close,
+        rss_after_close_10s_kib: rss_after_close_10s,
         first_error,
     })
 }
