@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use warden_forecast::hetzner::api::{Client, ClientConfig};
-use warden_forecast::hetzner::provision::{Provisioner, ProvisionerConfig};
+use warden_forecast::hetzner::provision::{NodeImage, Provisioner, ProvisionerConfig};
 use warden_forecast::Error;
 use warden_hcloud_fake::{Config, Fake, Faults};
 
@@ -66,7 +66,7 @@ fn pcfg(dry_run: bool) -> ProvisionerConfig {
     ProvisionerConfig {
         pool: "edge".into(),
         // the fake's node snapshot
-        image: "1001".into(),
+        image: NodeImage::Id("1001".into()),
         user_data: "#cloud-config\nruncmd: [\"systemctl start warden-node\"]\n".into(),
         locations: vec!["hel1".into(), "fsn1".into(), "nbg1".into()],
         server_types: vec![],
@@ -214,7 +214,7 @@ async fn uniqueness_error_is_not_retried() {
 async fn a_missing_image_is_refused_not_worked_around() {
     let (base, fake) = start(faults()).await;
     let mut cfg = pcfg(false);
-    cfg.image = "999999".into();
+    cfg.image = NodeImage::Id("999999".into());
     let p = Provisioner::new(client(&base, TOKEN), cfg);
     match p.scale_out(1).await {
         Err(Error::Api {
@@ -356,4 +356,32 @@ async fn action_wait_has_a_deadline() {
     cfg.action_deadline = Duration::from_millis(100);
     let p = Provisioner::new(client(&base, TOKEN), cfg);
     assert!(matches!(p.scale_out(1).await, Err(Error::Exhausted(_))));
+}
+
+#[tokio::test]
+async fn nodes_boot_the_newest_snapshot_with_the_label_and_none_is_a_clear_error() {
+    let (base, fake) = start(faults()).await;
+    let mut cfg = pcfg(false);
+    cfg.image = NodeImage::Newest("warden-node=1".into());
+    let p = Provisioner::new(client(&base, TOKEN), cfg);
+    let first = p.scale_out(1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(fake.state()["creates"][0]["image"], "1001");
+    // A new upload is used by the next create, with no config change.
+    fake.add_snapshot(&warden_hcloud_fake::Snapshot {
+        id: 1002,
+        labels: BTreeMap::from([("warden-node".to_string(), "1".to_string())]),
+    })
+    .unwrap();
+    p.scale_out(1).await.unwrap();
+    assert_eq!(fake.state()["creates"][1]["image"], "1002");
+
+    let mut cfg = pcfg(false);
+    cfg.image = NodeImage::Newest("warden-node=9".into());
+    let p = Provisioner::new(client(&base, TOKEN), cfg);
+    match p.scale_out(1).await {
+        Err(Error::Config(why)) => assert!(why.contains("warden-node=9"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.state()["creates"].as_array().map(Vec::len), Some(2));
 }

@@ -63,7 +63,8 @@ fn user_data(redis: u16, dir: &Path) -> String {
     format!("#cloud-config\nwrite_files:\n  - path: /etc/warden/warden.toml\n    content: |\n{indented}")
 }
 
-/// `[capacity]` against the fake: cx22 nodes (4 GB, 2 GB of it for game servers).
+/// `[capacity]` against the fake: cx22 nodes (4 GB, 2 GB of it for game servers) from the
+/// newest snapshot labelled as a node image (the fake's 1001).
 fn capacity(fake: &FakeProcess, dir: &Path, extra: &str) -> String {
     format!(
         "[capacity]\nprovider = \"hetzner\"\ntoken_env = \"{TOKEN_ENV}\"\napi_url = \"{}\"\n\
@@ -71,7 +72,7 @@ fn capacity(fake: &FakeProcess, dir: &Path, extra: &str) -> String {
          hour = \"{HOUR_SECS}s\"\nlead_time = \"4s\"\ndelete_window = \"2500ms\"\n\
          orphan_grace = \"40s\"\nscale_in_after = \"8s\"\nseed = \"{}\"\n{extra}\
          [capacity.template]\nserver_types = [\"cx22\"]\nlocations = [\"fsn1\", \"nbg1\"]\n\
-         image = \"1001\"\nreserve_gb = 2.0\nuser_data = \"{}\"\n",
+         image_label = \"warden-node=1\"\nreserve_gb = 2.0\nuser_data = \"{}\"\n",
         fake.url,
         dir.join("seed.csv").display(),
         dir.join("user-data.yaml").display(),
@@ -422,6 +423,10 @@ fn the_forecast_buys_a_node_before_the_wave_and_gives_it_back_after() {
 
     // Billing: every started hour, as Hetzner bills; the controller's cost counter agrees.
     let state = f.fake.state();
+    assert_eq!(
+        state["creates"][0]["image"], "1001",
+        "the node booted the snapshot found by its label"
+    );
     let s0 = &state["servers"][0];
     let billed = s0["billed_hours"].as_u64().unwrap_or(0);
     let lived = (s0["deleted_ms"].as_u64().unwrap_or(0) - s0["created_ms"].as_u64().unwrap_or(0))

@@ -43,7 +43,7 @@ impl Cloud {
             client,
             ProvisionerConfig {
                 pool: s.pool.clone(),
-                image: s.template.image.clone(),
+                image: s.template.node_image(),
                 user_data,
                 locations: s.template.locations.clone(),
                 server_types: s.template.server_types.clone(),

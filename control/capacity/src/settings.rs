@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use warden_forecast::hetzner::provision::NodeImage;
 
 use crate::CapacityError;
 
@@ -31,8 +32,14 @@ pub struct Template {
     pub server_types: Vec<String>,
     /// Locations in order of preference (e.g. `["fsn1", "nbg1", "hel1"]`).
     pub locations: Vec<String>,
-    /// The node image: a snapshot id (see `node-image/`).
-    pub image: String,
+    /// The node image by snapshot id (see `node-image/`)...
+    #[serde(default)]
+    pub image: Option<String>,
+    /// ...or by labels: the newest snapshot matching this selector when a node is
+    /// bought (e.g. `warden-node=1`, what `node-image/upload.sh` labels), so a new upload
+    /// needs no config change. Exactly one of the two.
+    #[serde(default)]
+    pub image_label: Option<String>,
     /// Labels every node gets (besides `warden-pool`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -203,6 +210,17 @@ fn default_in_below() -> f64 {
     0.30
 }
 
+impl Template {
+    /// The image nodes boot, as the provisioner takes it (checked: exactly one is set).
+    pub fn node_image(&self) -> NodeImage {
+        match (&self.image, &self.image_label) {
+            (Some(id), _) => NodeImage::Id(id.clone()),
+            (None, Some(labels)) => NodeImage::Newest(labels.clone()),
+            (None, None) => NodeImage::Id(String::new()),
+        }
+    }
+}
+
 impl CapacitySettings {
     /// Why these settings cannot work, naming the key.
     pub fn check(&self) -> Result<(), CapacityError> {
@@ -222,6 +240,14 @@ impl CapacitySettings {
         }
         if !(0.0..=1.0).contains(&self.p_hold) {
             return bad("p_hold", format!("{} must be in [0, 1]", self.p_hold));
+        }
+        if self.template.image.is_some() == self.template.image_label.is_some() {
+            return bad(
+                "template.image",
+                "name the node image by `image` (a snapshot id) or by `image_label` \
+                 (e.g. \"warden-node=1\"), one of the two"
+                    .into(),
+            );
         }
         if self.template.locations.is_empty() {
             return bad("template.locations", "name at least one location".into());
@@ -313,5 +339,30 @@ mod tests {
         assert_eq!(s.at(86_400_000 + 5), 3);
         assert_eq!(s.at(2 * 86_400_000 + 5), 1);
         assert_eq!(Spares::Count(2).at(0), 2);
+    }
+
+    fn with_image(image: &str) -> Result<(), CapacityError> {
+        let text = format!(
+            "provider = \"dry-run\"\n[template]\nlocations = [\"fsn1\"]\n\
+             user_data = \"u.yaml\"\n{image}"
+        );
+        let s: CapacitySettings =
+            toml::from_str(&text).map_err(|e| CapacityError::Config(e.to_string()))?;
+        s.check()
+    }
+
+    #[test]
+    fn the_node_image_is_named_by_id_or_by_label_never_both_or_neither() {
+        for ok in ["image = \"7\"", "image_label = \"warden-node=1\""] {
+            match with_image(ok) {
+                Ok(()) => {}
+                // Only the unreadable user data may be left to complain about.
+                Err(e) => assert!(e.to_string().contains("user_data"), "{ok}: {e}"),
+            }
+        }
+        for bad in ["", "image = \"7\"\nimage_label = \"warden-node=1\""] {
+            let e = with_image(bad).unwrap_err().to_string();
+            assert!(e.contains("capacity.template.image"), "{bad}: {e}");
+        }
     }
 }

@@ -19,8 +19,8 @@ pub const POOL_LABEL: &str = "warden-pool";
 pub struct ProvisionerConfig {
     /// Pool name; servers carry `warden-pool=<pool>`.
     pub pool: String,
-    /// Snapshot id of the node image.
-    pub image: String,
+    /// The image nodes boot.
+    pub image: NodeImage,
     /// cloud-init user data.
     pub user_data: String,
     /// Locations in order of preference (e.g. fsn1, nbg1, hel1).
@@ -35,6 +35,16 @@ pub struct ProvisionerConfig {
     pub action_poll: Duration,
     /// Bound on waiting for one create or delete action.
     pub action_deadline: Duration,
+}
+
+/// The image a node boots.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeImage {
+    /// An image (a snapshot of `node-image/`) by id.
+    Id(String),
+    /// The newest snapshot whose labels match this selector (e.g. `warden-node=1`),
+    /// looked up at every create: a newly uploaded image is used without a config change.
+    Newest(String),
 }
 
 /// A (type, location) the provisioner may buy, with its current price.
@@ -159,13 +169,14 @@ impl Provisioner {
     /// Creates `count` nodes, falling back through the candidates.
     pub async fn scale_out(&self, count: usize) -> Result<Vec<Provisioned>> {
         let cands = self.candidates().await?;
+        let image = self.image().await?;
         let mut unavailable: Vec<bool> = vec![false; cands.len()];
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
             let name = self.next_name();
             let user_data = |_: &Candidate| self.cfg.user_data.clone();
             match self
-                .create_from(&cands, &mut unavailable, &name, &user_data)
+                .create_from(&cands, &mut unavailable, &name, &image, &user_data)
                 .await
             {
                 Ok(p) => out.push(p),
@@ -190,9 +201,27 @@ impl Provisioner {
         user_data: &(dyn Fn(&Candidate) -> String + Sync),
     ) -> Result<Provisioned> {
         let cands = self.candidates().await?;
+        let image = self.image().await?;
         let mut unavailable = vec![false; cands.len()];
-        self.create_from(&cands, &mut unavailable, name, user_data)
+        self.create_from(&cands, &mut unavailable, name, &image, user_data)
             .await
+    }
+
+    /// The image id to create nodes from (none needed in a dry run). By label: the newest
+    /// snapshot so labelled, or an error that says what to do when there is none.
+    async fn image(&self) -> Result<String> {
+        let labels = match (&self.cfg.image, self.cfg.dry_run) {
+            (_, true) => return Ok(String::new()),
+            (NodeImage::Id(id), false) => return Ok(id.clone()),
+            (NodeImage::Newest(labels), false) => labels,
+        };
+        match self.client.newest_snapshot(labels).await? {
+            Some(id) => Ok(id.to_string()),
+            None => Err(Error::Config(format!(
+                "no snapshot has the labels {labels}: upload the node image first \
+                 (node-image/upload.sh)"
+            ))),
+        }
     }
 
     async fn create_from(
@@ -200,6 +229,7 @@ impl Provisioner {
         cands: &[Candidate],
         unavailable: &mut [bool],
         name: &str,
+        image: &str,
         user_data: &(dyn Fn(&Candidate) -> String + Sync),
     ) -> Result<Provisioned> {
         for (i, c) in cands.iter().enumerate() {
@@ -217,7 +247,7 @@ impl Provisioner {
                     candidate: c.clone(),
                 });
             }
-            match self.create_one(name, c, user_data(c)).await {
+            match self.create_one(name, c, image, user_data(c)).await {
                 Ok(id) => {
                     self.note(format!(
                         "created {name} (id {id}): {} in {}",
@@ -244,7 +274,13 @@ impl Provisioner {
         )))
     }
 
-    async fn create_one(&self, name: &str, c: &Candidate, user_data: String) -> Result<u64> {
+    async fn create_one(
+        &self,
+        name: &str,
+        c: &Candidate,
+        image: &str,
+        user_data: String,
+    ) -> Result<u64> {
         let mut labels = self.cfg.labels.clone();
         labels.insert(POOL_LABEL.to_string(), self.cfg.pool.clone());
         let created = self
@@ -252,7 +288,7 @@ impl Provisioner {
             .create_server(&CreateServer {
                 name: name.to_string(),
                 server_type: c.server_type.clone(),
-                image: self.cfg.image.clone(),
+                image: image.to_string(),
                 location: c.location.clone(),
                 labels,
                 user_data,
