@@ -50,6 +50,16 @@ pub struct PathResult {
     pub failures: BTreeMap<String, String>,
 }
 
+impl PathResult {
+    /// No mode failed and no status ping or login erred: nothing to look into.
+    pub fn clean(&self) -> bool {
+        self.failures.is_empty()
+            && [&self.status, &self.login]
+                .iter()
+                .all(|r| r.as_ref().is_none_or(|r| r.errors == 0))
+    }
+}
+
 #[derive(Serialize, Debug)]
 pub struct Params {
     pub duration_secs: u64,

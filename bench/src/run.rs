@@ -264,12 +264,7 @@ pub async fn run(mut a: RunArgs) -> Result<()> {
             eprintln!("--- warden stderr (last lines) ---\n{tail}");
         }
         // Keep config and logs only when there is something to look into.
-        let clean = report.warden.as_ref().is_some_and(|w| {
-            w.failures.is_empty()
-                && [&w.status, &w.login]
-                    .iter()
-                    .all(|r| r.as_ref().is_none_or(|r| r.errors == 0))
-        });
+        let clean = report.warden.as_ref().is_some_and(PathResult::clean);
         if clean && tail.trim().is_empty() {
             let _ = std::fs::remove_dir_all(&wd.dir);
         } else {

@@ -167,8 +167,17 @@ pub async fn run(mut a: PeersArgs) -> Result<()> {
             results[slot] = r;
         }
         // Ends every proxy (and what it started) before the next round's fresh ones.
+        let mut dirs = vec![warden.as_ref().ok().map(|w| w.dir.clone())];
+        dirs.extend(
+            started
+                .iter()
+                .map(|p| p.as_ref().ok().map(|p| p.dir.clone())),
+        );
         drop(started);
         drop(warden);
+        for (dir, res) in dirs.into_iter().zip(&results[1..]) {
+            keep_if_troubled(dir, res);
+        }
         raw.push(results);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -196,6 +205,17 @@ pub async fn run(mut a: PeersArgs) -> Result<()> {
         eprintln!("JSON written to {}", path.display());
     }
     Ok(())
+}
+
+/// Removes a proxy's config and logs when its path ran clean; says where they are kept
+/// otherwise, for the post-mortem.
+fn keep_if_troubled(dir: Option<PathBuf>, res: &PathResult) {
+    let Some(dir) = dir else { return };
+    if res.clean() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("config and logs kept in {}", dir.display());
+    }
 }
 
 /// Errors and failures per round and path, after the table: a figure missing or low

@@ -37,6 +37,8 @@ impl Kind {
 pub struct Peer {
     pub proc: Proc,
     pub target: Target,
+    /// Its config and logs.
+    pub dir: PathBuf,
 }
 
 /// Refuses paths that would need escaping inside a YAML/TOML string or a shell word.
@@ -161,7 +163,7 @@ pub async fn start(kind: Kind, bin: &Path, backend: SocketAddr) -> Result<Peer> 
         login_once(&target, "ack").await.context("login")
     })
     .await?;
-    Ok(Peer { proc, target })
+    Ok(Peer { proc, target, dir })
 }
 
 /// What `bin --version` prints (first line), bounded in time; the error text otherwise.
