@@ -4,7 +4,8 @@
 //! its relay waits on readiness and reads into a shared per-thread buffer, so an idle
 //! session owns no buffer at all. The listener is configured with zero-sized L4 buffers,
 //! so nothing can be left inside the wrapper; the socket is duplicated and the wrapper
-//! dropped.
+//! dropped. That costs a dup, a second epoll registration, and pingora's deregistration
+//! and close: pingora has no way to give its socket up.
 #![allow(unsafe_code)] // system calls with no safe wrapper here; each block says why it is sound
 
 use std::io;
@@ -23,9 +24,7 @@ pub(super) fn into_tokio(session: Stream) -> io::Result<TcpStream> {
     // its own descriptor, so dropping `l4` afterwards does not close the socket.
     let owned = unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) }.try_clone_to_owned()?;
     drop(l4);
-    let std = std::net::TcpStream::from(owned);
-    std.set_nonblocking(true)?;
-    let tcp = TcpStream::from_std(std)?;
-    tcp.set_nodelay(true)?;
-    Ok(tcp)
+    // Neither O_NONBLOCK nor TCP_NODELAY needs setting again: the first lives on the open
+    // file description the duplicate shares, and pingora set the second at accept.
+    TcpStream::from_std(std::net::TcpStream::from(owned))
 }

@@ -36,6 +36,13 @@ pub struct Join {
     pub player: Player,
 }
 
+impl Join {
+    /// The player's name; everything else is dropped.
+    fn into_name(self) -> String {
+        self.player.name
+    }
+}
+
 /// Connects the backend, replays the join and relays until the session ends.
 pub(super) async fn forward(
     edge: &Edge,
@@ -72,7 +79,12 @@ pub(super) async fn forward(
     let _ = backend.set_nodelay(true);
     // Registered before the first byte goes out: if this connection comes back to the
     // edge (a routing loop), the edge recognises it (see crate::loopguard).
-    let _loop_mark = match (backend.local_addr(), backend.peer_addr()) {
+    // The backend's address as configured when it is a literal one (no getpeername).
+    let remote = target
+        .backend
+        .parse::<std::net::SocketAddr>()
+        .or_else(|_| backend.peer_addr());
+    let _loop_mark = match (backend.local_addr(), remote) {
         (Ok(local), Ok(remote)) => Some(edge.loops.outgoing.mark(local, remote)),
         _ => None,
     };
@@ -87,7 +99,11 @@ pub(super) async fn forward(
             .saying(client, Goodbye::ClosedBeforeLogin(server.id.clone()));
     }
 
+    drop(preamble);
     let _session = open_session(edge, server, &join);
+    // From here on only the player's name is needed: the join's buffers go now, not when
+    // the session ends hours later.
+    let player = join.into_name();
     let (ended, moved) = relay(
         &client,
         &backend,
@@ -98,7 +114,7 @@ pub(super) async fn forward(
     // The player, still in the login state, hears why instead of a dropped socket.
     let silent = matches!(ended, Ok(Ended::BackendSilent));
     let closed = Closed::Session(Session {
-        player: join.player.name,
+        player,
         server: server.id.clone(),
         started,
         ended,
