@@ -51,6 +51,9 @@ pub(super) async fn admit(
     };
     debug!(player = %log_safe(&player.name), server = %target.server.id, "login");
     let login_frame = framed(&body);
+    // `body` is a view of the read buffer; nothing must keep that buffer alive for the
+    // session's lifetime (memory per idle session).
+    drop(body);
     // A player the anteroom transferred here comes back with a ticket: straight to the
     // backend, never into the anteroom again. No or a bad ticket is an ordinary join.
     let returning = match (handshake.intent, edge.ticket_key.get()) {
@@ -81,7 +84,7 @@ pub(super) async fn admit(
                 rest: pre.take_rest(),
                 player,
             };
-            forward(edge, pre.client, &target, join, s).await
+            forward(edge, pre.into_client(), &target, join, s).await
         }
         Admission::Refuse(reason) => Closed::Refused.saying(pre.client, Goodbye::Refused(reason)),
         Admission::Hold(holder) => {
@@ -90,7 +93,7 @@ pub(super) async fn admit(
             received.extend_from_slice(&login_frame);
             received.extend_from_slice(&pre.take_rest());
             let conn = HeldConnection {
-                client: pre.client,
+                client: pre.into_client(),
                 server: target.server,
                 backend: target.backend,
                 player,

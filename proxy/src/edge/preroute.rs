@@ -192,4 +192,10 @@ impl Preroute {
     pub(crate) fn take_rest(&mut self) -> Bytes {
         self.buf.take_rest()
     }
+
+    /// The client's socket, the read-ahead buffer freed: a session that lasts hours must
+    /// not keep the buffer its handshake arrived in.
+    pub(crate) fn into_client(self) -> TcpStream {
+        self.client
+    }
 }

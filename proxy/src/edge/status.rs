@@ -172,21 +172,24 @@ pub(super) async fn cached_status(
         host: host.into(),
         backend: backend.clone(),
     };
-    let address = server
-        .rewrite_host
-        .clone()
-        .unwrap_or_else(|| host.to_string());
     let limit = s.status_fetch_timeout;
     let max_bytes = s.status_max_response_bytes;
-    let fetch = move || async move {
-        let q = StatusQuery {
-            backend: &backend,
-            address: &address,
-            port,
-            protocol,
-            proxy_protocol: server.proxy_protocol,
-        };
-        fetch_status(q, limit, max_bytes).await
+    // Called only on a miss: a cached answer costs no allocation here.
+    let fetch = move || {
+        let address = server
+            .rewrite_host
+            .clone()
+            .unwrap_or_else(|| host.to_string());
+        async move {
+            let q = StatusQuery {
+                backend: &backend,
+                address: &address,
+                port,
+                protocol,
+                proxy_protocol: server.proxy_protocol,
+            };
+            fetch_status(q, limit, max_bytes).await
+        }
     };
     let policy = Policy {
         ttl: s.status_ttl,

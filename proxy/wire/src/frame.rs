@@ -46,8 +46,12 @@ impl FrameDecoder {
         self.buf.advance(n.min(self.buf.len()));
     }
 
-    /// Takes everything not yet returned as a frame (for replay to the backend).
+    /// Takes everything not yet returned as a frame (for replay to the backend). Nothing
+    /// left is an empty `Bytes` that does not hold on to the read buffer.
     pub fn take_rest(&mut self) -> Bytes {
+        if self.buf.is_empty() {
+            return Bytes::new();
+        }
         self.buf.split().freeze()
     }
 
