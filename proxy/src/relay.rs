@@ -178,15 +178,19 @@ async fn pump(
                 counter.inc_by(n as u64);
                 activity.touch();
                 if !backlog.is_empty() {
-                    flush_backlog(dst, &mut backlog).await?;
+                    // Boxed for the same reason as the splice path: rare, and every
+                    // idle session would carry its size.
+                    Box::pin(flush_backlog(dst, &mut backlog)).await?;
                 }
                 if n == CHUNK {
                     if let Ok(pipe) = crate::splice::Pipe::new() {
-                        return crate::splice::pump(src, dst, pipe, &|n| {
+                        // Boxed: only bulk directions take this path, and an idle
+                        // session must not carry its future's size.
+                        return Box::pin(crate::splice::pump(src, dst, pipe, &|n| {
                             total.fetch_add(n as u64, Ordering::Relaxed);
                             counter.inc_by(n as u64);
                             activity.touch();
-                        })
+                        }))
                         .await;
                     }
                 }

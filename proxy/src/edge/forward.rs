@@ -56,7 +56,9 @@ pub(super) async fn forward(
         (edge.link.get(), edge.lifecycle.link(&target.server))
     {
         if let Some(link) = super::linked::open(dialer, &node, &addr).await {
-            return super::linked::forward(edge, client, target, join, s, link).await;
+            // Boxed: the link's path is the larger future, and every TCP session would
+            // otherwise carry its size (memory per idle session).
+            return Box::pin(super::linked::forward(edge, client, target, join, s, link)).await;
         }
     }
     let server = &target.server;
