@@ -58,10 +58,10 @@ trap 'exit 130' INT TERM
 [ "$(id -u)" = 0 ] || fail "run as root (network namespace, debootstrap)"
 [ -e /dev/kvm ] || fail "no /dev/kvm"
 
-# ---- dependencies: qemu (the same version as qemu-utils: from backports when that is),
-# socat, genisoimage for the seed, OVMF for the UEFI boot
+# ---- dependencies: qemu and qemu-img (qemu-utils; the same version as qemu-system-x86:
+# from backports when that is), socat, genisoimage for the seed, OVMF for the UEFI boot
 need=()
-for p in qemu-system-x86 socat genisoimage ovmf curl; do
+for p in qemu-system-x86 qemu-utils socat genisoimage ovmf curl; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
