@@ -187,7 +187,11 @@ UUID=$ROOT_UUID / ext4 defaults,discard,errors=remount-ro 0 1
 UUID=$ESP_SERIAL /boot/efi vfat umask=0077,nofail 0 2
 EOF
 mkdir -p "$ROOTFS/boot/efi" "$ROOTFS/boot/grub"
-KCMD="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 quiet"
+# transparent_hugepage=madvise: Debian's default "always" backs 2 MiB-aligned anonymous
+# memory (allocator extents, thread stacks) with huge pages on first touch, which took an
+# idle warden from 23 to 55 MiB RSS in this VM; madvise leaves huge pages to software that
+# asks for them (as Redis and most databases advise).
+KCMD="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200n8 net.ifnames=0 transparent_hugepage=madvise quiet"
 cat >"$ROOTFS/boot/grub/grub.cfg" <<EOF
 # Written by node-image/build.sh. /vmlinuz and /initrd.img are Debian's links to the newest
 # kernel, so a kernel upgrade needs no change here.
