@@ -418,11 +418,30 @@ impl Engine {
         self.node.freed.notify_waiters();
     }
 
+    /// Reserves `slot`'s memory on this node if it fits now (or capacity is not enforced);
+    /// else the memory in use, GB. Checking and reserving are one step, so wakes arriving
+    /// together cannot all see the same free room.
+    pub(super) fn try_room(&self, slot: &Slot) -> Result<Reservation, f64> {
+        let (id, need) = (&slot.spec.id, slot.spec.memory_gb);
+        let mut reserved = self.node.reserved.lock();
+        let used = self.allocated_with(&reserved, Some(id));
+        if !self.settings.node.enforce_capacity
+            || placement::fits(self.settings.node.memory_gb, used, need)
+        {
+            reserved.insert(id.clone(), need);
+            return Ok(Reservation {
+                engine: self.me.clone(),
+                id: id.clone(),
+            });
+        }
+        Err(used)
+    }
+
     /// Reserves `slot`'s memory on this node for a wake, waiting while it does not fit.
     /// Refused (the player is told) after [`CAPACITY_WAIT`].
     pub(super) async fn room(&self, slot: &Slot) -> Result<Reservation, LifecycleError> {
         let (id, need, capacity) = (
-            slot.spec.id.clone(),
+            &slot.spec.id,
             slot.spec.memory_gb,
             self.settings.node.memory_gb,
         );
@@ -432,23 +451,15 @@ impl Engine {
             let freed = self.node.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let used = {
-                let mut reserved = self.node.reserved.lock();
-                let used = self.allocated_with(&reserved, Some(&id));
-                let enforce = self.settings.node.enforce_capacity;
-                if !enforce || placement::fits(capacity, used, need) {
-                    reserved.insert(id.clone(), need);
-                    drop(reserved);
+            let used = match self.try_room(slot) {
+                Ok(reservation) => {
                     if waited {
-                        info!(server = %id, used_gb = used, capacity_gb = capacity, "capacity freed: starting");
+                        info!(server = %id, capacity_gb = capacity, "capacity freed: starting");
                         slot.set_queued(false);
                     }
-                    return Ok(Reservation {
-                        engine: self.me.clone(),
-                        id,
-                    });
+                    return Ok(reservation);
                 }
-                used
+                Err(used) => used,
             };
             if !waited {
                 waited = true;

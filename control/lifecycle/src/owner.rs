@@ -8,6 +8,7 @@
 use tracing::{debug, info};
 use warden_store::{Change, ServerRecord, ServerState, StoreError};
 
+use super::node::Reservation;
 use super::placement;
 use super::{now_ms, Engine, ManagedServer, Slot};
 
@@ -127,40 +128,43 @@ impl Engine {
     /// cannot take it now (not ready, not alive, or without room for it), an API-defined
     /// server is placed best-fit on a ready node with room before it is woken: one
     /// compare-and-set on its epoch, so a racing wake on the old owner is refused. Returns
-    /// the node to wake it on.
-    pub(super) async fn place_restore(&self, slot: &Slot, owner: String) -> String {
+    /// the node to wake it on, and, when that is this node, the room already reserved.
+    pub(super) async fn place_restore(
+        &self,
+        slot: &Slot,
+        owner: String,
+    ) -> (String, Option<Reservation>) {
         let (state, epoch) = {
             let r = slot.record.lock();
             (r.state, r.epoch)
         };
         if state != ServerState::Archived || !slot.spec.anywhere {
-            return owner;
+            return (owner, None);
         }
         let (id, need, now) = (&slot.spec.id, slot.spec.memory_gb, now_ms());
         let room = |capacity: f64, used: f64| placement::fits(capacity, used, need);
         // The owner's record as it is now (the fleet copy may be a renewal old); without
         // the store nothing moves.
         let Ok(found) = self.store.node(&owner).await else {
-            return owner;
+            return (owner, None);
         };
-        let owner_can = found.is_some_and(|n| {
-            n.takes_servers(now)
-                && match owner == self.appliance() {
-                    true => {
-                        !self.settings.node.enforce_capacity
-                            || room(self.settings.node.memory_gb, self.allocated_gb(Some(id)))
-                    }
-                    false => room(n.memory_gb, n.allocated_gb),
+        let takes = found.as_ref().is_some_and(|n| n.takes_servers(now));
+        if owner == self.appliance() {
+            // This node's own count is exact: check and reserve in one step, so wakes
+            // asked of it together do not all see the same free room.
+            if takes {
+                if let Ok(reservation) = self.try_room(slot) {
+                    return (owner, Some(reservation));
                 }
-        });
-        if owner_can {
-            return owner;
+            }
+        } else if takes && found.is_some_and(|n| room(n.memory_gb, n.allocated_gb)) {
+            return (owner, None);
         }
         let Ok(to) = self.best_fit(&slot.spec, |n| room(n.memory_gb, n.allocated_gb)) else {
-            return owner;
+            return (owner, None);
         };
         if to == owner {
-            return owner;
+            return (owner, None);
         }
         let change = Change::to(
             ServerState::Archived,
@@ -177,10 +181,10 @@ impl Engine {
                     .store
                     .put_doc(MOVED, id, &note.to_string(), false)
                     .await;
-                to
+                (to, None)
             }
             // Changed meanwhile: this wake goes on with the record as it was.
-            Err(_) => owner,
+            Err(_) => (owner, None),
         }
     }
 

@@ -18,6 +18,7 @@ use warden_proxy::admission::Admission;
 use warden_proxy::status::render::eta_text;
 use warden_store::{ServerState, StoreError};
 
+use super::node::Reservation;
 use super::patience::patiently;
 use super::{eta, ready, Engine, LifecycleError, Slot};
 
@@ -214,7 +215,7 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
         },
     };
     // An archived world can come back anywhere: not on an owner that cannot take it.
-    let owner = engine.place_restore(slot, owner).await;
+    let (owner, room) = engine.place_restore(slot, owner).await;
     if owner != engine.settings.appliance {
         // Its world is on its owner: ask that one, and mirror its progress.
         info!(server = %id, node = %owner, "asking the server's owner to wake it");
@@ -260,7 +261,7 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
         }
     };
     let result = tokio::select! {
-        r = start(engine, slot) => r,
+        r = start(engine, slot, room) => r,
         never = renew => never,
     };
     let mut again = false;
@@ -315,7 +316,11 @@ async fn wake_once(engine: &Arc<Engine>, slot: &Arc<Slot>) -> bool {
     again
 }
 
-async fn start(engine: &Engine, slot: &Slot) -> Result<(), LifecycleError> {
+async fn start(
+    engine: &Engine,
+    slot: &Slot,
+    room: Option<Reservation>,
+) -> Result<(), LifecycleError> {
     let spec = &slot.spec;
     // A stop in progress finishes first; starting over it would race the shutdown.
     let mut rx = slot.state.subscribe();
@@ -331,7 +336,10 @@ async fn start(engine: &Engine, slot: &Slot) -> Result<(), LifecycleError> {
         }
     }
     // Memory on this node first: a wake that does not fit waits here until one does.
-    let _room = engine.room(slot).await?;
+    let _room = match room {
+        Some(reserved) => reserved,
+        None => engine.room(slot).await?,
+    };
     if super::archive::is_archived(slot) {
         super::archive::restore(
             engine,
