@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pingora_core::listeners::ListenerConfig;
-use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{ExecutionPhase, Server};
 use pingora_core::services::background::background_service;
@@ -20,7 +18,7 @@ use tracing::{info, warn};
 use warden_proxy::admission::{AlwaysActive, Lifecycle};
 use warden_proxy::metrics::Metrics;
 use warden_proxy::sessions::Sessions;
-use warden_proxy::{Edge, EdgeApp};
+use warden_proxy::{Edge, EdgeService};
 
 use crate::catalog::Catalog;
 use crate::config;
@@ -221,12 +219,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> anyhow::Result<()> {
         .get_ref()
         .contains(&warden_store::NodeRole::Edge)
     {
-        let mut edge_svc = Service::new("edge".to_string(), EdgeApp::new(edge.clone()));
-        for addr in cfg.listen_addrs() {
-            // Zero-sized L4 buffers: the socket is detached from pingora's wrapper right after
-            // accept (see proxy::edge::detach), so nothing may be buffered inside it.
-            edge_svc.add_listener(ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, 0)));
-        }
+        let edge_svc = EdgeService::new(edge.clone(), cfg.listen_addrs(), threads);
         server.add_service(edge_svc);
     } else {
         info!("node.roles has no \"edge\": no player listener on this appliance");

@@ -28,4 +28,4 @@ pub mod shed;
 mod splice;
 pub mod status;
 
-pub use edge::{Edge, EdgeApp};
+pub use edge::{Edge, EdgeService};

@@ -26,8 +26,7 @@ use crate::wire::{normalize_host, Handshake, Intent};
 /// Slack for a PROXY header and the bytes that pipeline behind Login Start.
 const BUDGET_SLACK: usize = 1024;
 
-pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream) {
-    let Ok(peer) = client.peer_addr() else { return };
+pub(crate) async fn handle(edge: Arc<Edge>, client: TcpStream, peer: SocketAddr) {
     let span = tracing::debug_span!("conn", %peer);
     async move {
         edge.metrics.accepted.inc();

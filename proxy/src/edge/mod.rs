@@ -2,10 +2,9 @@
 //!
 //! Read a login in this order; each file hands on to the next and none calls back:
 //!
-//! 1. this file: pingora accepts ([`EdgeApp`]; it owns the listening sockets and, on a
-//!    graceful upgrade, hands them to the new binary while this process keeps its live
-//!    sessions). The socket is taken out of pingora's buffered stream (`detach.rs`), so
-//!    the relay can wait on readiness without holding buffers.
+//! 1. `accept.rs`: every runtime thread accepts players on the listening sockets
+//!    ([`EdgeService`], a pingora service: on a graceful upgrade pingora hands the sockets
+//!    to the new binary while this process keeps its live sessions).
 //! 2. `connection.rs`: limits, PROXY header, first message, route lookup; then a status
 //!    request (`status.rs`), a legacy ping (`legacy.rs`) or a login.
 //! 3. `preroute.rs`: how every read before routing is bounded in time and bytes.
@@ -19,9 +18,9 @@
 //!    once, then the player hears the goodbye, if any (`goodbye.rs`: every Disconnect text
 //!    the edge sends).
 
+mod accept;
 mod closed;
 mod connection;
-mod detach;
 mod forward;
 mod goodbye;
 mod legacy;
@@ -34,11 +33,6 @@ mod status;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
-use pingora_core::protocols::Stream;
-use pingora_core::server::ShutdownWatch;
-use tracing::debug;
 
 use crate::admission::Lifecycle;
 use crate::limits::Limits;
@@ -47,6 +41,8 @@ use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 use crate::settings::Snapshot;
 use crate::status::StatusCache;
+
+pub use accept::EdgeService;
 
 /// Most status cache keys kept at once.
 const STATUS_CACHE_ENTRIES: usize = 16_384;
@@ -141,40 +137,5 @@ impl Edge {
     /// Client connections open at the edge right now (sessions and pre-routing).
     pub fn open_connections(&self) -> usize {
         self.limits.open_connections()
-    }
-}
-
-/// The pingora application: one call per accepted connection.
-pub struct EdgeApp {
-    edge: Arc<Edge>,
-}
-
-impl EdgeApp {
-    pub fn new(edge: Arc<Edge>) -> Self {
-        Self { edge }
-    }
-}
-
-#[async_trait]
-impl ServerApp for EdgeApp {
-    async fn process_new(
-        self: &Arc<Self>,
-        session: Stream,
-        _shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        // Live sessions deliberately ignore `_shutdown`: during a graceful upgrade the old
-        // process keeps serving them until they end or the grace period runs out.
-        //
-        // The connection gets a task of its own, on this thread's runtime (where its
-        // socket is now registered), and pingora's task ends here: a session that lasts
-        // hours does not also keep pingora's per-connection future and its boxed call of
-        // this method (about 1 KiB per idle session).
-        match detach::into_tokio(session) {
-            Ok(client) => {
-                tokio::spawn(connection::handle(self.edge.clone(), client));
-            }
-            Err(e) => debug!(error = %e, "could not take over accepted socket"),
-        }
-        None
     }
 }
