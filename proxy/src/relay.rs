@@ -13,13 +13,14 @@
 //! Minecraft packets stay on the buffer path, so idle sessions never own a pipe.
 //!
 //! End of stream on one side becomes a write shutdown on the other (half-close), so a
-//! side that is done sending can still receive. A session with no bytes in either
-//! direction for `idle_timeout` is closed.
+//! side that is done sending can still receive; the second end of stream needs none, since
+//! both sockets close right after and the close sends the FIN. A session with no bytes in
+//! either direction for `idle_timeout` is closed.
 
 use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
@@ -51,10 +52,12 @@ pub struct Moved {
     pub backend_to_client: u64,
 }
 
-/// Shared by both directions: when anything last moved, for the idle timer.
+/// Shared by both directions: when anything last moved, for the idle timer, and whether
+/// one direction has ended.
 struct Activity {
     origin: Instant,
     last_ms: AtomicU64,
+    one_ended: AtomicBool,
 }
 
 impl Activity {
@@ -78,6 +81,7 @@ pub async fn relay(
     let activity = Activity {
         origin: Instant::now(),
         last_ms: AtomicU64::new(0),
+        one_ended: AtomicBool::new(false),
     };
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
@@ -168,7 +172,11 @@ async fn pump(
         match read {
             None => continue,
             Some(0) => {
-                if !(keep_open_if_silent && total.load(Ordering::Relaxed) == 0) {
+                // The other direction ended already: the relay returns now and both
+                // sockets close, which sends this FIN too (one system call less).
+                let last = activity.one_ended.swap(true, Ordering::AcqRel);
+                let silent = keep_open_if_silent && total.load(Ordering::Relaxed) == 0;
+                if !last && !silent {
                     let _ = SockRef::from(dst).shutdown(Shutdown::Write);
                 }
                 return Ok(());
