@@ -446,11 +446,12 @@ fn the_forecast_buys_a_node_before_the_wave_and_gives_it_back_after() {
     eprintln!(
         "capacity e2e: bought at {:.1} s, node up at {:.1} s, wave at {:.0} s; \
          waiting joins {waits}; billed hours {billed} (lived {lived:.1} s); \
-         node-hours {:.2} vs a static fleet of 2 nodes over the run {:.2}",
+         node-hours {:.0} (node-0 all along + the bought one) vs a static fleet of 2 nodes \
+         over the run {:.0}",
         bought_after.as_secs_f64(),
         joined_after.as_secs_f64(),
         wave_at.as_secs_f64(),
-        1.0 + billed as f64,
+        (total / HOUR_SECS as f64).ceil() + billed as f64,
         2.0 * (total / HOUR_SECS as f64).ceil(),
     );
 }
