@@ -64,6 +64,11 @@ need=()
 for p in qemu-system-x86 qemu-utils socat genisoimage ovmf curl; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || need+=("$p")
 done
+# qemu-system-x86 and qemu-utils go in together: installing the first alone from the main
+# suite removes a qemu-utils from backports (as these machines have), and with it qemu-img.
+if [[ " ${need[*]} " == *" qemu-system-x86 "* && " ${need[*]} " != *" qemu-utils "* ]]; then
+  need+=(qemu-utils)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   apt-get update -qq
@@ -79,6 +84,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t "$codename-backports" "${need[@]}" >/dev/null
   fi
 fi
+command -v qemu-img >/dev/null && command -v qemu-system-x86_64 >/dev/null ||
+  fail "qemu-img or qemu-system-x86_64 missing after installing ${need[*]:-nothing}"
 [ -d "$PEERS/node_modules/minecraft-protocol" ] || fail "tests/peers/node_modules missing: run scripts/install-test-deps.sh"
 
 # ---- the image (cached rootfs; WARDEN_BIN reuses a release build)
